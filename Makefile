@@ -1,0 +1,27 @@
+# secretd: `make demo` runs the main job end to end, `make test` passes the tests.
+# Both install what they need first (Debian packages and a .venv) via tools/setup-host.sh.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test lint pytest demo bench clean
+
+setup:
+	@tools/setup-host.sh
+
+lint: setup
+	$(BIN)/ruff check secretd tests bench
+	$(BIN)/mypy secretd
+
+pytest: setup
+	$(BIN)/pytest -q
+
+test: lint pytest
+
+demo: setup
+	@PATH="$(CURDIR)/$(BIN):$$PATH" tools/demo.sh
+
+bench: setup
+	$(BIN)/python bench/run_sandbox.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

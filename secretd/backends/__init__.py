@@ -1,0 +1,81 @@
+"""Providers: one module per URI scheme, found through the ``secretd.providers`` entry points.
+
+Third-party packages add a scheme by declaring an entry point in that group whose object
+is a provider class with a ``from_config(config)`` constructor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from ..config import Config
+from ..errors import UsageError
+from ..spec import Secret, SecretRef
+
+GROUP = "secretd.providers"
+
+
+class Provider(Protocol):
+    scheme: str
+
+    def get(self, ref: SecretRef) -> Secret:
+        """Fetch the current value. Raises SecretNotFound or ProviderError."""
+        ...
+
+    def get_many(self, refs: Sequence[SecretRef]) -> list[Secret]:
+        """Fetch several at once, in order (providers with a batch API override this)."""
+        ...
+
+    def version(self, ref: SecretRef) -> str:
+        """A cheap change check for rotation: differs whenever the value does."""
+        ...
+
+    def renew(self, secret: Secret) -> Secret | None:
+        """Extend a leased secret; ``None`` when the lease cannot be renewed any more."""
+        ...
+
+    def revoke(self, secret: Secret) -> None:
+        """Give a leased secret back when the command that used it is gone."""
+        ...
+
+
+class BaseProvider:
+    """Defaults for providers whose secrets carry no lease and have no batch API."""
+
+    scheme = ""
+
+    def get(self, ref: SecretRef) -> Secret:
+        raise NotImplementedError
+
+    def get_many(self, refs: Sequence[SecretRef]) -> list[Secret]:
+        return [self.get(ref) for ref in refs]
+
+    def version(self, ref: SecretRef) -> str:
+        return self.get(ref).version
+
+    def renew(self, secret: Secret) -> Secret | None:
+        return secret
+
+    def revoke(self, secret: Secret) -> None:
+        return None
+
+
+class ProviderFactory(Protocol):
+    def from_config(self, config: Config) -> Provider: ...
+
+
+def available_schemes() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=GROUP))
+
+
+def load_provider(scheme: str, config: Config) -> Provider:
+    """Import and construct the provider for ``scheme`` (imports happen only here)."""
+    found = [ep for ep in entry_points(group=GROUP) if ep.name == scheme]
+    if not found:
+        raise UsageError(
+            f"unknown provider {scheme!r}", f"known providers: {', '.join(available_schemes())}"
+        )
+    factory: ProviderFactory = found[0].load()
+    return factory.from_config(config)

@@ -1,0 +1,99 @@
+"""Resolve references through providers: one place for caching, batching and leases.
+
+The broker never touches a mount and never starts anything: it turns ``SecretRef``s into
+``Secret``s and gives leased ones back when asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from .backends import Provider, load_provider
+from .config import Config
+from .spec import Secret, SecretRef
+
+log = logging.getLogger(__name__)
+
+ProviderLoader = Callable[[str, Config], Provider]
+
+
+class Broker:
+    """Resolves references; thread-safe, so the daemon shares one across requests.
+
+    Args:
+        config: provider settings and ``cache_ttl`` (seconds; 0 disables the cache).
+        loader: builds the provider for a scheme (tests inject their own).
+    """
+
+    def __init__(self, config: Config, loader: ProviderLoader = load_provider) -> None:
+        self.config = config
+        self._loader = loader
+        self._providers: dict[str, Provider] = {}
+        self._cache: dict[str, tuple[float, Secret]] = {}
+        self._lock = threading.Lock()
+
+    def provider(self, scheme: str) -> Provider:
+        with self._lock:
+            if scheme not in self._providers:
+                self._providers[scheme] = self._loader(scheme, self.config)
+            return self._providers[scheme]
+
+    def resolve(self, refs: Sequence[SecretRef]) -> list[Secret]:
+        """Fetch every reference, in order; the first failure aborts the whole set.
+
+        Leases taken before a failure are revoked, so a half-resolved run holds nothing.
+        """
+        results: dict[int, Secret] = {}
+        pending: dict[str, list[tuple[int, SecretRef]]] = {}
+        for index, ref in enumerate(refs):
+            cached = self._cached(ref)
+            if cached is not None:
+                results[index] = cached
+            else:
+                pending.setdefault(ref.scheme, []).append((index, ref))
+        try:
+            for scheme, items in pending.items():
+                fetched = self.provider(scheme).get_many([ref for _, ref in items])
+                for (index, ref), secret in zip(items, fetched, strict=True):
+                    results[index] = secret
+                    self._store(ref, secret)
+        except BaseException:
+            done = sorted(results)
+            self.release([refs[i] for i in done], [results[i] for i in done])
+            raise
+        log.debug("resolved %s", ", ".join(f"{r.name} ({r.scheme})" for r in refs))
+        return [results[index] for index in range(len(refs))]
+
+    def version(self, ref: SecretRef) -> str:
+        return self.provider(ref.scheme).version(ref)
+
+    def renew(self, ref: SecretRef, secret: Secret) -> Secret | None:
+        return self.provider(ref.scheme).renew(secret)
+
+    def release(self, refs: Sequence[SecretRef], secrets: Sequence[Secret]) -> None:
+        """Revoke every leased secret; failures are logged, never raised (cleanup path)."""
+        for ref, secret in zip(refs, secrets, strict=True):
+            if secret.lease_id is None:
+                continue
+            try:
+                self.provider(ref.scheme).revoke(secret)
+            except Exception as exc:  # noqa: BLE001 - keep revoking the others
+                log.error("could not revoke the lease of %s: %s", secret.name, exc)
+
+    def _cached(self, ref: SecretRef) -> Secret | None:
+        if self.config.cache_ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._cache.get(ref.source)
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            return dataclasses.replace(entry[1], name=ref.name)
+
+    def _store(self, ref: SecretRef, secret: Secret) -> None:
+        if self.config.cache_ttl > 0 and secret.lease_id is None:
+            with self._lock:
+                self._cache[ref.source] = (time.monotonic() + self.config.cache_ttl, secret)

@@ -1,0 +1,110 @@
+"""The ``secretd`` command: parses flags, calls the library, prints. No business logic.
+
+Each command group lives in its own module of this package; this module holds the group,
+the shared context and the one error boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..config import Config, load_config
+from ..errors import SecretdError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class AppContext:
+    """What the global options decided; the config is loaded on first use."""
+
+    config_file: Path | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.flags, self.config_file)
+        return self._config
+
+
+class _LineFormatter(logging.Formatter):
+    """One line per event, ``secretd: level: message``; values never reach a logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"secretd: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    root = logging.getLogger("secretd")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="secretd", message="%(prog)s %(version)s")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file to use instead of ./secretd.toml.",
+)
+@click.option("--debug", is_flag=True, help="Log every step to stderr (never values).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level (default: warning, or SECRETD_LOG_LEVEL).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, debug: bool, log_level: str | None) -> None:
+    """secretd: secrets as in-memory files at /run/secrets, for any process or container."""
+    app = AppContext(config_file=config_file, flags={"log_level": "debug" if debug else log_level})
+    ctx.obj = app
+    setup_logging(app.flags["log_level"] or os.environ.get("SECRETD_LOG_LEVEL") or "warning")
+
+
+def main() -> None:
+    """Entry point: the single place that turns errors into one line and an exit code."""
+    try:
+        cli.main(standalone_mode=False, prog_name="secretd")
+    except SecretdError as exc:
+        click.echo(f"secretd: {exc.line()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("secretd: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        hint = _usage_hint(exc)
+        click.echo(f"secretd: {exc.format_message()}" + (f": {hint}" if hint else ""), err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+def _usage_hint(exc: click.ClickException) -> str | None:
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        return f"see '{ctx.command_path} --help'"
+    return None
+
+
+def _register() -> None:
+    from . import info, secret
+
+    for command in (info.info, secret.secret, secret.store):
+        cli.add_command(command)
+
+
+_register()

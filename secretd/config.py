@@ -1,0 +1,225 @@
+"""Configuration: files and ``SECRETD_*`` variables merged into one frozen ``Config``.
+
+Precedence, highest first: flags > ``SECRETD_*`` > ``./secretd.toml`` (or ``--config``)
+> ``$XDG_CONFIG_HOME/secretd/config.toml`` > ``/etc/secretd/config.toml`` > defaults.
+Every leaf value remembers where it came from, so ``secretd info`` can say why.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .refs import Binding, check_name, check_target, parse_id, parse_mode
+
+SYSTEM_CONFIG = Path("/etc/secretd/config.toml")
+PROJECT_CONFIG = "secretd.toml"
+ENV_SETTINGS = {
+    "SECRETD_STATE_DIR": "state_dir",
+    "SECRETD_RUNTIME_DIR": "runtime_dir",
+    "SECRETD_HOST": "host",
+    "SECRETD_STRICT": "strict",
+    "SECRETD_CACHE_TTL": "cache_ttl",
+    "SECRETD_RUNTIME": "runtime",
+    "SECRETD_LOG_LEVEL": "log_level",
+}
+TOP_LEVEL = {"state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level"}
+TABLES = {"secrets", "providers", "daemon", "policy"}
+PATH_SCHEMES = ("dotenv:", "file:")
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    if _is_root():
+        return Path("/var/lib/secretd")
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "secretd"
+
+
+def default_runtime_dir(environ: Mapping[str, str]) -> Path:
+    if _is_root():
+        return Path("/run/secretd")
+    base = environ.get("XDG_RUNTIME_DIR")
+    return Path(base) / "secretd" if base else Path(f"/tmp/secretd-{os.getuid()}")
+
+
+def user_config_path(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "secretd" / "config.toml"
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration. ``origins`` maps dotted keys to where each came from."""
+
+    state_dir: Path
+    runtime_dir: Path
+    host: str | None = None
+    strict: bool = False
+    cache_ttl: float = 0.0
+    runtime: str = "auto"
+    log_level: str = "warning"
+    secrets: Mapping[str, Binding] = field(default_factory=dict)
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    daemon: Mapping[str, Any] = field(default_factory=dict)
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
+
+    def provider(self, scheme: str) -> Mapping[str, Any]:
+        return self.providers.get(scheme, {})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"cannot parse {path}: {exc}", "fix the TOML syntax") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    unknown = set(data) - TOP_LEVEL - TABLES
+    if unknown:
+        raise UsageError(
+            f"unknown setting {sorted(unknown)[0]!r} in {path}",
+            f"known settings: {', '.join(sorted(TOP_LEVEL | TABLES))}",
+        )
+    return _anchor_paths(data, path.parent)
+
+
+def _anchor(value: Any, base: Path) -> Any:
+    """Relative ``dotenv:``/``file:`` sources mean relative to the file that names them."""
+    if isinstance(value, str):
+        for scheme in PATH_SCHEMES:
+            if value.startswith(scheme) and not value[len(scheme) :].startswith("/"):
+                return scheme + str(base / value[len(scheme) :])
+    return value
+
+
+def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    for entry in data.get("secrets", {}).values():
+        if isinstance(entry, dict) and "source" in entry:
+            entry["source"] = _anchor(entry["source"], base)
+    local = data.get("providers", {}).get("local", {})
+    if isinstance(local, dict) and isinstance(local.get("path"), str):
+        local["path"] = str(base / local["path"])
+    return data
+
+
+def _merge(
+    into: dict[str, Any], layer: Mapping[str, Any], origin: str, origins: dict[str, str], prefix=""
+) -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origin, origins, dotted + ".")
+        else:
+            into[key] = value
+            _record(value, dotted, origin, origins)
+
+
+def _record(value: Any, dotted: str, origin: str, origins: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _record(inner, f"{dotted}.{key}", origin, origins)
+    else:
+        origins[dotted] = origin
+
+
+def _binding(name: str, entry: Any, origin: str) -> Binding:
+    check_name(name)
+    where = f"[secrets.{name}] in {origin}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
+        raise UsageError(f"{where} has no source", 'add source = "SCHEME:LOCATOR"')
+    return Binding(
+        source=entry["source"],
+        target=check_target(str(entry["target"]), where) if "target" in entry else None,
+        uid=parse_id(entry["uid"], "uid", where) if "uid" in entry else None,
+        gid=parse_id(entry["gid"], "gid", where) if "gid" in entry else None,
+        mode=parse_mode(entry["mode"], where) if "mode" in entry else None,
+    )
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Merge every layer into a Config.
+
+    Args:
+        flags: settings given on the command line (``None`` values are ignored).
+        config_file: replaces ``./secretd.toml`` (``--config``); must exist.
+        environ: the environment to read ``SECRETD_*`` and XDG variables from.
+        cwd: where to look for ``secretd.toml``.
+
+    Raises:
+        UsageError: a file cannot be parsed or holds an unknown or invalid setting.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    _merge(
+        merged,
+        {
+            "state_dir": str(default_state_dir(environ)),
+            "runtime_dir": str(default_runtime_dir(environ)),
+        },
+        "default",
+        origins,
+    )
+    files: list[Path] = []
+    project = Path(config_file) if config_file else cwd / PROJECT_CONFIG
+    if config_file and not project.is_file():
+        raise UsageError(f"config file {project} does not exist")
+    for path in (SYSTEM_CONFIG, user_config_path(environ), project):
+        if path.is_file():
+            _merge(merged, _read_toml(path), str(path), origins)
+            files.append(path)
+    env_layer = {key: environ[var] for var, key in ENV_SETTINGS.items() if environ.get(var)}
+    for var, key in ENV_SETTINGS.items():
+        if key in env_layer:
+            _merge(merged, {key: env_layer[key]}, f"env {var}", origins)
+    _merge(merged, {k: v for k, v in (flags or {}).items() if v is not None}, "flag", origins)
+
+    secrets = {
+        name: _binding(name, entry, origins.get(f"secrets.{name}.source", "config"))
+        for name, entry in merged.get("secrets", {}).items()
+    }
+    try:
+        cache_ttl = float(merged.get("cache_ttl", 0))
+    except ValueError:
+        raise UsageError(
+            f"cache_ttl {merged['cache_ttl']!r} from {origins.get('cache_ttl')} is not a number"
+        ) from None
+    return Config(
+        state_dir=Path(merged["state_dir"]),
+        runtime_dir=Path(merged["runtime_dir"]),
+        host=merged.get("host"),
+        strict=_truthy(merged.get("strict", False)),
+        cache_ttl=cache_ttl,
+        runtime=str(merged.get("runtime", "auto")),
+        log_level=str(merged.get("log_level", "warning")),
+        secrets=secrets,
+        providers=merged.get("providers", {}),
+        daemon=merged.get("daemon", {}),
+        policy=merged.get("policy", {}),
+        origins=origins,
+        files=tuple(files),
+    )

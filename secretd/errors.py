@@ -1,0 +1,68 @@
+"""One exception tree, so the CLI has a single boundary that turns failures into one line.
+
+Messages name what is wrong and, where there is one, what to do; they never carry a
+secret value (only names, paths, provider URIs without credentials).
+"""
+
+from __future__ import annotations
+
+
+class SecretdError(Exception):
+    """Base of every error secretd raises on purpose.
+
+    Args:
+        message: what is wrong, one line, no secret values.
+        hint: what the user can do about it; appended after a colon.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class UsageError(SecretdError):
+    """The user's input is wrong: a flag, a reference, a file the user named."""
+
+    exit_code = 2
+
+
+class SecretNotFound(SecretdError):
+    """A provider was reached and has no such secret (or field)."""
+
+
+class ProviderError(SecretdError):
+    """A provider could not be used: unreachable, denied, misconfigured, damaged."""
+
+
+class AccessDenied(ProviderError):
+    """The provider or the daemon's policy refused the caller."""
+
+
+class StoreError(SecretdError):
+    """The encrypted local store cannot be opened or written."""
+
+
+class MountError(SecretdError):
+    """The in-memory secrets mount could not be made, filled or removed."""
+
+
+class RuntimeError_(SecretdError):  # noqa: N801 - avoids shadowing the builtin
+    """A container runtime failed before or around the command."""
+
+
+class CommandNotFound(RuntimeError_):
+    """The command to run does not exist (docker run's 127)."""
+
+    exit_code = 127
+
+
+class CommandNotRunnable(RuntimeError_):
+    """The command exists but cannot be executed (docker run's 126)."""
+
+    exit_code = 126

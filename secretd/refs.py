@@ -1,0 +1,239 @@
+"""The reference grammar users type: one parser for flags, ``secretd.toml`` and compose.
+
+Forms (see docs/references.md):
+
+* ``api_key``: a name, bound in ``secretd.toml`` or found in the local store;
+* ``api_key=vault:secret/app#api_key``: bind a name to a provider URI;
+* ``source=api_key,target=app.key,uid=1000,gid=1000,mode=0400``: Docker's long syntax.
+
+Every mistake is a ``UsageError`` that quotes the offending part, raised before anything
+is resolved or started.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from .errors import UsageError
+from .spec import DEFAULT_MODE, DEFAULT_SECRETS_DIR, SecretRef
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
+NAME_MAX = 64
+PATH_MAX = 4096
+ELEMENT_MAX = 255
+LONG_KEYS = frozenset({"source", "src", "target", "uid", "gid", "mode"})
+HINT = "see 'secretd run --help' for the reference grammar"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What ``[secrets.NAME]`` in a config file says about a name."""
+
+    source: str
+    target: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class Locator:
+    """The provider-specific part of a URI, split the way every provider needs it:
+    ``PATH#FRAGMENT?QUERY`` (the query may also come before the fragment)."""
+
+    path: str
+    fragment: str | None
+    query: Mapping[str, str]
+
+
+def split_locator(locator: str) -> Locator:
+    body, _, query = locator.partition("?")
+    if "#" in query:
+        query, _, fragment = query.partition("#")
+        path = body
+    else:
+        path, hash_, fragment = body.partition("#")
+        if not hash_:
+            fragment = ""
+    pairs = parse_qsl(query, keep_blank_values=True) if query else []
+    return Locator(path=path, fragment=fragment or None, query=dict(pairs))
+
+
+def check_name(name: str, what: str = "secret name") -> str:
+    """Raise a UsageError unless ``name`` follows Docker Swarm's rules for names."""
+    if not name or len(name) > NAME_MAX or not NAME_RE.match(name):
+        raise UsageError(
+            f"invalid {what} {name!r}",
+            f"use 1-{NAME_MAX} letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit",
+        )
+    return name
+
+
+def parse_mode(value: str | int, context: str) -> int:
+    """Parse an octal mode (``"0400"``, ``"400"``, ``"0o400"`` or an int from TOML/YAML)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = str(value).strip().lower().removeprefix("0o")
+        if not text or not all(c in "01234567" for c in text):
+            raise UsageError(f"invalid mode {value!r} in {context!r}", "give an octal mode like 0400")
+        mode = int(text, 8)
+    if 0o777 < mode <= 0o7777:
+        raise UsageError(
+            f"mode {mode:04o} in {context!r} has setuid, setgid or sticky bits",
+            "secret files take permission bits only (0000-0777)",
+        )
+    if not 0 <= mode <= 0o777:
+        raise UsageError(f"mode {value!r} in {context!r} is outside 0000-0777")
+    return mode
+
+
+def parse_id(value: str | int, what: str, context: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid {what} {value!r} in {context!r}", f"give a numeric {what}") from None
+    if not 0 <= number < 2**32 - 1:
+        raise UsageError(f"{what} {value!r} in {context!r} is out of range")
+    return number
+
+
+def check_target(target: str, context: str) -> str:
+    """Validate a target path: relative to the secrets directory, or absolute."""
+    if "\0" in target:
+        raise UsageError(f"target in {context!r} contains a NUL byte")
+    if len(target.encode()) > PATH_MAX:
+        raise UsageError(f"target in {context!r} is longer than {PATH_MAX} bytes")
+    elements = target[1:].split("/") if target.startswith("/") else target.split("/")
+    for element in elements:
+        if not element:
+            raise UsageError(f"target {target!r} in {context!r} has an empty path element", HINT)
+        if element == "." or element.startswith(".."):
+            raise UsageError(
+                f"target {target!r} in {context!r} has the element {element!r}",
+                "targets may not contain '.', '..' or names starting with '..'",
+            )
+        if len(element.encode()) > ELEMENT_MAX:
+            raise UsageError(
+                f"target {target!r} in {context!r} has an element longer than {ELEMENT_MAX} bytes"
+            )
+    return target
+
+
+def _split_long(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in LONG_KEYS:
+            raise UsageError(
+                f"invalid field {part!r} in secret reference {text!r}",
+                "use source=, target=, uid=, gid=, mode=",
+            )
+        key = "source" if key == "src" else key
+        if key in fields:
+            raise UsageError(f"field {key!r} given twice in secret reference {text!r}")
+        fields[key] = value
+    if not fields.get("source"):
+        raise UsageError(f"secret reference {text!r} has no source", "add source=NAME")
+    return fields
+
+
+def _derived_name(source: str, text: str) -> str:
+    """A file name for a bare URI: its #fragment or the last element of its path."""
+    loc = split_locator(source.partition(":")[2])
+    candidate = loc.fragment or re.split(r"[/:]", loc.path.rstrip("/"))[-1]
+    if not candidate or len(candidate) > NAME_MAX or not NAME_RE.match(candidate):
+        raise UsageError(
+            f"cannot derive a secret name from {text!r}", f"name it: --secret NAME={source}"
+        )
+    return candidate
+
+
+def parse_ref(
+    text: str, bindings: Mapping[str, Binding] | None = None, kind: str = "secret"
+) -> SecretRef:
+    """Parse one reference; bare names resolve through ``bindings``, else the local store.
+
+    Raises:
+        UsageError: quoting the offending part of ``text``.
+    """
+    bindings = bindings or {}
+    if not text.strip():
+        raise UsageError(f"empty {kind} reference", HINT)
+    if "\0" in text:
+        raise UsageError(f"{kind} reference contains a NUL byte", HINT)
+    head, eq, rest = text.partition("=")
+    if eq and head.strip() in LONG_KEYS:
+        fields = _split_long(text)
+    elif eq:
+        fields = {"name": check_name(head, f"{kind} name"), "source": rest}
+    else:
+        fields = {"source": text}
+    if not fields["source"]:
+        raise UsageError(f"{kind} reference {text!r} has an empty source", HINT)
+
+    source = fields["source"]
+    binding: Binding | None = None
+    if ":" in source:
+        name = fields.get("name") or (
+            posixpath.basename(fields["target"]) if fields.get("target") else None
+        )
+        name = check_name(name, f"{kind} name") if name else _derived_name(source, text)
+    else:
+        check_name(source, f"{kind} name")
+        name = fields.get("name", source)
+        binding = bindings.get(source)
+        source = binding.source if binding else f"local:{source}"
+
+    target = fields.get("target") or (binding.target if binding and binding.target else name)
+    uid: int | None = binding.uid if binding else None
+    gid: int | None = binding.gid if binding else None
+    mode = binding.mode if binding and binding.mode is not None else DEFAULT_MODE
+    if "uid" in fields:
+        uid = parse_id(fields["uid"], "uid", text)
+    if "gid" in fields:
+        gid = parse_id(fields["gid"], "gid", text)
+    if "mode" in fields:
+        mode = parse_mode(fields["mode"], text)
+    return SecretRef(
+        name=name, source=source, target=check_target(target, text), uid=uid, gid=gid, mode=mode
+    )
+
+
+def target_path(ref: SecretRef, secrets_dir: str = DEFAULT_SECRETS_DIR) -> str:
+    """Where the file lands, as seen from inside the container or sandbox."""
+    if ref.target.startswith("/"):
+        return ref.target
+    return posixpath.join(secrets_dir, ref.target)
+
+
+def check_unique_targets(refs: Iterable[SecretRef], secrets_dir: str = DEFAULT_SECRETS_DIR) -> None:
+    """Two references may not land on the same path (or one inside the other's file)."""
+    seen: dict[str, SecretRef] = {}
+    for ref in refs:
+        path = target_path(ref, secrets_dir)
+        for other_path, other in seen.items():
+            if path == other_path or path.startswith(other_path + "/") or other_path.startswith(
+                path + "/"
+            ):
+                raise UsageError(
+                    f"secrets {other.name!r} and {ref.name!r} both target {path!r}",
+                    "give one of them another target=",
+                )
+        seen[path] = ref
+
+
+def parse_refs(
+    texts: Iterable[str],
+    bindings: Mapping[str, Binding] | None = None,
+    secrets_dir: str = DEFAULT_SECRETS_DIR,
+) -> tuple[SecretRef, ...]:
+    refs = tuple(parse_ref(text, bindings) for text in texts)
+    check_unique_targets(refs, secrets_dir)
+    return refs

@@ -1,0 +1,150 @@
+"""The nouns every layer passes to the next: plain, frozen data.
+
+Secret values are ``bytes`` (secrets may be binary) and never appear in a repr, a str or
+an exception: the dataclasses below redact them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+DEFAULT_SECRETS_DIR = "/run/secrets"
+DEFAULT_MODE = 0o444
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A request for one secret: where it comes from and where it lands.
+
+    ``target`` is relative to the secrets directory unless absolute. ``uid``/``gid`` of
+    ``None`` mean "the default owner" (root, or the caller inside a user namespace).
+    """
+
+    name: str
+    source: str
+    target: str
+    uid: int | None = None
+    gid: int | None = None
+    mode: int = DEFAULT_MODE
+
+    @property
+    def scheme(self) -> str:
+        return self.source.partition(":")[0]
+
+    @property
+    def locator(self) -> str:
+        """The provider-specific part of the source URI, after ``scheme:``."""
+        return self.source.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A resolved secret. ``tree`` is set instead of a single value for providers that
+    materialise a whole directory (one file per key)."""
+
+    name: str
+    version: str
+    value: bytes = field(repr=False)
+    tree: Mapping[str, bytes] | None = field(default=None, repr=False, compare=False)
+    lease_id: str | None = field(default=None, repr=False)
+    lease_duration: int = 0
+    renewable: bool = False
+
+    def __repr__(self) -> str:
+        shown = (
+            f"<redacted tree of {len(self.tree)} files>"
+            if self.tree is not None
+            else f"<redacted {len(self.value)} bytes>"
+        )
+        return f"Secret(name={self.name!r}, version={self.version!r}, value={shown})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """One file to write into a secrets mount."""
+
+    target: str
+    value: bytes = field(repr=False)
+    uid: int | None = None
+    gid: int | None = None
+    mode: int = DEFAULT_MODE
+
+    def __repr__(self) -> str:
+        return (
+            f"SecretFile(target={self.target!r}, value=<redacted {len(self.value)} bytes>, "
+            f"uid={self.uid}, gid={self.gid}, mode={self.mode:#o})"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything ``secretd run`` was asked to do, independent of the runtime.
+
+    ``env`` holds the ``-e`` values (already checked by exposure.py); they travel to the
+    command's environment, which is exactly why secrets belong in ``secrets`` instead.
+    """
+
+    command: tuple[str, ...] = ()
+    secrets: tuple[SecretRef, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    image: str | None = None
+    runtime: str = "auto"
+    user: str | None = None
+    workdir: str | None = None
+    name: str | None = None
+    secrets_dir: str = DEFAULT_SECRETS_DIR
+    file_env: bool = False
+    entrypoint: str | None = None
+    volumes: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    network: str | None = None
+    hostname: str | None = None
+    restart: str | None = None
+    read_only: bool = False
+    tty: bool = False
+    interactive: bool = False
+    detach: bool = False
+    remove: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunSpec:
+        """Rebuild a RunSpec from ``to_json`` output (the daemon's wire format)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown RunSpec fields: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        values["secrets"] = tuple(SecretRef(**ref) for ref in data.get("secrets", ()))
+        for key in ("command", "volumes", "publish"):
+            values[key] = tuple(data.get(key, ()))
+        for key in ("env", "labels"):
+            values[key] = tuple((str(k), str(v)) for k, v in data.get(key, ()))
+        return cls(**values)
+
+
+class Container(Protocol):
+    """A launched command, whatever runs it."""
+
+    id: str
+
+    def wait(self) -> int:
+        """Block until the command ends; return its exit status (128+N if killed by N)."""
+        ...
+
+    def signal(self, signum: signal.Signals) -> None: ...
+
+    def remove(self) -> None:
+        """Release everything the container holds (idempotent)."""
+        ...

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what secretd's demo and tests need on a Debian 12 machine, once: the Debian
+# packages for the real components (runc, dockerd, podman, FUSE, busybox for test images)
+# and a .venv with secretd and its extras. Safe to run again: it skips what is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(python3 python3-venv python3-dev gcc git make util-linux procps iproute2
+          runc docker.io podman fuse3 libfuse2 busybox-static uidmap)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's own python3 (not a per-user build) so that tests can run it as 'nobody'.
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt .venv/.installed ]; then
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[all,dev]'
+    touch .venv/.installed
+fi
