@@ -22,6 +22,7 @@ from .errors import UsageError
 from .spec import DEFAULT_MODE, DEFAULT_SECRETS_DIR, SecretRef
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
+SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
 NAME_MAX = 64
 PATH_MAX = 4096
 ELEMENT_MAX = 255
@@ -180,6 +181,11 @@ def parse_ref(
 
     source = fields["source"]
     binding: Binding | None = None
+    if ":" in source and not SCHEME_RE.match(source.partition(":")[0]):
+        raise UsageError(
+            f"invalid source {source!r} in {kind} reference {text!r}",
+            "write SCHEME:LOCATOR, e.g. vault:secret/app#key",
+        )
     if ":" in source:
         name = fields.get("name") or (
             posixpath.basename(fields["target"]) if fields.get("target") else None

@@ -85,6 +85,21 @@ class SecretFile:
 
 
 @dataclass(frozen=True)
+class SecretMount:
+    """The files one run gets: relative targets land in the secrets directory, absolute
+    ones at their own path (each bound read-only on its own). ``size`` caps the tmpfs."""
+
+    files: tuple[SecretFile, ...]
+    size: int
+
+    def relative(self) -> list[SecretFile]:
+        return [f for f in self.files if not f.target.startswith("/")]
+
+    def absolute(self) -> list[SecretFile]:
+        return [f for f in self.files if f.target.startswith("/")]
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything ``secretd run`` was asked to do, independent of the runtime.
 
@@ -139,8 +154,13 @@ class Container(Protocol):
 
     id: str
 
-    def wait(self) -> int:
-        """Block until the command ends; return its exit status (128+N if killed by N)."""
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the command ends and return its exit status (128+N if killed by
+        signal N), or ``None`` if ``timeout`` seconds passed first."""
+        ...
+
+    def update(self, files: tuple[SecretFile, ...]) -> None:
+        """Replace the secret files while the command runs (rotation, re-issued leases)."""
         ...
 
     def signal(self, signum: signal.Signals) -> None: ...

@@ -101,9 +101,9 @@ def _usage_hint(exc: click.ClickException) -> str | None:
 
 
 def _register() -> None:
-    from . import info, secret
+    from . import info, run, secret
 
-    for command in (info.info, secret.secret, secret.store):
+    for command in (info.info, run.run, secret.secret, secret.store):
         cli.add_command(command)
 
 

@@ -1,0 +1,166 @@
+"""``secretd run``: flags -> RunSpec -> exposure check -> engine (or the daemon)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..engine import Engine, SignalForwarder
+from ..errors import SecretdError, UsageError
+from ..exposure import check_env
+from ..refs import parse_refs
+from ..spec import DEFAULT_SECRETS_DIR, RunSpec
+from . import AppContext
+
+
+class RunCommand(click.Command):
+    """Tells ``run IMAGE CMD`` from ``run -- CMD``: after a bare ``--`` there is no image."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, list(args))
+        positional = ctx.params.get("args") or ()
+        ctx.meta["no_image"] = "--" in args and len(args) - 1 - args.index("--") == len(positional)
+        return rest
+
+
+def parse_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> tuple[tuple[str, str], ...]:
+    """``-e``/``--env-file`` as Docker reads them: ``KEY=VALUE`` literally, and a bare
+    ``KEY`` taken from secretd's own environment (omitted when unset)."""
+    lines: list[tuple[str, str]] = []
+    for path in env_files:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read --env-file {path}: {exc.strerror}") from None
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            if stripped and not stripped.startswith("#"):
+                lines.append((f"{path}:{number}", line.lstrip()))
+    lines += [("-e", value) for value in values]
+    pairs: list[tuple[str, str]] = []
+    for where, item in lines:
+        name, eq, value = item.partition("=")
+        if not name or any(c.isspace() for c in name):
+            raise UsageError(f"invalid variable name {name!r} in {where}", "use KEY=VALUE")
+        if eq:
+            pairs.append((name, value))
+        elif name in os.environ:
+            pairs.append((name, os.environ[name]))
+    return tuple(pairs)
+
+
+def check_exposure(env: tuple[tuple[str, str], ...], allow: tuple[str, ...], strict: bool) -> None:
+    found = check_env(env, allow)
+    if found and strict:
+        names = ", ".join(f"-e {e.name} ({e.reason})" for e in found)
+        raise UsageError(
+            f"{names}: environment values are exposed by 'docker inspect' and /proc/<pid>/environ",
+            "pass them with --secret, or accept one with --allow-env NAME",
+        )
+    for exposure in found:
+        click.echo(f"secretd: warning: {exposure.warning()}", err=True)
+
+
+def _strict(flag: bool, app: AppContext) -> bool:
+    return flag or app.config.strict or os.environ.get("CI", "").lower() == "true"
+
+
+@click.command(
+    cls=RunCommand,
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": False},
+)
+@click.option("--secret", "secrets", multiple=True, metavar="REF", help="Secret to mount (repeatable).")
+@click.option("-e", "--env", "env", multiple=True, metavar="KEY[=VALUE]", help="Set a variable.")
+@click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read variables.")
+@click.option("-u", "--user", metavar="UID[:GID]", help="Run the command as this user.")
+@click.option("-w", "--workdir", metavar="DIR", help="Working directory of the command.")
+@click.option("--name", help="A name for the run (shown by 'secretd ps').")
+@click.option("--secrets-dir", default=DEFAULT_SECRETS_DIR, show_default=True, help="Mount point.")
+@click.option("--strict", is_flag=True, help="Refuse -e values that look like secrets.")
+@click.option("--allow-env", multiple=True, metavar="NAME", help="Accept -e NAME as not secret.")
+@click.option("--file-env", is_flag=True, help="Also set NAME_FILE=<path> for each secret.")
+@click.option("--runtime", default="auto", show_default=True, help="sandbox, oci, docker, podman.")
+@click.option("--entrypoint", help="Override the image's entrypoint.")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="HOST:CTR[:ro]", help="Bind.")
+@click.option("-p", "--publish", multiple=True, metavar="PORTS", help="Publish a port (engines).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Container label.")
+@click.option("--network", help="none or host (oci); any network (engines).")
+@click.option("--hostname", help="Container host name.")
+@click.option("--restart", help="Restart policy (engines, with -d).")
+@click.option("--read-only", is_flag=True, help="Mount the image's root filesystem read-only.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a terminal.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background (images).")
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[IMAGE] [--] CMD [ARG...]")
+@click.pass_context
+def run(ctx: click.Context, args: tuple[str, ...], **opts: Any) -> None:
+    """Run a command with secrets mounted as in-memory files at /run/secrets.
+
+    Without IMAGE (write `--` before CMD) the command runs on the host in a private mount
+    namespace; with IMAGE it runs in a container. REF is NAME, NAME=SCHEME:LOCATOR or
+    source=NAME,target=PATH,uid=UID,gid=GID,mode=0400.
+    """
+    app: AppContext = ctx.obj
+    try:
+        env = parse_env(opts["env"], opts["env_file"])
+        spec = build_spec(app, args, bool(ctx.meta.get("no_image")), env, opts)
+        check_exposure(env, opts["allow_env"], _strict(opts["strict"], app))
+        with SignalForwarder() as forwarder:
+            status = Engine(app.config).run(spec, on_start=forwarder.attach)
+    except SecretdError as exc:
+        if exc.exit_code == 1:
+            exc.exit_code = 125
+        raise
+    sys.exit(status)
+
+
+def build_spec(
+    app: AppContext,
+    args: tuple[str, ...],
+    no_image: bool,
+    env: tuple[tuple[str, str], ...],
+    opts: dict[str, Any],
+) -> RunSpec:
+    """The RunSpec for the flags; host commands inherit secretd's environment, as sudo's."""
+    if not args:
+        raise UsageError("no command given", "secretd run [OPTIONS] [IMAGE] -- CMD [ARG...]")
+    image, command = (None, args) if no_image else (args[0], args[1:])
+    labels = []
+    for label in opts["labels"]:
+        key, eq, value = label.partition("=")
+        if not key:
+            raise UsageError(f"invalid --label {label!r}", "use KEY=VALUE")
+        labels.append((key, value))
+    if not opts["secrets_dir"].startswith("/"):
+        raise UsageError(f"--secrets-dir {opts['secrets_dir']!r} is not absolute")
+    if image is None:
+        env = tuple(os.environ.items()) + env
+    return RunSpec(
+        command=tuple(command),
+        secrets=parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"]),
+        env=env,
+        image=image,
+        runtime=opts["runtime"],
+        user=opts["user"],
+        workdir=opts["workdir"],
+        name=opts["name"],
+        secrets_dir=opts["secrets_dir"],
+        file_env=opts["file_env"],
+        entrypoint=opts["entrypoint"],
+        volumes=opts["volumes"],
+        publish=opts["publish"],
+        labels=tuple(labels),
+        network=opts["network"],
+        hostname=opts["hostname"],
+        restart=opts["restart"],
+        read_only=opts["read_only"],
+        tty=opts["tty"],
+        interactive=opts["interactive"],
+        detach=opts["detach"],
+        remove=opts["remove"],
+    )

@@ -1,0 +1,142 @@
+"""The run pipeline, the same code in the daemon and in-process:
+references -> secrets (broker) -> mount plan -> runtime -> supervise -> clean up.
+
+Supervising means waiting for the command while keeping leased secrets alive: each lease
+is renewed at 2/3 of its duration; when the provider refuses, the secret is issued anew
+and its files are replaced in place. Every lease is given back when the command ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import mount
+from .broker import Broker
+from .config import Config
+from .errors import SecretdError
+from .refs import target_path
+from .runtime import Stdio, load_runtime, runtime_name
+from .spec import Container, RunSpec, Secret, SecretRef
+
+log = logging.getLogger(__name__)
+
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+RETRY_AFTER_FAILURE = 10.0
+
+
+def file_env(spec: RunSpec) -> tuple[tuple[str, str], ...]:
+    """``<NAME>_FILE=/run/secrets/<target>`` for each secret (the official images' way)."""
+    return tuple(
+        (re.sub(r"[^A-Z0-9_]", "_", ref.name.upper()) + "_FILE", target_path(ref, spec.secrets_dir))
+        for ref in spec.secrets
+    )
+
+
+class Engine:
+    """Runs RunSpecs. One per process; the daemon shares it (and its broker) across clients."""
+
+    def __init__(self, config: Config, broker: Broker | None = None) -> None:
+        self.config = config
+        self.broker = broker or Broker(config)
+
+    def run(
+        self,
+        spec: RunSpec,
+        stdio: Stdio = (0, 1, 2),
+        on_start: Callable[[Container], None] | None = None,
+    ) -> int:
+        """Run ``spec`` to completion and return the command's exit status.
+
+        Raises:
+            SecretdError: anything that failed before the command started.
+        """
+        runtime = load_runtime(runtime_name(spec, self.config), self.config)
+        if spec.file_env:
+            spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
+        refs = list(spec.secrets)
+        secrets = self.broker.resolve(refs)
+        try:
+            container = runtime.launch(spec, mount.plan(refs, secrets), stdio)
+            try:
+                log.debug("started %s with secrets %s", container.id, [r.name for r in refs])
+                if on_start is not None:
+                    on_start(container)
+                return self._supervise(container, refs, secrets)
+            finally:
+                container.remove()
+        finally:
+            self.broker.release(refs, secrets)
+
+    def _supervise(self, container: Container, refs: list[SecretRef], secrets: list[Secret]) -> int:
+        due = {i: _renew_at(s) for i, s in enumerate(secrets) if s.lease_id and s.lease_duration}
+        while True:
+            timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
+            status = container.wait(timeout)
+            if status is not None:
+                return status
+            now = time.monotonic()
+            for index in [i for i, at in due.items() if at <= now]:
+                due[index] = self._keep_alive(container, refs, secrets, index)
+
+    def _keep_alive(
+        self, container: Container, refs: list[SecretRef], secrets: list[Secret], index: int
+    ) -> float:
+        """Renew one lease, or re-issue the secret and swap its files; returns when next."""
+        ref, secret = refs[index], secrets[index]
+        try:
+            renewed = self.broker.renew(ref, secret)
+            if renewed is None:
+                log.info("lease of %s cannot be renewed; issuing it anew", ref.name)
+                renewed = self.broker.resolve([ref])[0]
+                container.update(tuple(mount.files_for(ref, renewed)))
+                self.broker.release([ref], [secret])
+            secrets[index] = renewed
+            return _renew_at(renewed)
+        except SecretdError as exc:
+            log.error("keeping %s alive failed; the command keeps its files: %s", ref.name, exc)
+            return time.monotonic() + min(RETRY_AFTER_FAILURE, max(1.0, secret.lease_duration / 3))
+
+
+def _renew_at(secret: Secret) -> float:
+    return time.monotonic() + max(1.0, secret.lease_duration * 2 / 3)
+
+
+class SignalForwarder:
+    """Relays the signals a user sends to secretd to the command, as ``docker run`` does.
+
+    Before the command exists, a signal stops secretd itself (cleanly: leases revoked,
+    nothing mounted), with the status a shell reports for it (128+N).
+    """
+
+    def __init__(self) -> None:
+        self.container: Container | None = None
+        self._previous: dict[int, Any] = {}
+
+    def attach(self, container: Container) -> None:
+        self.container = container
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.container is None:
+            raise SystemExit(128 + signum)
+        self.container.signal(signal.Signals(signum))
+
+    def __enter__(self) -> SignalForwarder:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

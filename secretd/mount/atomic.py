@@ -1,0 +1,101 @@
+"""Write and replace secret files inside a directory secretd owns, never half-written.
+
+Every file is written to a fresh temporary name (``..tmp-*``: no target may start with
+``..``) with its owner and mode set before it gets its real name through one
+``rename(2)``, so a reader sees the old content or the new, never a mix or an empty file.
+Paths are walked with ``O_NOFOLLOW`` from a directory file descriptor, so a symlink
+planted in the tree cannot redirect a write.
+
+Targets are regular files, not Kubernetes-style links into ``..data``: ``stat`` and
+``ls -l`` inside the container then show each file's own mode and owner, as Docker Swarm
+does. The price is that a multi-file update is atomic per file, not per set (see
+docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+from collections.abc import Iterable, Sequence
+
+from ..spec import SecretFile
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+TMP_PREFIX = "..tmp-"
+
+
+def _open_dir(root_fd: int, parts: Sequence[str]) -> int:
+    """Open (creating as needed, mode 0755) the directory ``parts`` below ``root_fd``."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_file(root_fd: int, file: SecretFile, default_owner: tuple[int, int]) -> None:
+    """Create or atomically replace ``file.target`` (relative) below ``root_fd``."""
+    *parents, name = file.target.split("/")
+    dir_fd = _open_dir(root_fd, parents)
+    tmp = TMP_PREFIX + _random.token_hex(8)
+    try:
+        fd = os.open(tmp, FILE_FLAGS, 0o600, dir_fd=dir_fd)
+        try:
+            view = memoryview(file.value)
+            while view:
+                view = view[os.write(fd, view) :]
+            uid = default_owner[0] if file.uid is None else file.uid
+            gid = default_owner[1] if file.gid is None else file.gid
+            if (uid, gid) != (os.geteuid(), os.getegid()):
+                os.fchown(fd, uid, gid)
+            os.fchmod(fd, file.mode)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        raise
+    finally:
+        os.close(dir_fd)
+
+
+def write_files(
+    root_fd: int, files: Iterable[SecretFile], default_owner: tuple[int, int] = (0, 0)
+) -> None:
+    for file in files:
+        write_file(root_fd, file, default_owner)
+
+
+def prune(root_fd: int, keep: Iterable[str]) -> None:
+    """Remove files (and emptied directories) that are no longer part of the set."""
+    wanted = set(keep)
+    wanted_dirs = {"/".join(t.split("/")[:i]) for t in wanted for i in range(1, t.count("/") + 1)}
+
+    def walk(dir_fd: int, prefix: str) -> None:
+        for entry in os.scandir(dir_fd):
+            path = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                sub = os.open(entry.name, DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    walk(sub, path + "/")
+                finally:
+                    os.close(sub)
+                if path not in wanted_dirs:
+                    os.rmdir(entry.name, dir_fd=dir_fd)
+            elif path not in wanted:
+                os.unlink(entry.name, dir_fd=dir_fd)
+
+    walk(root_fd, "")

@@ -1,0 +1,60 @@
+"""Runtimes: what starts the command. One protocol, found through ``secretd.runtimes``.
+
+``sandbox`` runs a host command in its own mount namespace (no image); ``oci`` runs an
+image with runc; ``docker`` and ``podman`` hand the container to those engines.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from ..config import Config
+from ..errors import UsageError
+from ..spec import Container, RunSpec, SecretMount
+
+GROUP = "secretd.runtimes"
+Stdio = tuple[int, int, int]
+
+
+class Runtime(Protocol):
+    name: str
+
+    def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> Container:
+        """Start the command with its secrets in place; raise before starting on failure."""
+        ...
+
+
+class RuntimeFactory(Protocol):
+    def from_config(self, config: Config) -> Runtime: ...
+
+
+def available_runtimes() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=GROUP))
+
+
+def runtime_name(spec: RunSpec, config: Config) -> str:
+    """Which runtime a run uses: the flag, then the config, then what the host offers."""
+    if spec.image is None:
+        if spec.runtime not in ("auto", "sandbox"):
+            raise UsageError(f"--runtime {spec.runtime} needs an image", "give IMAGE before CMD")
+        return "sandbox"
+    chosen = spec.runtime if spec.runtime != "auto" else config.runtime
+    if chosen == "sandbox":
+        raise UsageError("the sandbox runtime runs host commands, not images", "drop --runtime")
+    return chosen if chosen != "auto" else detect_image_runtime()[0]
+
+
+def detect_image_runtime() -> tuple[str, str]:
+    """``(runtime, why)`` for ``--runtime auto`` with an image."""
+    return "oci", "the integrated OCI runtime (runc) is always available"
+
+
+def load_runtime(name: str, config: Config) -> Runtime:
+    found = [ep for ep in entry_points(group=GROUP) if ep.name == name]
+    if not found:
+        raise UsageError(
+            f"unknown runtime {name!r}", f"known runtimes: {', '.join(available_runtimes())}"
+        )
+    factory: RuntimeFactory = found[0].load()
+    return factory.from_config(config)
