@@ -115,13 +115,18 @@ def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         if isinstance(entry, dict) and "source" in entry:
             entry["source"] = _anchor(entry["source"], base)
     local = data.get("providers", {}).get("local", {})
-    if isinstance(local, dict) and isinstance(local.get("path"), str):
-        local["path"] = str(base / local["path"])
+    for key in ("path", "key_file"):
+        if isinstance(local, dict) and isinstance(local.get(key), str):
+            local[key] = str(base / local[key])
     return data
 
 
 def _merge(
-    into: dict[str, Any], layer: Mapping[str, Any], origin: str, origins: dict[str, str], prefix=""
+    into: dict[str, Any],
+    layer: Mapping[str, Any],
+    origin: str,
+    origins: dict[str, str],
+    prefix: str = "",
 ) -> None:
     for key, value in layer.items():
         dotted = f"{prefix}{key}"

@@ -60,11 +60,8 @@ def _plugins() -> tuple[Any, ...] | None:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     except ImportError:
         return None
-    return tuple(
-        plugin()
-        for plugin in get_mapping_from_secret_type_to_class().values()
-        if plugin.__name__ not in SKIPPED_PLUGINS
-    )
+    classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    return tuple(plugin() for plugin in classes if plugin.__name__ not in SKIPPED_PLUGINS)
 
 
 def _entropy(value: str) -> float:
@@ -77,6 +74,7 @@ def value_reason(value: str) -> str | None:
     plugins = _plugins()
     if not value or plugins is None:
         return None
+    plugin: Any
     for plugin in plugins:
         if plugin.analyze_line(filename="-e", line=value, line_number=0):
             return f"value matches the {plugin.secret_type} pattern"

@@ -82,7 +82,9 @@ def parse_mode(value: str | int, context: str) -> int:
     else:
         text = str(value).strip().lower().removeprefix("0o")
         if not text or not all(c in "01234567" for c in text):
-            raise UsageError(f"invalid mode {value!r} in {context!r}", "give an octal mode like 0400")
+            raise UsageError(
+                f"invalid mode {value!r} in {context!r}", "give an octal mode like 0400"
+            )
         mode = int(text, 8)
     if 0o777 < mode <= 0o7777:
         raise UsageError(
@@ -98,7 +100,9 @@ def parse_id(value: str | int, what: str, context: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise UsageError(f"invalid {what} {value!r} in {context!r}", f"give a numeric {what}") from None
+        raise UsageError(
+            f"invalid {what} {value!r} in {context!r}", f"give a numeric {what}"
+        ) from None
     if not 0 <= number < 2**32 - 1:
         raise UsageError(f"{what} {value!r} in {context!r} is out of range")
     return number
@@ -225,8 +229,10 @@ def check_unique_targets(refs: Iterable[SecretRef], secrets_dir: str = DEFAULT_S
     for ref in refs:
         path = target_path(ref, secrets_dir)
         for other_path, other in seen.items():
-            if path == other_path or path.startswith(other_path + "/") or other_path.startswith(
-                path + "/"
+            if (
+                path == other_path
+                or path.startswith(other_path + "/")
+                or other_path.startswith(path + "/")
             ):
                 raise UsageError(
                     f"secrets {other.name!r} and {ref.name!r} both target {path!r}",

@@ -18,9 +18,7 @@ SCRUBBED_PREFIXES = ("VAULT_", "AWS_", "SECRETD_", "DOCKER_", "CONTAINERS_", "BA
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[dict[str, Path]]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Path]]:
     """Drop the developer's credentials and point secretd's state at a temporary place."""
     for key in list(os.environ):
         if key.startswith(SCRUBBED_PREFIXES) or key == "CI":

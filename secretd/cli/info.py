@@ -34,8 +34,7 @@ def describe(config: Config) -> dict[str, Any]:
         "config_files": [str(path) for path in config.files],
         "settings": {key: leaf(key, str(getattr(config, key))) for key in SETTINGS},
         "secrets": {
-            name: leaf(f"secrets.{name}.source", binding.source)
-            | {"target": binding.target}
+            name: leaf(f"secrets.{name}.source", binding.source) | {"target": binding.target}
             for name, binding in sorted(config.secrets.items())
         },
         "providers": {

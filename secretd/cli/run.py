@@ -73,7 +73,9 @@ def _strict(flag: bool, app: AppContext) -> bool:
     cls=RunCommand,
     context_settings={"allow_interspersed_args": False, "ignore_unknown_options": False},
 )
-@click.option("--secret", "secrets", multiple=True, metavar="REF", help="Secret to mount (repeatable).")
+@click.option(
+    "--secret", "secrets", multiple=True, metavar="REF", help="Secret to mount (repeatable)."
+)
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY[=VALUE]", help="Set a variable.")
 @click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read variables.")
 @click.option("-u", "--user", metavar="UID[:GID]", help="Run the command as this user.")
@@ -98,7 +100,7 @@ def _strict(flag: bool, app: AppContext) -> bool:
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[IMAGE] [--] CMD [ARG...]")
 @click.pass_context
-def run(ctx: click.Context, args: tuple[str, ...], **opts: Any) -> None:
+def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
     """Run a command with secrets mounted as in-memory files at /run/secrets.
 
     Without IMAGE (write `--` before CMD) the command runs on the host in a private mount

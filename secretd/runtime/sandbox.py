@@ -93,6 +93,7 @@ class SandboxProcess:
             code = os.waitstatus_to_exitcode(raw)
             self._status = 128 - code if code < 0 else code
             self._reclaim_terminal()
+            self._kill_leftovers()
         return self._status
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
@@ -114,6 +115,14 @@ class SandboxProcess:
             if fd >= 0:
                 os.close(fd)
         self._root_fd = self._pidfd = -1
+
+    def _kill_leftovers(self) -> None:
+        """Processes the command left in its group would keep the namespace, and with it
+        the secrets, alive: they end with the command, as in a container."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def _reclaim_terminal(self) -> None:
         if self._tty_fd is not None:
@@ -331,7 +340,9 @@ def _shadow(parent: str) -> None:
     try:
         via = f"/proc/self/fd/{pfd}"
         entries = os.listdir(via)
-        _linux.mount("secretd-shadow", parent, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "mode=0755")
+        _linux.mount(
+            "secretd-shadow", parent, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "mode=0755"
+        )
         for name in entries:
             source, target = f"{via}/{name}", os.path.join(parent, name)
             st = os.lstat(source)

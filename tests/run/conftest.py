@@ -1,0 +1,28 @@
+"""Helpers for `secretd run` tests: secret files to reference, and mount inspection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CANARY = "canary-7f3a9c1e-value"
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path):
+    """Write a value to a file a ``file:`` reference can name (world-readable for 'nobody')."""
+
+    def make(value: str | bytes, name: str = "value") -> Path:
+        path = tmp_path / name
+        path.write_bytes(value.encode() if isinstance(value, str) else value)
+        path.chmod(0o644)
+        return path
+
+    return make
+
+
+def host_secretd_mounts() -> list[str]:
+    """Mount lines on the host that secretd made (its tmpfs is named 'secretd')."""
+    with open("/proc/self/mounts") as fh:
+        return [line for line in fh if line.startswith("secretd")]
