@@ -7,11 +7,10 @@ is a provider class with a ``from_config(config)`` constructor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from typing import Protocol
 
+from .. import plugins
 from ..config import Config
-from ..errors import UsageError
 from ..spec import Secret, SecretRef
 
 GROUP = "secretd.providers"
@@ -67,15 +66,10 @@ class ProviderFactory(Protocol):
 
 
 def available_schemes() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=GROUP))
+    return plugins.names(GROUP)
 
 
 def load_provider(scheme: str, config: Config) -> Provider:
     """Import and construct the provider for ``scheme`` (imports happen only here)."""
-    found = [ep for ep in entry_points(group=GROUP) if ep.name == scheme]
-    if not found:
-        raise UsageError(
-            f"unknown provider {scheme!r}", f"known providers: {', '.join(available_schemes())}"
-        )
-    factory: ProviderFactory = found[0].load()
+    factory: ProviderFactory = plugins.load(GROUP, scheme, "provider")
     return factory.from_config(config)

@@ -6,6 +6,7 @@ the shared context and the one error boundary.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -53,7 +54,30 @@ def setup_logging(level: str) -> None:
     root.propagate = False
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+# Each command is imported only when it runs (or for --help): `secretd run` pays for
+# nothing else. Add a command by naming its module and object here.
+COMMANDS = {
+    "info": "info:info",
+    "run": "run:run",
+    "secret": "secret:secret",
+    "store": "secret:store",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="secretd", message="%(prog)s %(version)s")
 @click.option(
     "--config",
@@ -98,13 +122,3 @@ def _usage_hint(exc: click.ClickException) -> str | None:
     if isinstance(exc, click.UsageError) and ctx is not None:
         return f"see '{ctx.command_path} --help'"
     return None
-
-
-def _register() -> None:
-    from . import info, run, secret
-
-    for command in (info.info, run.run, secret.secret, secret.store):
-        cli.add_command(command)
-
-
-_register()

@@ -6,9 +6,9 @@ image with runc; ``docker`` and ``podman`` hand the container to those engines.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Protocol
 
+from .. import plugins
 from ..config import Config
 from ..errors import UsageError
 from ..spec import Container, RunSpec, SecretMount
@@ -30,7 +30,7 @@ class RuntimeFactory(Protocol):
 
 
 def available_runtimes() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=GROUP))
+    return plugins.names(GROUP)
 
 
 def runtime_name(spec: RunSpec, config: Config) -> str:
@@ -51,10 +51,5 @@ def detect_image_runtime() -> tuple[str, str]:
 
 
 def load_runtime(name: str, config: Config) -> Runtime:
-    found = [ep for ep in entry_points(group=GROUP) if ep.name == name]
-    if not found:
-        raise UsageError(
-            f"unknown runtime {name!r}", f"known runtimes: {', '.join(available_runtimes())}"
-        )
-    factory: RuntimeFactory = found[0].load()
+    factory: RuntimeFactory = plugins.load(GROUP, name, "runtime")
     return factory.from_config(config)

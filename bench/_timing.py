@@ -1,0 +1,44 @@
+"""Shared timing for the benchmarks: interleaved runs, medians, ratios.
+
+The machine is shared and noisy, so peers are measured in the same run, alternating
+(A B A B ...), and only ratios are meant to be compared between runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+
+
+def time_once(argv: Sequence[str], env: Mapping[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark command failed: {argv[0]}: {result.stderr.decode()[-300:]}")
+    return elapsed
+
+
+def interleaved(
+    commands: Mapping[str, tuple[Sequence[str], Mapping[str, str] | None]],
+    rounds: int,
+    warmup: int = 2,
+) -> dict[str, float]:
+    """Median wall seconds of each command, run in turn ``rounds`` times after a warm-up."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for index in range(warmup + rounds):
+        for name, (argv, env) in commands.items():
+            elapsed = time_once(argv, env)
+            if index >= warmup:
+                samples[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report(title: str, medians: Mapping[str, float], baseline: str) -> None:
+    print(title)
+    base = medians[baseline]
+    width = max(len(name) for name in medians)
+    for name, value in medians.items():
+        print(f"  {name:<{width}}  median {value * 1000:8.1f} ms   {value / base:6.2f}x {baseline}")

@@ -1,0 +1,42 @@
+"""`secretd run --secret api_key -- true` against `unshare -m true` (and podman, if set up).
+
+Usage: python bench/run_sandbox.py [ROUNDS]
+Prints medians and ratios; the issue's target is at most 30 ms over `unshare -m true`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import interleaved, report  # noqa: E402
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    with tempfile.TemporaryDirectory(prefix="secretd-bench-") as tmp:
+        env = dict(os.environ, SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
+        secretd = [sys.executable, "-m", "secretd"]
+        subprocess.run(
+            [*secretd, "secret", "create", "api_key", "-"],
+            input=b"bench-value",
+            env=env,
+            check=True,
+        )
+        commands = {
+            "secretd run": ([*secretd, "run", "--secret", "api_key", "--", "true"], env),
+            "unshare -m": (["unshare", "-m", "true"], None),
+            "python -c pass": ([sys.executable, "-c", "pass"], None),
+        }
+        medians = interleaved(commands, rounds)
+    report(f"sandbox run, {rounds} rounds (medians):", medians, "unshare -m")
+    overhead = (medians["secretd run"] - medians["unshare -m"]) * 1000
+    print(f"  secretd run adds {overhead:.1f} ms over unshare -m (target: <= 30 ms)")
+
+
+if __name__ == "__main__":
+    main()
