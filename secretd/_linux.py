@@ -27,6 +27,23 @@ CLONE_NEWUSER = 0x10000000
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 
+# The mount API of Linux 5.2 (fsopen & co.): a filesystem can be set up and filled as a
+# detached mount, reachable only through a file descriptor, before it is attached anywhere.
+# Their syscall numbers are the same on every architecture.
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 428, 429, 430, 431, 432
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [
     ctypes.c_char_p,
@@ -36,6 +53,7 @@ _libc.mount.argtypes = [
     ctypes.c_char_p,
 ]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
 _libc.prctl.argtypes = [
     ctypes.c_int,
     ctypes.c_ulong,
@@ -71,3 +89,46 @@ def unshare(flags: int) -> None:
 
 def prctl(option: int, arg: int) -> None:
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
+
+
+def _syscall(number: int, what: str, *args: object) -> int:
+    result = int(_libc.syscall(number, *args))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def fsopen(fstype: str) -> int:
+    return _syscall(SYS_FSOPEN, "fsopen", os.fsencode(fstype), FSOPEN_CLOEXEC)
+
+
+def fsconfig(fd: int, key: str, value: str | None = None) -> None:
+    """Set one option; ``value`` of ``None`` sets a flag such as ``noswap``."""
+    if value is None:
+        _syscall(SYS_FSCONFIG, f"fsconfig {key}", fd, FSCONFIG_SET_FLAG, key.encode(), None, 0)
+    else:
+        cmd = FSCONFIG_SET_STRING
+        _syscall(SYS_FSCONFIG, f"fsconfig {key}", fd, cmd, key.encode(), value.encode(), 0)
+
+
+def fscreate(fd: int) -> None:
+    _syscall(SYS_FSCONFIG, "fsconfig create", fd, FSCONFIG_CMD_CREATE, None, None, 0)
+
+
+def fsmount(fd: int, attributes: int) -> int:
+    return _syscall(SYS_FSMOUNT, "fsmount", fd, FSMOUNT_CLOEXEC, attributes)
+
+
+def clone_tree(dir_fd: int, path: str) -> int:
+    """A detached bind mount of ``path`` below ``dir_fd`` (``open_tree(OPEN_TREE_CLONE)``)."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+    return _syscall(SYS_OPEN_TREE, f"open_tree {path}", dir_fd, os.fsencode(path), flags)
+
+
+def attach(mount_fd: int, target: str) -> None:
+    """Attach a detached mount at ``target`` (``move_mount``)."""
+    flags = MOVE_MOUNT_F_EMPTY_PATH
+    _syscall(
+        SYS_MOVE_MOUNT, f"move_mount {target}", mount_fd, b"", AT_FDCWD, os.fsencode(target), flags
+    )

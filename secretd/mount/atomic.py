@@ -77,25 +77,3 @@ def write_files(
 ) -> None:
     for file in files:
         write_file(root_fd, file, default_owner)
-
-
-def prune(root_fd: int, keep: Iterable[str]) -> None:
-    """Remove files (and emptied directories) that are no longer part of the set."""
-    wanted = set(keep)
-    wanted_dirs = {"/".join(t.split("/")[:i]) for t in wanted for i in range(1, t.count("/") + 1)}
-
-    def walk(dir_fd: int, prefix: str) -> None:
-        for entry in os.scandir(dir_fd):
-            path = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                sub = os.open(entry.name, DIR_FLAGS, dir_fd=dir_fd)
-                try:
-                    walk(sub, path + "/")
-                finally:
-                    os.close(sub)
-                if path not in wanted_dirs:
-                    os.rmdir(entry.name, dir_fd=dir_fd)
-            elif path not in wanted:
-                os.unlink(entry.name, dir_fd=dir_fd)
-
-    walk(root_fd, "")

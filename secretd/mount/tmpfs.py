@@ -35,6 +35,30 @@ def size_for(files: Sequence[SecretFile]) -> int:
     return (2 * pages + 64) * PAGE
 
 
+def detached_tmpfs(size: int) -> tuple[int, bool]:
+    """A new tmpfs attached nowhere yet: ``(descriptor of its root, noswap honoured)``.
+
+    Safe between fork and exec: it makes system calls only (no logging, no locks).
+    """
+    fs_fd = _linux.fsopen("tmpfs")
+    try:
+        _linux.fsconfig(fs_fd, "source", "secretd")
+        _linux.fsconfig(fs_fd, "size", str(size))
+        _linux.fsconfig(fs_fd, "mode", "0755")
+        noswap = True
+        try:
+            _linux.fsconfig(fs_fd, "noswap")
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            noswap = False
+        _linux.fscreate(fs_fd)
+        attributes = _linux.MOUNT_ATTR_NOSUID | _linux.MOUNT_ATTR_NODEV | _linux.MOUNT_ATTR_NOEXEC
+        return _linux.fsmount(fs_fd, attributes), noswap
+    finally:
+        os.close(fs_fd)
+
+
 def mount_tmpfs(path: str, size: int) -> None:
     """Mount a tmpfs at ``path``; without ``noswap`` where the kernel does not know it."""
     options = f"size={size},mode=0755"

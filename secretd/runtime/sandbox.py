@@ -15,6 +15,7 @@ mounts of everything the parent had, plus the new mount point.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import socket
@@ -33,11 +34,12 @@ from ..errors import (
     SecretdError,
     UsageError,
 )
-from ..mount.tmpfs import SECRETS, fill, layout, mount_tmpfs
+from ..mount.tmpfs import SECRETS, detached_tmpfs, fill, layout
 from ..spec import RunSpec, SecretFile, SecretMount
 from . import Stdio
 from .users import Identity, resolve_user
 
+log = logging.getLogger(__name__)
 BIND_RO = (
     _linux.MS_BIND
     | _linux.MS_REMOUNT
@@ -205,6 +207,8 @@ def _parent(
         message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
         if fds:
             root_fd = fds[0]
+            if message == b"fd-noswap-refused":
+                log.debug("kernel refused tmpfs noswap; mounted the secrets without it")
             fill(root_fd, files, owner)
             sock.send(b"go")
             message = sock.recv(4096)
@@ -220,9 +224,18 @@ def _parent(
         os.waitpid(pid, 0)
         raise
     tty = stdio[0] if os.isatty(stdio[0]) else None
-    if tty is not None and not (os.tcgetpgrp(tty) == os.getpgrp() and _give_terminal(tty, pid)):
+    if tty is not None and not (_in_foreground(tty) and _give_terminal(tty, pid)):
         tty = None
     return SandboxProcess(pid, root_fd, owner, tty)
+
+
+def _in_foreground(tty: int) -> bool:
+    """Whether we own ``tty``'s foreground; a daemon handed a client's terminal does not
+    (it is not the daemon's controlling terminal, so ``tcgetpgrp`` fails with ENOTTY)."""
+    try:
+        return os.tcgetpgrp(tty) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _failure(message: bytes) -> SecretdError:
@@ -295,24 +308,20 @@ def _write(path: str, text: str) -> None:
 
 
 def _mount_secrets(plan: _Plan, sock: socket.socket) -> int:
-    """Mount the tmpfs, let the parent fill it, then expose it read-only."""
-    _ensure_mountpoint(plan.secrets_dir, directory=True)
-    mount_tmpfs(plan.secrets_dir, plan.size)
-    root_fd = os.open(plan.secrets_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    socket.send_fds(sock, [b"fd"], [root_fd])
+    """Make a detached tmpfs, let the parent fill it, then attach read-only views of it."""
+    root_fd, noswap = detached_tmpfs(plan.size)
+    socket.send_fds(sock, [b"fd" if noswap else b"fd-noswap-refused"], [root_fd])
     if sock.recv(16) != b"go":
         os._exit(125)
-    via = f"/proc/self/fd/{root_fd}"
-    _bind_readonly(f"{via}/{SECRETS}", plan.secrets_dir)
-    for inner, target in plan.binds:
-        _ensure_mountpoint(target, directory=False)
-        _bind_readonly(f"{via}/{inner}", target)
+    for inner, target in ((SECRETS, plan.secrets_dir), *plan.binds):
+        _ensure_mountpoint(target, directory=inner == SECRETS)
+        view = _linux.clone_tree(root_fd, inner)
+        try:
+            _linux.attach(view, target)
+        finally:
+            os.close(view)
+        _linux.mount(None, target, None, BIND_RO)
     return root_fd
-
-
-def _bind_readonly(source: str, target: str) -> None:
-    _linux.mount(source, target, None, _linux.MS_BIND)
-    _linux.mount(None, target, None, BIND_RO)
 
 
 def _ensure_mountpoint(path: str, directory: bool) -> None:
