@@ -17,8 +17,8 @@ secretd secret ls
 step "secretd secret inspect api_key"
 secretd secret inspect api_key
 
-step "secretd run --secret api_key -- sh -c 'ls -lL /run/secrets; grep \" /run/secrets \" /proc/self/mounts | tail -1; cat /run/secrets/api_key'"
-secretd run --secret api_key -- sh -c 'ls -lL /run/secrets; grep " /run/secrets " /proc/self/mounts | tail -1; cat /run/secrets/api_key; echo'
+step "secretd run --secret api_key -- sh -c 'ls -l /run/secrets; grep \" /run/secrets \" /proc/self/mounts; cat /run/secrets/api_key'"
+secretd run --secret api_key -- sh -c 'ls -l /run/secrets; grep " /run/secrets " /proc/self/mounts; cat /run/secrets/api_key; echo'
 
 step "ls /run/secrets   # on the host: nothing"
 ls /run/secrets 2>&1 || true
