@@ -7,7 +7,6 @@ microseconds and report errno precisely.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 MS_RDONLY = 0x1
@@ -44,7 +43,8 @@ OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 AT_FDCWD = -100
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The interpreter links libc already: no find_library (which runs ldconfig, ~10 ms).
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,

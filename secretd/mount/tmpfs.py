@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import uuid
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +127,7 @@ class HostMount:
         """
         base = runtime_dir / "mounts"
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = base / uuid.uuid4().hex[:16]
+        path = base / secrets.token_hex(8)
         path.mkdir(mode=0o700)
         root_fd = -1
         try:
