@@ -1,0 +1,319 @@
+"""What the ``aws:`` and ``ssm:`` providers share: settings, boto3 sessions, error mapping.
+
+Both services sit behind one ``[providers.aws]`` table and boto3's own credential chain
+(``AWS_PROFILE``, environment, instance and task roles), optionally through an assumed
+role. boto3 is imported inside functions only, when a reference is first resolved, so
+``secretd --help`` never pays for it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ..config import Config
+from ..errors import AccessDenied, ProviderError, SecretNotFound, UsageError
+
+if TYPE_CHECKING:
+    import boto3
+    import botocore.config
+    from botocore.exceptions import ClientError
+
+SETTINGS = {
+    "endpoint_url": str,
+    "sts_endpoint_url": str,
+    "region": str,
+    "profile": str,
+    "role_arn": str,
+    "role_session_name": str,
+    "max_attempts": int,
+    "connect_timeout": (int, float),
+    "read_timeout": (int, float),
+}
+ACCESS_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+CREDENTIAL_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+    }
+)
+DECRYPT_CODES = frozenset(
+    {"DecryptionFailure", "InvalidKeyId", "KMSAccessDeniedException", "KMSDisabledException"}
+)
+SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """``[providers.aws]``: where to reach AWS and as whom; the rest is boto3's chain."""
+
+    endpoint_url: str | None = None
+    sts_endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    role_session_name: str = "secretd"
+    max_attempts: int = 3
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0
+
+    @classmethod
+    def from_config(cls, config: Config, override: str | None = None) -> AwsSettings:
+        """Read ``[providers.aws]``, with ``[providers.OVERRIDE] endpoint_url`` on top.
+
+        Raises:
+            UsageError: an unknown key or a value of the wrong type.
+        """
+        table = dict(config.provider("aws"))
+        if override:
+            extra = dict(config.provider(override))
+            _check_keys(extra, {"endpoint_url": str}, override)
+            table.update(extra)
+        _check_keys(table, SETTINGS, "aws")
+        settings = cls(**table)
+        if not SESSION_NAME.fullmatch(settings.role_session_name):
+            raise UsageError(
+                f"[providers.aws] role_session_name {settings.role_session_name!r} is invalid",
+                "use 2-64 letters, digits or +=,.@_-",
+            )
+        return settings
+
+    def botocore_config(self) -> botocore.config.Config:
+        """Adaptive retries and short timeouts: a dead endpoint fails in seconds, not minutes."""
+        from botocore.config import Config as BotoConfig
+
+        return BotoConfig(
+            retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+        )
+
+
+def _check_keys(table: Mapping[str, Any], allowed: Mapping[str, Any], scheme: str) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise UsageError(
+                f"unknown setting {key!r} in [providers.{scheme}]",
+                f"known settings: {', '.join(sorted(allowed))}",
+            )
+        if isinstance(value, bool) or not isinstance(value, allowed[key]):
+            raise UsageError(
+                f"[providers.{scheme}] {key} has the wrong type {type(value).__name__}"
+            )
+
+
+class AwsClients(Generic[C]):
+    """One boto3 session per provider and one client per region, made on first use.
+
+    Args:
+        settings: the ``[providers.aws]`` table.
+        make: builds a client for one service from a session and a region.
+        client: an injected client (tests); used for every region.
+    """
+
+    def __init__(
+        self,
+        settings: AwsSettings,
+        make: Callable[[boto3.Session, str, AwsSettings], C],
+        client: C | None = None,
+    ) -> None:
+        self.settings = settings
+        self._make = make
+        self._injected = client
+        self._session: boto3.Session | None = None
+        self._clients: dict[str, C] = {}
+        self._lock = threading.Lock()
+
+    def get(self, region: str | None = None) -> tuple[C, str, str]:
+        """The client for ``region`` (default: configured), with its region and endpoint."""
+        if self._injected is not None:
+            meta = self._injected.meta  # type: ignore[attr-defined]
+            return self._injected, str(meta.region_name), str(meta.endpoint_url)
+        with self._lock:
+            session = self._session or self._new_session()
+            self._session = session
+            region = region or self.settings.region or session.region_name
+            if not region:
+                raise ProviderError(
+                    "no AWS region configured",
+                    "set region in [providers.aws], AWS_REGION, or the profile",
+                )
+            if region not in self._clients:
+                self._clients[region] = self._make(session, region, self.settings)
+            client = self._clients[region]
+        return client, region, str(client.meta.endpoint_url)  # type: ignore[attr-defined]
+
+    def _new_session(self) -> boto3.Session:
+        import boto3
+        from botocore.exceptions import ProfileNotFound
+
+        try:
+            session = boto3.Session(
+                profile_name=self.settings.profile, region_name=self.settings.region
+            )
+        except ProfileNotFound:
+            raise UsageError(
+                f"AWS profile {self.settings.profile!r} not found",
+                "check [providers.aws] profile and ~/.aws/config",
+            ) from None
+        if self.settings.role_arn:
+            session = self._assume_role(session)
+        return session
+
+    def _assume_role(self, base: boto3.Session) -> boto3.Session:
+        """A session whose credentials come from STS AssumeRole and refresh before expiry."""
+        import boto3
+        import botocore.session
+        from botocore.credentials import (
+            AssumeRoleCredentialFetcher,
+            CredentialProvider,
+            DeferredRefreshableCredentials,
+        )
+
+        source = base.get_credentials()
+        if source is None:
+            raise ProviderError(
+                f"no AWS credentials to assume role {self.settings.role_arn!r} with",
+                "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            )
+
+        def sts_client(service: str, **credentials: Any) -> Any:
+            return base.client(  # type: ignore[call-overload]
+                service,
+                region_name=base.region_name,
+                endpoint_url=self.settings.sts_endpoint_url,
+                config=self.settings.botocore_config(),
+                **credentials,
+            )
+
+        fetcher = AssumeRoleCredentialFetcher(
+            sts_client,
+            source,
+            str(self.settings.role_arn),
+            extra_args={"RoleSessionName": self.settings.role_session_name},
+        )
+        credentials = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+
+        class AssumedRole(CredentialProvider):
+            METHOD = "secretd-assume-role"
+
+            def load(self) -> DeferredRefreshableCredentials:
+                return credentials
+
+        core = botocore.session.Session()
+        core.get_component("credential_provider").insert_before("env", AssumedRole())
+        return boto3.Session(botocore_session=core, region_name=base.region_name)
+
+
+@dataclass(frozen=True)
+class Service:
+    """What differs between the AWS services behind one error mapper."""
+
+    label: str
+    permission: str
+    not_found: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one request is about, for error messages: names only, never values."""
+
+    service: Service
+    settings: AwsSettings
+    name: str
+    what: str
+    region: str
+    endpoint: str
+
+    def line(self, text: str) -> str:
+        prefix = f"secret {self.name!r}: " if self.name else ""
+        return f"{prefix}{text} {self.what} in {self.region}"
+
+
+@contextmanager
+def aws_errors(call: Call) -> Iterator[None]:
+    """Map botocore's exceptions onto ours, one line each, without chaining their text."""
+    from botocore import exceptions as bx
+
+    label = call.service.label
+    try:
+        yield
+    except bx.ClientError as exc:
+        raise _client_error(call, exc) from None
+    except bx.ReadTimeoutError:
+        raise ProviderError(
+            f"{label} at {call.endpoint} did not answer within "
+            f"{call.settings.read_timeout:g}s ({call.what}, {call.region})",
+            "try again, or raise read_timeout in [providers.aws]",
+        ) from None
+    except (bx.ConnectionError, bx.HTTPClientError) as exc:
+        raise _unreachable(call, str(exc.kwargs.get("endpoint_url") or "")) from None
+    except (bx.NoCredentialsError, bx.PartialCredentialsError):
+        raise ProviderError(
+            call.line(f"no AWS credentials found to reach {label} for"),
+            "set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or [providers.aws] profile",
+        ) from None
+    except bx.ParamValidationError:
+        raise UsageError(call.line(f"{label} rejects the reference to"), "check the name") from None
+    except bx.BotoCoreError as exc:
+        raise ProviderError(call.line(f"{label} failed ({type(exc).__name__}) on")) from None
+
+
+def _client_error(call: Call, exc: ClientError) -> ProviderError | SecretNotFound:
+    meta = exc.response.get("ResponseMetadata", {})
+    code = client_code(exc)
+    label = call.service.label
+    if exc.operation_name == "AssumeRole":
+        return AccessDenied(
+            call.line(f"AWS STS refused role {call.settings.role_arn} ({code}) for"),
+            "check the role's trust policy and the caller's sts:AssumeRole permission",
+        )
+    if code in call.service.not_found:
+        return SecretNotFound(call.line(f"{label} has no"), "check the name and the region")
+    if code in ACCESS_CODES:
+        return AccessDenied(
+            call.line(f"{label} denied access to"),
+            f"grant the caller {call.service.permission} (and kms:Decrypt for its key)",
+        )
+    if code in CREDENTIAL_CODES:
+        return AccessDenied(
+            call.line(f"{label} rejected the AWS credentials used for"),
+            "check the credentials boto3 finds (AWS_PROFILE, AWS_ACCESS_KEY_ID, role_arn)",
+        )
+    if code in DECRYPT_CODES:
+        return ProviderError(
+            call.line(f"{label} cannot decrypt"), "check the KMS key and kms:Decrypt permission"
+        )
+    status = int(meta.get("HTTPStatusCode", 0))
+    if status >= 500 or "Throttl" in code or code == "TooManyRequestsException":
+        attempts = int(meta.get("RetryAttempts", 0)) + 1
+        return ProviderError(
+            call.line(f"{label} kept failing ({code or status}, {attempts} attempts) for"),
+            "try again later, or raise max_attempts in [providers.aws]",
+        )
+    return ProviderError(call.line(f"{label} refused ({code or status})"))
+
+
+def _unreachable(call: Call, url: str) -> ProviderError:
+    where = call.endpoint
+    label = call.service.label
+    if call.settings.role_arn and url and not url.startswith(call.endpoint):
+        label, where = f"AWS STS (assuming {call.settings.role_arn})", url.rstrip("/")
+    return ProviderError(
+        f"{label} at {where} unreachable ({call.what}, {call.region})",
+        "check endpoint_url in [providers.aws], the network and the proxy settings",
+    )
+
+
+def client_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
