@@ -145,6 +145,13 @@ def _record(value: Any, dotted: str, origin: str, origins: dict[str, str]) -> No
         origins[dotted] = origin
 
 
+def _table_origin(origins: Mapping[str, str], dotted: str) -> str:
+    """The file a table came from: its ``source``'s, else any of its keys' (or its own)."""
+    if f"{dotted}.source" in origins or dotted in origins:
+        return origins.get(f"{dotted}.source") or origins[dotted]
+    return next((o for key, o in origins.items() if key.startswith(dotted + ".")), "config")
+
+
 def _binding(name: str, entry: Any, origin: str) -> Binding:
     check_name(name)
     where = f"[secrets.{name}] in {origin}"
@@ -204,7 +211,7 @@ def load_config(
     _merge(merged, {k: v for k, v in (flags or {}).items() if v is not None}, "flag", origins)
 
     secrets = {
-        name: _binding(name, entry, origins.get(f"secrets.{name}.source", "config"))
+        name: _binding(name, entry, _table_origin(origins, f"secrets.{name}"))
         for name, entry in merged.get("secrets", {}).items()
     }
     try:

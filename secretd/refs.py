@@ -98,6 +98,8 @@ def parse_mode(value: str | int, context: str) -> int:
 
 def parse_id(value: str | int, what: str, context: str) -> int:
     try:
+        if isinstance(value, bool | float):  # TOML's true or 1000.5 is no uid
+            raise ValueError(value)
         number = int(value)
     except (TypeError, ValueError):
         raise UsageError(
@@ -176,7 +178,7 @@ def parse_ref(
     head, eq, rest = text.partition("=")
     if eq and head.strip() in LONG_KEYS:
         fields = _split_long(text)
-    elif eq:
+    elif eq and ":" not in head:  # a "=" after "scheme:" belongs to a URI query
         fields = {"name": check_name(head, f"{kind} name"), "source": rest}
     else:
         fields = {"source": text}

@@ -1,0 +1,399 @@
+"""The encrypted local store: secrets sealed at rest in an SQLite database.
+
+``LocalStore`` is the one API for the store: the CLI, the ``local:`` provider and (later)
+the daemon call the same methods. Metadata (names, labels, versions, times) is plain
+text so listing needs no key; values are sealed by ``sealing`` and opened only on read.
+
+Writes take SQLite's write lock up front (``BEGIN IMMEDIATE``) so concurrent writers
+queue instead of failing, and every write commits whole or not at all (WAL).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .config import Config
+from .errors import SecretNotFound, StoreError, UsageError
+from .refs import check_name
+from .sealing import (
+    KEYFILE,
+    PASSPHRASE,
+    AuthenticationFailed,
+    KeyEncryptionKeys,
+    Passphrases,
+    Wrapping,
+    new_key,
+    seal,
+    unseal,
+    value_aad,
+)
+
+MAX_VALUE = 500 * 1024  # Docker Swarm's limit: values must be smaller than this
+DEFAULT_KEEP = 5
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 30.0
+
+SCHEMA = (
+    "CREATE TABLE keyring (id INTEGER PRIMARY KEY CHECK (id = 1), kind TEXT NOT NULL,"
+    " kdf TEXT, wrapped_dek BLOB NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE TABLE secrets (name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+    " version INTEGER NOT NULL, labels TEXT NOT NULL, created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL)",
+    "CREATE TABLE versions (name TEXT NOT NULL, version INTEGER NOT NULL, sealed BLOB NOT NULL,"
+    " created_at TEXT NOT NULL, PRIMARY KEY (name, version))",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+_COLUMNS = "id, name, version, labels, created_at, updated_at"
+
+
+class SecretExists(StoreError):
+    """``create`` was asked for a name the store already holds."""
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """Everything about a stored secret except its value."""
+
+    id: str
+    name: str
+    version: int
+    labels: Mapping[str, str]
+    created_at: str
+    updated_at: str
+    versions: tuple[tuple[int, str], ...] = field(default=())  # (version, created_at)
+
+    @classmethod
+    def from_row(
+        cls, row: tuple[Any, ...], versions: tuple[tuple[int, str], ...] = ()
+    ) -> SecretInfo:
+        id_, name, version, labels, created, updated = row
+        return cls(
+            str(id_), str(name), int(version), json.loads(labels), created, updated, versions
+        )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _new_id() -> str:
+    return base64.b32encode(os.urandom(16)).decode().lower()[:25]
+
+
+def not_found(name: str) -> SecretNotFound:
+    return SecretNotFound(
+        f"secret {name!r} not found in the local store",
+        f"create it: printf %s VALUE | secretd secret create {name} -",
+    )
+
+
+def check_value(name: str, value: bytes) -> bytes:
+    """Refuse what Docker Swarm refuses: empty values and values of 500 KiB or more."""
+    if not value:
+        raise UsageError(
+            f"the value for secret {name!r} is empty", "a secret needs at least one byte"
+        )
+    if len(value) >= MAX_VALUE:
+        raise UsageError(
+            f"the value for secret {name!r} is 500 KiB or larger",
+            f"secrets must be smaller than {MAX_VALUE} bytes (Docker Swarm's limit)",
+        )
+    return value
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    for key in labels:
+        if not key or "\0" in key or "\0" in labels[key]:
+            raise UsageError(f"invalid label {key!r}", "use --label KEY=VALUE with a non-empty KEY")
+    return dict(labels)
+
+
+class LocalStore:
+    """One store database and the key that opens it.
+
+    Args:
+        path: the SQLite database (created 0600 on first write, its directory 0700).
+        key_file: where the key-encryption key lives when no passphrase is used.
+        keep_versions: how many versions ``rotate`` keeps per secret.
+        passphrases: where passphrases come from (environment, then terminal).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        key_file: Path,
+        keep_versions: int = DEFAULT_KEEP,
+        passphrases: Passphrases | None = None,
+    ) -> None:
+        self.path = path
+        self.keep_versions = keep_versions
+        self.keys = KeyEncryptionKeys(key_file, passphrases or Passphrases(), path)
+        self._dek: bytes | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, passphrases: Passphrases | None = None) -> LocalStore:
+        """The store ``[providers.local]`` describes (path, key_file, keep_versions)."""
+        settings = config.provider("local")
+        keep = settings.get("keep_versions", DEFAULT_KEEP)
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise UsageError(
+                f"[providers.local] keep_versions is {keep!r}", "give a whole number of at least 1"
+            )
+        return cls(
+            path=Path(str(settings.get("path") or config.state_dir / "store.db")),
+            key_file=Path(str(settings.get("key_file") or config.state_dir / "store.key")),
+            keep_versions=keep,
+            passphrases=passphrases,
+        )
+
+    def list_secrets(self) -> list[SecretInfo]:
+        (rows,) = self._select((f"SELECT {_COLUMNS} FROM secrets ORDER BY name", ()))
+        return [SecretInfo.from_row(row) for row in rows]
+
+    def inspect(self, name: str) -> SecretInfo:
+        check_name(name)
+        rows, versions = self._select(
+            (f"SELECT {_COLUMNS} FROM secrets WHERE name = ?", (name,)),
+            ("SELECT version, created_at FROM versions WHERE name = ? ORDER BY version", (name,)),
+        )
+        if not rows:
+            raise not_found(name)
+        return SecretInfo.from_row(rows[0], tuple((int(v), str(t)) for v, t in versions))
+
+    def current_version(self, name: str) -> int:
+        """The latest version number: a cheap change check that opens no value."""
+        return self.inspect(name).version
+
+    def read(self, name: str, version: int | None = None) -> tuple[int, bytes]:
+        """Open the latest (or the given) version of a secret.
+
+        Raises:
+            SecretNotFound: no such secret or version.
+            StoreError: the store cannot be unlocked, or the ciphertext fails authentication.
+        """
+        check_name(name)
+        (rows,) = self._select(
+            (
+                "SELECT version, sealed FROM versions WHERE name = ? AND version ="
+                " COALESCE(?, (SELECT version FROM secrets WHERE name = ?))",
+                (name, version, name),
+            )
+        )
+        if not rows:
+            if version is None:
+                raise not_found(name)
+            raise SecretNotFound(
+                f"version {version} of secret {name!r} is not in the local store",
+                f"it keeps the last {self.keep_versions}; see 'secretd secret inspect {name}'",
+            )
+        number, sealed = int(rows[0][0]), bytes(rows[0][1])
+        try:
+            return number, unseal(self._unlocked(), sealed, value_aad(name, number))
+        except AuthenticationFailed:
+            raise StoreError(
+                f"secret {name!r} failed authentication", "the store is damaged or the key is wrong"
+            ) from None
+
+    def create(
+        self, name: str, value: bytes, labels: Mapping[str, str] | None = None
+    ) -> SecretInfo:
+        """Store a new secret at version 1 (initialising the store on first use).
+
+        Raises:
+            SecretExists: the name is taken.
+        """
+        check_name(name)
+        check_value(name, value)
+        text = json.dumps(check_labels(labels or {}), sort_keys=True)
+        dek = self._unlocked(create=True)
+        with self._write() as conn:
+            now = _now()  # under the write lock, so times follow the order of commits
+            if conn.execute("SELECT 1 FROM secrets WHERE name = ?", (name,)).fetchone():
+                raise SecretExists(
+                    f"secret {name!r} already exists in the local store",
+                    f"add a version with 'secretd secret rotate {name}'",
+                )
+            row = (_new_id(), name, 1, text, now, now)
+            conn.execute(f"INSERT INTO secrets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row)
+            self._add_version(conn, dek, name, 1, value, now)
+        return SecretInfo.from_row(row, ((1, now),))
+
+    def rotate(self, name: str, value: bytes) -> SecretInfo:
+        """Add a version; versions older than the last ``keep_versions`` are deleted."""
+        check_name(name)
+        check_value(name, value)
+        if self._keyring() is None:
+            raise not_found(name)
+        dek = self._unlocked()
+        with self._write() as conn:
+            now = _now()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM secrets WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise not_found(name)
+            version = int(row[2]) + 1
+            conn.execute(
+                "UPDATE secrets SET version = ?, updated_at = ? WHERE name = ?",
+                (version, now, name),
+            )
+            self._add_version(conn, dek, name, version, value, now)
+            conn.execute(
+                "DELETE FROM versions WHERE name = ? AND version <= ?",
+                (name, version - self.keep_versions),
+            )
+        return SecretInfo.from_row((row[0], name, version, row[3], row[4], now))
+
+    def remove(self, name: str) -> None:
+        check_name(name)
+        if self._keyring() is None:
+            raise not_found(name)
+        with self._write() as conn:
+            if not conn.execute("DELETE FROM secrets WHERE name = ?", (name,)).rowcount:
+                raise not_found(name)
+            conn.execute("DELETE FROM versions WHERE name = ?", (name,))
+
+    def init(self, passphrase: bool = False, exist_ok: bool = False) -> None:
+        """Create the database and its data key, wrapped by a key file or a passphrase.
+
+        Raises:
+            StoreError: the store exists already (unless ``exist_ok``).
+        """
+        if self._keyring() is None:  # checked first: no prompt, no key file for nothing
+            dek = new_key()
+            wrapping = self.keys.wrap(dek, PASSPHRASE if passphrase else KEYFILE, replace=False)
+            with self._write(create=True) as conn:
+                made = not _initialised(conn)  # false when another process was quicker
+                if made:
+                    for statement in SCHEMA:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO keyring (id, kind, kdf, wrapped_dek, updated_at)"
+                        " VALUES (1, ?, ?, ?, ?)",
+                        (*wrapping, _now()),
+                    )
+            if made:
+                self._dek = dek
+                return
+        if not exist_ok:
+            raise StoreError(
+                f"the local store {self.path} already exists",
+                "change its key with 'secretd store rekey'",
+            )
+
+    def rekey(self, to: str | None = None) -> str:
+        """Re-wrap the data key under a new key file or passphrase; values are untouched.
+
+        Args:
+            to: ``"keyfile"``, ``"passphrase"`` or ``None`` (a new key of the same kind).
+
+        Returns:
+            The kind of key that now protects the store.
+        """
+
+        def save(new: Wrapping) -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE keyring SET kind = ?, kdf = ?, wrapped_dek = ?, updated_at = ?",
+                    (*new, _now()),
+                )
+
+        dek, kind = self.keys.rewrap(self._existing_keyring, to, save)
+        with self._connect() as conn:  # move the old wrapped key out of the WAL
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._dek = dek
+        return kind
+
+    def _unlocked(self, create: bool = False) -> bytes:
+        """The data key, unwrapped once per LocalStore (making the store first if asked)."""
+        if self._dek is None and create and self._keyring() is None:
+            self.init(passphrase=self.keys.passphrases.preset(), exist_ok=True)
+        if self._dek is None:
+            self._dek = self.keys.unwrap(self._existing_keyring())
+        return self._dek
+
+    def _add_version(
+        self, conn: sqlite3.Connection, dek: bytes, name: str, version: int, value: bytes, now: str
+    ) -> None:
+        sealed = seal(dek, value, value_aad(name, version))
+        conn.execute(
+            "INSERT INTO versions (name, version, sealed, created_at) VALUES (?, ?, ?, ?)",
+            (name, version, sealed, now),
+        )
+
+    def _existing_keyring(self) -> Wrapping:
+        keyring = self._keyring()
+        if keyring is None:
+            raise StoreError(f"there is no local store at {self.path}", "run 'secretd store init'")
+        return keyring
+
+    def _keyring(self) -> Wrapping | None:
+        (rows,) = self._select(("SELECT kind, kdf, wrapped_dek FROM keyring", ()))
+        return Wrapping(str(rows[0][0]), rows[0][1], bytes(rows[0][2])) if rows else None
+
+    def _select(self, *queries: tuple[str, tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+        """Run reads in one snapshot; no rows at all while there is no store yet."""
+        if not self.path.is_file():
+            return [[] for _ in queries]
+        with self._connect() as conn:
+            if not _initialised(conn):
+                return [[] for _ in queries]
+            conn.execute("BEGIN")
+            try:
+                return [conn.execute(query, params).fetchall() for query, params in queries]
+            finally:
+                conn.execute("COMMIT")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose SQLite errors become StoreErrors naming the database."""
+        try:
+            uri = f"file:{quote(str(self.path))}?mode=rw"  # never create it by accident
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the local store {self.path}: {exc}") from None
+        try:
+            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left behind
+            yield conn
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            hint = "another secretd is writing; try again" if busy else "check its permissions"
+            raise StoreError(f"the local store {self.path} cannot be used: {exc}", hint) from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"the local store {self.path} is damaged: {exc}", "restore it from a backup"
+            ) from None
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self, create: bool = False) -> Iterator[sqlite3.Connection]:
+        if create and not self.path.exists():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        with self._connect() as conn:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back on its own already
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+def _initialised(conn: sqlite3.Connection) -> bool:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError("the local store was written by a newer secretd", "upgrade secretd")
+    return version == SCHEMA_VERSION

@@ -1,0 +1,203 @@
+"""Bad input and faults: tampering, wrong keys, concurrent writers, crashes, plaintext at rest."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import traceback
+from collections import defaultdict
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from secretd.config import load_config
+from secretd.errors import StoreError
+from secretd.store import LocalStore
+from tests.conftest import Runner
+from tests.store.storedb import StoreFactory, integrity, sealed_of, versions_of, write_sealed
+from tests.store.writer import SHARED, big_value
+
+WRITER = Path(__file__).with_name("writer.py")
+AUTH_FAILED = "secret 'x' failed authentication: the store is damaged or the key is wrong"
+
+
+def files_under(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("where", [0, 20, -1])
+def test_one_flipped_byte_fails_authentication_and_only_that_secret(
+    store: LocalStore, where: int
+) -> None:
+    store.create("x", b"x-value")
+    store.create("y", b"y-value")
+    sealed = bytearray(sealed_of(store.path, "x", 1))
+    sealed[where] ^= 0x01  # in the nonce, the ciphertext, the tag
+    write_sealed(store.path, "x", 1, bytes(sealed))
+    with pytest.raises(StoreError) as caught:
+        LocalStore.from_config(load_config()).read("x")
+    assert caught.value.line() == AUTH_FAILED
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert store.read("y") == (1, b"y-value")
+    store.rotate("x", b"repaired")
+    assert store.read("x") == (2, b"repaired")
+
+
+def test_wrong_passphrase_leaves_the_database_byte_identical(
+    secretd: Runner, state_dir: Path
+) -> None:
+    right = dict(os.environ, SECRETD_PASSPHRASE="right one")
+    assert secretd("store", "init", "--passphrase", env=right).returncode == 0
+    assert secretd("secret", "create", "a", "-", input="v", env=right).returncode == 0
+    before = files_under(state_dir)
+    assert sorted(before) == ["store.db"]
+
+    wrong = dict(os.environ, SECRETD_PASSPHRASE="wrong", SECRETD_NEW_PASSPHRASE="new")
+    expected = (
+        f"secretd: wrong passphrase for the local store {state_dir / 'store.db'}: "
+        "check SECRETD_PASSPHRASE or type it again\n"
+    )
+    for args in (
+        ("secret", "create", "b", "-"),
+        ("secret", "rotate", "a", "-"),
+        ("store", "rekey"),
+    ):
+        result = secretd(*args, input="v", env=wrong)
+        assert (result.returncode, result.stderr, result.stdout) == (1, expected, ""), args
+    assert files_under(state_dir) == before
+
+
+def test_concurrent_writers_lose_nothing(state_dir: Path) -> None:
+    procs, count = 8, 50
+    writers = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), "mixed", str(index), str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(procs)
+    ]
+    commits: dict[str, dict[int, str]] = defaultdict(dict)
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+        for line in out.splitlines():
+            name, version, digest = line.split()
+            assert int(version) not in commits[name], f"{name} version {version} committed twice"
+            commits[name][int(version)] = digest
+    assert sum(len(v) for v in commits.values()) == procs * count
+    assert set(SHARED) <= set(commits) and len(commits) == len(SHARED) + procs * 5
+
+    store = LocalStore.from_config(load_config())
+    assert integrity(store.path) == "ok"
+    assert [info.name for info in store.list_secrets()] == sorted(commits)
+    for name, versions in commits.items():
+        last = len(versions)
+        assert sorted(versions) == list(range(1, last + 1)), name  # consecutive, no gaps
+        assert store.current_version(name) == last
+        kept = list(range(max(1, last - 4), last + 1))
+        assert versions_of(store.path, name) == kept
+        for number in kept:
+            value = store.read(name, number)[1]
+            assert hashlib.sha256(value).hexdigest() == versions[number], (name, number)
+
+
+def test_sigkilled_writer_leaves_every_secret_at_its_last_commit(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    store.create("big", big_value(1))
+    store.create("small", b"untouched")
+    rng = random.Random(2024)
+    killed_mid_write = 0
+    for _ in range(12):
+        known = store.current_version("big")
+        writer = subprocess.Popen(
+            [sys.executable, str(WRITER), "big", "big"], stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout is not None
+        assert writer.stdout.readline().startswith("writing")
+        time.sleep(rng.uniform(0.0, 0.1))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        lines = writer.stdout.read().splitlines()
+        writer.stdout.close()
+        committed = [int(line.split()[1]) for line in lines if line.startswith("committed")]
+        if lines and lines[-1].startswith("writing"):
+            killed_mid_write += 1
+
+        after = make_store()
+        assert integrity(after.path) == "ok"
+        latest, value = after.read("big")
+        last_printed = committed[-1] if committed else known
+        assert latest in (last_printed, last_printed + 1)  # +1: killed after COMMIT, before print
+        assert value == big_value(latest)
+        for version in versions_of(after.path, "big"):
+            assert after.read("big", version)[1] == big_value(version)
+        assert after.read("small") == (1, b"untouched")
+        if killed_mid_write >= 3:
+            break
+    assert killed_mid_write >= 1, "no kill landed in the middle of a write"
+
+
+def test_no_plaintext_at_rest_nor_in_any_output(
+    secretd: Runner, state_dir: Path, make_store: StoreFactory
+) -> None:
+    canary = "canary-" + secrets.token_hex(16)
+    assert secretd("secret", "create", "warmup", "-", input="w").returncode == 0
+    outputs: list[str] = []
+    with closing(sqlite3.connect(state_dir / "store.db")) as reader:
+        reader.execute("SELECT count(*) FROM secrets").fetchone()  # keeps the WAL in place
+        runs = [
+            ("--debug", "secret", "create", "api_key", "--label", "env=ci", "-"),
+            ("secret", "create", "api_key", "-"),  # exists: an error
+            ("--debug", "secret", "rotate", "api_key", "-"),
+            ("secret", "rotate", "missing", "-"),
+            ("secret", "create", "removed", "-"),
+            ("secret", "rm", "removed"),
+            ("secret", "ls"),
+            ("secret", "ls", "--format", "json"),
+            ("secret", "inspect", "api_key", "warmup"),
+            ("info",),
+            ("info", "--format", "json"),
+        ]
+        for args in runs:
+            result = secretd(*args, input=canary)
+            outputs += [result.stdout, result.stderr]
+        wal = state_dir / "store.db-wal"
+        assert wal.stat().st_size > 0
+        at_rest = files_under(state_dir)
+        assert "store.db-wal" in at_rest
+    at_rest_after_checkpoint = files_under(state_dir)
+    for name, data in [*at_rest.items(), *at_rest_after_checkpoint.items()]:
+        assert canary.encode() not in data, name
+    for text in outputs:
+        assert canary not in text
+    assert "api_key" in "".join(outputs)  # the commands did run
+    assert make_store().read("api_key") == (2, canary.encode())
+
+    with pytest.raises(StoreError) as caught:
+        make_store().create("api_key", canary.encode())
+    assert canary not in "".join(traceback.format_exception(caught.value))
+
+
+def test_a_damaged_database_is_one_clear_line(secretd: Runner, state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    (state_dir / "store.db").write_bytes(b"this is not an SQLite database, not at all" * 100)
+    result = secretd("secret", "ls")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"secretd: the local store {state_dir / 'store.db'} is damaged: "
+        "file is not a database: restore it from a backup\n"
+    )

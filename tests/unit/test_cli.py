@@ -1,0 +1,130 @@
+"""The CLI boundary: version, help without heavy imports, one-line errors, ``secretd info``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from secretd import __version__
+from tests.conftest import Runner
+
+HEAVY = ("boto3", "botocore", "hvac", "docker", "fuse", "detect_secrets")
+PROBE = """
+import json, runpy, sys
+sys.argv = ["secretd", *sys.argv[2:]]
+try:
+    runpy.run_module("secretd", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(open(OUT).read())))
+open(OUT, "w").write(json.dumps(heavy))
+"""
+
+
+def test_version(secretd: Runner) -> None:
+    result = secretd("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"secretd {__version__}\n", "")
+
+
+@pytest.mark.parametrize(
+    "args", [("--help",), ("secret", "--help"), ("secret", "ls"), ("store", "--help"), ("info",)]
+)
+def test_light_commands_do_not_import_heavy_libraries(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    out = tmp_path / "modules.json"
+    out.write_text(json.dumps(HEAVY))
+    script = f"OUT = {str(out)!r}\n{PROBE}"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "probe", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text()) == []
+    if args == ("--help",):
+        assert "Usage: secretd" in result.stdout and "secret" in result.stdout
+
+
+def test_probe_does_see_imports(tmp_path: Path) -> None:
+    """The probe above would notice a heavy import (here: one made on purpose)."""
+    out = tmp_path / "modules.json"
+    out.write_text(json.dumps(["sqlite3"]))
+    script = f"OUT = {str(out)!r}\nimport sqlite3\n{PROBE}"
+    subprocess.run([sys.executable, "-c", script, "probe", "--version"], check=True, timeout=60)
+    assert json.loads(out.read_text()) == ["sqlite3"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stderr"),
+    [
+        (("nope",), 2, "secretd: No such command 'nope'.: see 'secretd --help'\n"),
+        (("secret", "ls", "--format", "xml"), 2, None),
+        (
+            ("--config", "missing.toml", "info"),
+            2,
+            "secretd: config file missing.toml does not exist\n",
+        ),
+        (("secret", "inspect"), 2, None),
+    ],
+)
+def test_errors_are_one_line_with_an_exit_code(
+    secretd: Runner, args: tuple[str, ...], code: int, stderr: str | None
+) -> None:
+    result = secretd(*args)
+    assert result.returncode == code
+    assert result.stderr.startswith("secretd: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    if stderr is not None:
+        assert result.stderr == stderr
+
+
+def test_a_broken_config_file_is_a_usage_error(secretd: Runner, tmp_path: Path) -> None:
+    (tmp_path / "secretd.toml").write_text("runtime = \n")
+    result = secretd("info")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"secretd: cannot parse {tmp_path / 'secretd.toml'}: ")
+    assert result.stderr.endswith(": fix the TOML syntax\n") and result.stderr.count("\n") == 1
+
+
+def test_info_shows_origins_and_no_secret_values(
+    secretd: Runner, tmp_path: Path, clean_environ: dict[str, Path]
+) -> None:
+    user = clean_environ["config"] / "secretd" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(
+        'runtime = "oci"\n[providers.vault]\naddress = "http://127.0.0.1:8200"\n'
+        'token = "hvs.user-token-value"\n[providers.vault.approle]\nrole_id = "app"\n'
+        'secret_id = "approle-secret-value"\n'
+    )
+    (tmp_path / ".env").write_text("API_KEY=dotenv-secret-value\n")
+    (tmp_path / "secretd.toml").write_text(
+        'runtime = "docker"\n[secrets.api_key]\nsource = "dotenv:.env#API_KEY"\n'
+        "[providers.local]\nkeep_versions = 3\n"
+    )
+    env = dict(os.environ, SECRETD_LOG_LEVEL="info", SECRETD_PASSPHRASE="passphrase-value")
+    text = secretd("info", env=env)
+    data = json.loads(secretd("info", "--format", "json", env=env).stdout)
+    assert text.returncode == 0 and text.stderr == ""
+    lines = text.stdout.splitlines()
+    project = tmp_path / "secretd.toml"
+    assert f"  runtime = docker  ({project})" in lines
+    assert "  log_level = info  (env SECRETD_LOG_LEVEL)" in lines
+    assert f"  state_dir = {clean_environ['state']}  (env SECRETD_STATE_DIR)" in lines
+    assert f"  api_key = dotenv:{tmp_path}/.env#API_KEY  ({project})" in lines
+    assert f"  vault.token = <set>  ({user})" in lines
+    assert f"  vault.approle.secret_id = <set>  ({user})" in lines
+    assert f"  vault.approle.role_id = app  ({user})" in lines
+    assert f"  local.keep_versions = 3  ({project})" in lines
+    assert data["providers"]["vault"]["token"] == {"value": "<set>", "origin": str(user)}
+    assert data["settings"]["runtime"] == {"value": "docker", "origin": str(project)}
+    for value in (
+        "user-token-value",
+        "approle-secret-value",
+        "dotenv-secret-value",
+        "passphrase-value",
+    ):
+        assert value not in text.stdout + json.dumps(data)
