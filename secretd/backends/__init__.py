@@ -6,14 +6,17 @@ is a provider class with a ``from_config(config)`` constructor.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
 from .. import plugins
 from ..config import Config
+from ..errors import SecretdError
 from ..spec import Secret, SecretRef
 
 GROUP = "secretd.providers"
+log = logging.getLogger(__name__)
 
 
 class Provider(Protocol):
@@ -49,7 +52,21 @@ class BaseProvider:
         raise NotImplementedError
 
     def get_many(self, refs: Sequence[SecretRef]) -> list[Secret]:
-        return [self.get(ref) for ref in refs]
+        """Fetch in order; on a failure, give back the leases this call already took (the
+        caller never sees them, so it could not)."""
+        secrets: list[Secret] = []
+        try:
+            for ref in refs:
+                secrets.append(self.get(ref))
+        except BaseException:
+            for secret in secrets:
+                if secret.lease_id is not None:
+                    try:
+                        self.revoke(secret)
+                    except SecretdError as exc:
+                        log.error("could not revoke the lease of %s: %s", secret.name, exc)
+            raise
+        return secrets
 
     def version(self, ref: SecretRef) -> str:
         return self.get(ref).version

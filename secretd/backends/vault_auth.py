@@ -1,0 +1,435 @@
+"""Talking to Vault as someone: settings, login, token upkeep, retries and error mapping.
+
+``vault.py`` decides *what* to read; this module decides *how*: which address and TLS
+settings, which identity (token, token file, AppRole, Kubernetes), when to renew or
+replace the token, how often to retry, and how hvac's exceptions become ours. hvac and
+requests are imported only when a session is created, so ``secretd --help`` never pays
+for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import AccessDenied, ProviderError, SecretdError, SecretNotFound, UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "https://127.0.0.1:8200"  # Vault's own default
+DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+ENV = {
+    "VAULT_ADDR": "address",
+    "VAULT_TOKEN": "token",
+    "VAULT_NAMESPACE": "namespace",
+    "VAULT_CACERT": "cacert",
+    "VAULT_SKIP_VERIFY": "skip_verify",
+    "VAULT_MAX_RETRIES": "retries",
+    "VAULT_CLIENT_TIMEOUT": "timeout",
+}
+WHERE = "[providers.vault]"
+# What each auth method cannot do without, and how to give it.
+NEEDS = {
+    "token": ("token", f"set VAULT_TOKEN or token in {WHERE}"),
+    "token_file": ("token_file", f"set token_file in {WHERE}"),
+    "approle": ("role_id", f"set role_id or role_id_file in {WHERE}"),
+    "kubernetes": ("role", f"set role (the Vault role to log in as) in {WHERE}"),
+}
+BACKOFF = 0.25  # seconds before the first retry, doubled for each further one
+CONNECT_TIMEOUT = 3.0
+CAPABILITY = {"GET": "read", "POST": "update", "PUT": "update", "DELETE": "delete"}
+
+
+class LoginFailed(AccessDenied):
+    """Logging in (or unwrapping the secret_id to log in with) failed: the identity, not
+    the path asked for, is the problem."""
+
+
+class RequestRejected(ProviderError):
+    """Vault understood the request and said no (HTTP 400): a used wrapper, an unknown
+    lease, a missing parameter. Callers that expect refusals catch exactly this."""
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """Where Vault is and who we are to it. Credentials never show in the repr."""
+
+    address: str = DEFAULT_ADDRESS
+    auth: str = "token"
+    namespace: str | None = None
+    cacert: str | None = None
+    skip_verify: bool = False
+    token: str | None = field(default=None, repr=False)
+    token_file: str | None = None
+    role_id: str | None = field(default=None, repr=False)
+    role_id_file: str | None = None
+    secret_id_file: str | None = None
+    remove_secret_id_file: bool = False
+    secret_id_wrapped: bool = False
+    role: str | None = None
+    jwt_file: str = DEFAULT_JWT_FILE
+    auth_mount: str | None = None
+    retries: int = 2
+    timeout: float = 10.0
+
+    @classmethod
+    def load(cls, config: Mapping[str, Any], environ: Mapping[str, str]) -> VaultSettings:
+        """Merge ``[providers.vault]`` with Vault's own variables (which win).
+
+        A ``VAULT_TOKEN`` in the environment selects token auth, as it does for the
+        ``vault`` command. Without ``auth``, the credentials given choose the method.
+
+        Raises:
+            UsageError: an unknown or malformed setting.
+            ProviderError: the auth method lacks what it needs (no credentials).
+        """
+        known = {f.name: f.default for f in fields(cls)}
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise UsageError(
+                f"unknown setting {unknown[0]!r} in {WHERE}",
+                f"known settings: {', '.join(sorted(known))}",
+            )
+        raw = {**config, **{key: environ[var] for var, key in ENV.items() if environ.get(var)}}
+        if environ.get("VAULT_TOKEN"):
+            raw["auth"] = "token"
+        raw["auth"] = raw.get("auth") or _infer_auth(raw)
+        values = {
+            key: _coerce(key, value, type(known[key]))
+            for key, value in raw.items()
+            if value is not None and value != ""
+        }
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Say which setting is missing or wrong, before anything is sent."""
+        if not self.address.startswith(("http://", "https://")):
+            raise UsageError(
+                f"vault address {self.address!r} is not a URL", "use http(s)://HOST:PORT"
+            )
+        if self.auth not in NEEDS:
+            raise UsageError(
+                f"unknown vault auth method {self.auth!r}", f"use one of: {', '.join(NEEDS)}"
+            )
+        key, hint = NEEDS[self.auth]
+        if not (getattr(self, key) or (key == "role_id" and self.role_id_file)):
+            raise ProviderError(f"vault {self.auth} auth is missing {key}", hint)
+        if self.secret_id_wrapped and not self.secret_id_file:
+            raise UsageError(f"{WHERE} secret_id_wrapped needs secret_id_file")
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """A TOML or environment value as the type the setting's default has."""
+    if kind is bool:
+        return value is True or str(value).strip().lower() in {"1", "true", "yes", "on"}
+    if kind in (int, float):
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{WHERE} {key} = {value!r} is not a number") from None
+        if number < 0:
+            raise UsageError(f"{WHERE} {key} may not be negative")
+        return number
+    return str(value)
+
+
+def _infer_auth(raw: Mapping[str, Any]) -> str:
+    if raw.get("token_file") and not raw.get("token"):
+        return "token_file"
+    if raw.get("role_id") or raw.get("role_id_file"):
+        return "approle"
+    if raw.get("role"):
+        return "kubernetes"
+    return "token"
+
+
+def _read_file(path: str, what: str) -> str:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ProviderError(
+            f"cannot read the vault {what} file {path}: {exc.strerror}", f"check {WHERE}"
+        ) from None
+    if not text:
+        raise ProviderError(f"the vault {what} file {path} is empty", f"check {WHERE}")
+    return text
+
+
+@dataclass
+class _TokenState:
+    """What we know about the current token's life (times are ``time.monotonic()``)."""
+
+    expires: float | None = None  # None: no TTL (root tokens) or unknown
+    period: float = 0.0  # the TTL it was created with
+    renewable: bool = False
+
+
+class VaultSession:
+    """An authenticated connection to one Vault server; thread-safe.
+
+    Args:
+        settings: address, TLS, auth method and its inputs, retries and timeout.
+        client: an ``hvac.Client`` to use instead of building one (tests).
+    """
+
+    def __init__(self, settings: VaultSettings, client: Any = None) -> None:
+        self.settings = settings
+        self._client = client if client is not None else self._new_client()
+        self._client.token = None
+        self._state = _TokenState()
+        self._secret_id: str | None = None
+        self._credentials: set[str] = set()
+        self._lock = threading.RLock()
+
+    @property
+    def auth_name(self) -> str:
+        return self.settings.auth.replace("_", " ")
+
+    def _new_client(self) -> Any:
+        import hvac
+
+        settings = self.settings
+        verify: bool | str = False if settings.skip_verify else (settings.cacert or True)
+        if settings.skip_verify:
+            # Said once here, instead of urllib3's warning on every request.
+            log.warning("vault: TLS verification is off for %s (skip_verify)", settings.address)
+            host = urlsplit(settings.address).hostname or ""
+            warnings.filterwarnings(
+                "ignore", f"Unverified HTTPS request is being made to host '{re.escape(host)}'"
+            )
+        return hvac.Client(
+            url=settings.address,
+            token="",
+            verify=verify,
+            # (connect, read): an address that drops packets fails fast too.
+            timeout=(min(CONNECT_TIMEOUT, settings.timeout), settings.timeout),
+            namespace=settings.namespace,
+        )
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        subject: str,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One authenticated request; returns Vault's JSON answer (``{}`` for none).
+
+        Args:
+            method: HTTP method.
+            path: the API path after ``/v1/``.
+            subject: what the user asked for, named in errors (``secret/app``).
+
+        Raises:
+            AccessDenied, SecretNotFound, RequestRejected, ProviderError.
+        """
+        with self._lock:
+            self._ensure_token()
+        return self._send(method, path, subject, params=params, body=body)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        subject: str,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send with bounded retries on 5xx, 429 and connection errors, then map failures."""
+        import hvac.exceptions as hvac_errors
+        import requests
+
+        transient = (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            hvac_errors.InternalServerError,
+            hvac_errors.BadGateway,
+            hvac_errors.VaultDown,
+            hvac_errors.RateLimitExceeded,
+            hvac_errors.UnexpectedError,
+        )
+        log.debug("vault: %s %s", method, path)
+        attempt = 0
+        while True:
+            try:
+                answer = self._client.adapter.request(
+                    method, f"/v1/{path}", params=params, json=body, headers=dict(headers or {})
+                )
+                return answer if isinstance(answer, dict) else {}
+            except transient as exc:
+                if attempt >= self.settings.retries:
+                    raise self._translate(exc, method, path, subject) from None
+                log.debug("vault: %s on %s, retrying", type(exc).__name__, path)
+            except (hvac_errors.VaultError, requests.exceptions.RequestException) as exc:
+                raise self._translate(exc, method, path, subject) from None
+            time.sleep(BACKOFF * 2**attempt)
+            attempt += 1
+
+    def _translate(self, exc: Exception, method: str, path: str, subject: str) -> SecretdError:
+        """One line of ours for hvac's or requests' exception; no token, no value."""
+        import hvac.exceptions as hvac_errors
+        import requests
+
+        address = self.settings.address
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return ProviderError(
+                f"vault at {address} did not answer within {self.settings.timeout:g}s",
+                "check the server, or raise timeout in " + WHERE,
+            )
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ProviderError(
+                f"vault at {address}: TLS verification failed",
+                "set VAULT_CACERT or cacert in " + WHERE,
+            )
+        if isinstance(exc, requests.exceptions.RequestException):
+            return ProviderError(
+                f"vault at {address} unreachable",
+                "check that the server runs and VAULT_ADDR or address in " + WHERE,
+            )
+        auth = self.auth_name
+        if isinstance(exc, hvac_errors.Forbidden):
+            capability = CAPABILITY.get(method.upper(), method.lower())
+            return AccessDenied(
+                f"vault denied access to {subject} ({auth} auth)",
+                f"a policy of this identity must grant {capability!r} on {path!r}",
+            )
+        if isinstance(exc, hvac_errors.Unauthorized):
+            return AccessDenied(f"vault rejected the {auth} credentials")
+        if isinstance(exc, hvac_errors.InvalidPath):
+            return SecretNotFound(f"vault has nothing at {subject}", f"check the path {path!r}")
+        if isinstance(exc, hvac_errors.InvalidRequest):
+            reason = ", ".join(str(e) for e in (getattr(exc, "errors", None) or []))
+            return RequestRejected(f"vault rejected the request for {subject}", self._scrub(reason))
+        if isinstance(exc, hvac_errors.VaultDown):
+            return ProviderError(
+                f"vault at {address} is sealed or unavailable (HTTP 503)",
+                "unseal it, or wait for an active node",
+            )
+        return ProviderError(f"vault at {address} failed on {subject} ({type(exc).__name__})")
+
+    def _scrub(self, text: str) -> str | None:
+        """Vault's error text, on one line, with every credential we hold blanked out."""
+        for credential in self._credentials:
+            text = text.replace(credential, "<redacted>")
+        return re.sub(r"\s+", " ", text).strip(" *") or None
+
+    def _use_token(self, token: str) -> None:
+        self._credentials.add(token)
+        self._client.token = token
+
+    def _ensure_token(self) -> None:
+        """Log in on first use; renew a token below 1/3 of its TTL; log in again when the
+        renewal fails or no longer extends it (its max TTL is near)."""
+        state = self._state
+        if not self._client.token:
+            self.login()
+            return
+        if state.expires is None or state.expires - time.monotonic() >= state.period / 3:
+            return
+        if state.renewable:
+            try:
+                auth = self._send("POST", "auth/token/renew-self", "token renewal", body={})["auth"]
+            except SecretdError as exc:
+                log.info("vault: token renewal failed (%s); logging in again", exc.message)
+            else:
+                self._track(auth.get("lease_duration", 0), auth.get("renewable", False))
+                if auth.get("lease_duration", 0) >= state.period / 3:
+                    log.debug("vault: token renewed for %ss", auth.get("lease_duration"))
+                    return
+                log.info("vault: token is near its max TTL; logging in again")
+        self.login()
+
+    def _track(self, ttl: float, renewable: bool, period: float | None = None) -> None:
+        self._state.expires = time.monotonic() + ttl if ttl else None
+        self._state.renewable = bool(renewable)
+        if period is not None:
+            self._state.period = float(period)
+
+    def login(self) -> None:
+        """Obtain a token with the configured auth method (or adopt the given one).
+
+        The old token stays in place until the new one replaces it: requests running in
+        other threads keep a token, and Vault ignores it on login endpoints.
+        """
+        with self._lock:
+            if self.settings.auth in ("token", "token_file"):
+                self._adopt_token()
+                return
+            mount = self.settings.auth_mount or self.settings.auth
+            body = self._approle_body() if self.settings.auth == "approle" else self._k8s_body()
+            try:
+                answer = self._send("POST", f"auth/{mount}/login", f"auth/{mount}", body=body)
+            except (RequestRejected, AccessDenied) as exc:
+                raise LoginFailed(
+                    f"vault {self.auth_name} login at auth/{mount} failed", exc.hint or exc.message
+                ) from None
+            auth = answer["auth"]
+            self._use_token(auth["client_token"])
+            self._track(auth["lease_duration"], auth["renewable"], auth["lease_duration"])
+            log.debug("vault: logged in with %s for %ss", self.auth_name, auth["lease_duration"])
+
+    def _adopt_token(self) -> None:
+        token = self.settings.token
+        if self.settings.auth == "token_file":
+            token = _read_file(str(self.settings.token_file), "token")
+        self._use_token(str(token))
+        try:
+            data = self._send("GET", "auth/token/lookup-self", "the token's own lookup")["data"]
+        except AccessDenied:
+            # A token without the default policy may not look itself up; it can still
+            # read secrets, so carry on and let it age without renewal.
+            log.debug("vault: token lookup denied; not tracking its TTL")
+            self._track(0, False, 0)
+            return
+        self._track(data.get("ttl", 0), data.get("renewable", False), data.get("creation_ttl", 0))
+
+    def _approle_body(self) -> dict[str, str]:
+        settings = self.settings
+        role_id = settings.role_id or _read_file(str(settings.role_id_file), "role_id")
+        body = {"role_id": role_id}
+        if self._secret_id is None and settings.secret_id_file:
+            self._secret_id = self._read_secret_id(settings.secret_id_file)
+        if self._secret_id is not None:
+            body["secret_id"] = self._secret_id
+        return body
+
+    def _read_secret_id(self, path: str) -> str:
+        """Read (and unwrap, and delete, as configured) the secret_id: once per process, at
+        the first login, so no token of ours displaces the wrapping token's header."""
+        text = _read_file(path, "secret_id")
+        self._credentials.add(text)
+        if self.settings.remove_secret_id_file:
+            Path(path).unlink()
+        if not self.settings.secret_id_wrapped:
+            return text
+        try:
+            answer = self._send(
+                "POST", "sys/wrapping/unwrap", f"the wrapped secret_id in {path}",
+                body={}, headers={"X-Vault-Token": text},
+            )  # fmt: skip
+        except (RequestRejected, AccessDenied):
+            raise LoginFailed(
+                f"vault could not unwrap the secret_id in {path}: the wrapping token was "
+                "already used, has expired or is not a wrapping token",
+                "issue a new wrapped secret_id (someone else may have unwrapped this one)",
+            ) from None
+        secret_id = str(answer["data"]["secret_id"])
+        self._credentials.add(secret_id)
+        return secret_id
+
+    def _k8s_body(self) -> dict[str, str]:
+        jwt = _read_file(self.settings.jwt_file, "service account token")
+        self._credentials.add(jwt)
+        return {"role": str(self.settings.role), "jwt": jwt}
