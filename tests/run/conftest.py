@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ def secret_file(tmp_path: Path):
 
 
 def host_secretd_mounts() -> list[str]:
-    """Mount lines on the host that secretd made (its tmpfs is named 'secretd')."""
+    """Mount lines on the host that this test's secretd could have made: at /run/secrets
+    or under its runtime directory (other tests' daemons may have their own)."""
+    places = ("/run/secrets", os.environ["SECRETD_RUNTIME_DIR"])
     with open("/proc/self/mounts") as fh:
-        return [line for line in fh if line.startswith("secretd")]
+        return [line for line in fh if line.split()[1].startswith(places)]
