@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,14 @@ def host_secretd_mounts() -> list[str]:
     places = ("/run/secrets", os.environ["SECRETD_RUNTIME_DIR"])
     with open("/proc/self/mounts") as fh:
         return [line for line in fh if line.split()[1].startswith(places)]
+
+
+def start_run(ready: Path, *args: str, **popen: object) -> subprocess.Popen[bytes]:
+    """Start ``secretd run ARGS`` in the background; return once the command has touched
+    ``ready`` (it must), so the test acts while the command runs."""
+    proc = subprocess.Popen([sys.executable, "-m", "secretd", "run", *args], **popen)  # type: ignore[call-overload]
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ready.exists(), "the command did not start"
+    return proc  # type: ignore[no-any-return]

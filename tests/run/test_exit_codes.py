@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import CANARY, host_secretd_mounts
+from .conftest import CANARY, host_secretd_mounts, start_run
 
 pytestmark = pytest.mark.root
 
@@ -45,14 +43,7 @@ def test_signals_are_forwarded(tmp_path: Path, signum: int, status: int) -> None
         f"trap 'echo got{int(signum)}; exit {status}' {int(signum)}; "
         f"touch {ready}; while :; do sleep 0.05; done"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "secretd", "run", "--", "sh", "-c", handler],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 10
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc = start_run(ready, "--", "sh", "-c", handler, stdout=subprocess.PIPE, text=True)
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=10)
     assert out.strip() == f"got{int(signum)}"
