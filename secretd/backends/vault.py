@@ -28,7 +28,8 @@ from ..refs import split_locator
 from ..spec import Secret, SecretRef
 from . import BaseProvider
 from ._common import content_version
-from .vault_auth import LoginFailed, RequestRejected, VaultSession, VaultSettings
+from .vault_auth import LoginFailed, RequestRejected, VaultSession
+from .vault_settings import VaultSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from secretd.backends.vault import VaultProvider
-from secretd.backends.vault_auth import VaultSettings
+from secretd.backends.vault_settings import VaultSettings
 from tests.vault.servers import (
     ROOT_TOKEN,
     BaoServer,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from secretd.backends.vault import VaultProvider
-from secretd.backends.vault_auth import VaultSettings
+from secretd.backends.vault_settings import VaultSettings
 from secretd.config import Config
 from secretd.errors import AccessDenied, ProviderError, UsageError
 from secretd.refs import parse_ref

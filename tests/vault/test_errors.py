@@ -12,7 +12,8 @@ import hvac.exceptions
 import pytest
 
 from secretd.backends.vault import VaultProvider
-from secretd.backends.vault_auth import RequestRejected, VaultSettings
+from secretd.backends.vault_auth import RequestRejected
+from secretd.backends.vault_settings import VaultSettings
 from secretd.errors import AccessDenied, ProviderError
 from secretd.refs import parse_ref
 from tests.vault.servers import (
