@@ -160,6 +160,13 @@ class HostMount:
             _teardown(self.path, self._root_fd)
             self._root_fd = -1
 
+    def keep(self) -> None:
+        """Close secretd's handle but leave the tmpfs mounted, for a detached container
+        that outlives the run (runtime/engines.py removes it with the container)."""
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
+
 
 def _teardown(path: Path, root_fd: int) -> None:
     if root_fd >= 0:

@@ -1,0 +1,340 @@
+"""Unpack image layers into a cache, one directory per layer, ready for overlayfs.
+
+A layer is a tar from someone else, so it is treated as hostile: it is checked against
+its digest before anything is unpacked, then unpacked member by member into a fresh
+temporary directory that is renamed into place only when the whole layer succeeded.
+Member paths are walked from a directory descriptor with ``O_NOFOLLOW``; a member that is
+absolute, climbs with ``..``, passes through a symlink, is a device node, or hard-links
+outside the layer stops the unpack, and the temporary directory is deleted. Nothing is
+ever written outside the cache.
+
+Whiteouts are converted to overlayfs' own form, so stacking the layers as lower
+directories gives the image's file system: ``.wh.NAME`` becomes a 0/0 character device
+``NAME``; ``.wh..wh..opq`` marks its directory opaque (``trusted.overlay.opaque=y``).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from .images import ImageError
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+CHUNK = 1 << 20
+TAR_END = 2 * tarfile.BLOCKSIZE
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A layer as stored: how to open it, what it must hash to, how it is compressed.
+
+    ``diff_id`` is the digest of the uncompressed tar (the image config's
+    ``rootfs.diff_ids``); it names the layer in the cache whatever its compression.
+    """
+
+    open: Callable[[], IO[bytes]]
+    digest: str
+    diff_id: str
+    size: int | None = None
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Hashing:
+    """Reads through to ``raw`` while hashing, and keeps the last chunks read so the tar's
+    end-of-archive blocks can be checked after tarfile has stopped."""
+
+    def __init__(self, raw: _Readable) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.length = 0
+        self.recent: list[tuple[int, bytes]] = []
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.hash.update(data)
+        self.recent = [*self.recent[-2:], (self.length, data)]
+        self.length += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def zeros_at(self, offset: int, count: int) -> bool:
+        window = b"".join(data for start, data in self.recent if start + len(data) > offset)
+        first = next((start for start, data in self.recent if start + len(data) > offset), 0)
+        piece = window[offset - first : offset - first + count]
+        return len(piece) == count and not piece.strip(b"\0")
+
+
+def digest_of(opener: Callable[[], IO[bytes]]) -> tuple[str, int]:
+    """``("sha256:<hex>", size)`` of a blob, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with opener() as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return "sha256:" + digest.hexdigest(), size
+
+
+def unpack(blob: Blob, cache: Path) -> Path:
+    """The unpacked directory of ``blob`` in ``cache``, unpacking it on first use.
+
+    Raises:
+        ImageError: the blob does not match its digest or size, is damaged, or holds a
+            member that would land outside the layer; nothing is left behind.
+    """
+    final = cache / blob.diff_id.partition(":")[2]
+    if final.is_dir():
+        return final
+    digest, size = digest_of(blob.open)
+    if digest != blob.digest or (blob.size is not None and size != blob.size):
+        raise ImageError(
+            f"layer {blob.digest[:19]} does not match its digest or size "
+            f"(read {digest[:19]}, {size} bytes)",
+            "the image file is damaged or was altered: load it again from a good copy",
+        )
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = cache / (TMP_PREFIX + os.urandom(8).hex())
+    tmp.mkdir(mode=0o755)
+    try:
+        _extract(blob, tmp)
+        os.rename(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and final.is_dir():
+            return final  # unpacked concurrently by another run: theirs is as good
+        raise ImageError(
+            f"cannot unpack layer {blob.digest[:19]}: {exc.strerror or exc}",
+            f"check free space and permissions under {cache}",
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _extract(blob: Blob, dest: Path) -> None:
+    import gzip
+    import zlib
+
+    short = blob.digest[:19]
+    with blob.open() as raw:
+        head = raw.read(2)
+    try:
+        with blob.open() as raw:
+            stream: _Readable = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+            reader = _Hashing(stream)
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                root = os.open(dest, DIR_FLAGS)
+                try:
+                    for member in tar:
+                        _Member(root, member, short).apply(tar)
+                finally:
+                    os.close(root)
+                end = tar.offset
+            reader.drain()
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ImageError(
+            f"layer {short} is not a complete tar ({exc})",
+            "the image file is damaged or truncated: load it again from a good copy",
+        ) from None
+    if not reader.zeros_at(end, TAR_END):
+        raise ImageError(
+            f"layer {short} is truncated (no end-of-archive marker)",
+            "the image file is damaged or truncated: load it again from a good copy",
+        )
+    if "sha256:" + reader.hash.hexdigest() != blob.diff_id:
+        raise ImageError(
+            f"layer {short} does not match the image config's diff_id {blob.diff_id[:19]}",
+            "the image file is damaged or was altered: load it again from a good copy",
+        )
+
+
+def _clean(name: str, layer: str, what: str) -> list[str]:
+    """The components of a member path, refusing anything that leaves the layer."""
+    if name.startswith("/"):
+        raise ImageError(
+            f"layer {layer}: {what} {name!r} is an absolute path",
+            "refusing to unpack an image that writes outside its own root",
+        )
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ImageError(
+            f"layer {layer}: {what} {name!r} climbs out with '..'",
+            "refusing to unpack an image that writes outside its own root",
+        )
+    return parts
+
+
+class _Member:
+    """One tar member, applied below the layer's root directory descriptor."""
+
+    def __init__(self, root: int, member: tarfile.TarInfo, layer: str) -> None:
+        self.root, self.member, self.layer = root, member, layer
+        self.parts = _clean(member.name, layer, "member")
+
+    def refuse(self, why: str) -> ImageError:
+        return ImageError(
+            f"layer {self.layer}: member {self.member.name!r} {why}",
+            "refusing to unpack this image",
+        )
+
+    def apply(self, tar: tarfile.TarFile) -> None:
+        if not self.parts:
+            return  # the layer's root itself: the cache directory stands for it
+        member, name = self.member, self.parts[-1]
+        if member.ischr() or member.isblk():
+            raise self.refuse("is a device node; images may not carry device nodes")
+        parent = self._parent(self.parts[:-1])
+        try:
+            if name == OPAQUE:
+                os.setxattr(parent, "trusted.overlay.opaque", b"y")
+            elif name.startswith(WHITEOUT):
+                hidden = name[len(WHITEOUT) :]
+                _remove(parent, hidden)
+                os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+            elif member.isdir():
+                self._directory(parent, name)
+            elif member.isreg():
+                self._file(parent, name, tar)
+            elif member.issym():
+                self._symlink(parent, name)
+            elif member.islnk():
+                self._hardlink(parent, name)
+            elif member.isfifo():
+                _remove(parent, name)
+                os.mkfifo(name, 0o600, dir_fd=parent)
+                self._own(parent, name)
+            else:
+                raise self.refuse(f"has an unsupported type {member.type!r}")
+        finally:
+            os.close(parent)
+
+    def _parent(self, parts: list[str]) -> int:
+        """Open (creating, 0755) the member's parent without following any symlink."""
+        fd = os.dup(self.root)
+        try:
+            for index, part in enumerate(parts):
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                try:
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        where = "/".join(parts[: index + 1])
+                        raise self.refuse(f"goes through {where!r}, which is not a directory") \
+                            from None
+                    raise
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _own(self, parent: int, name: str) -> None:
+        os.chown(name, self.member.uid, self.member.gid, dir_fd=parent, follow_symlinks=False)
+        if not self.member.issym():
+            os.chmod(name, self.member.mode & 0o7777, dir_fd=parent)
+        mtime = int(self.member.mtime)
+        os.utime(name, (mtime, mtime), dir_fd=parent, follow_symlinks=False)
+
+    def _directory(self, parent: int, name: str) -> None:
+        try:
+            if not stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                _remove(parent, name)
+                os.mkdir(name, 0o755, dir_fd=parent)
+        except FileNotFoundError:
+            os.mkdir(name, 0o755, dir_fd=parent)
+        self._own(parent, name)
+
+    def _file(self, parent: int, name: str, tar: tarfile.TarFile) -> None:
+        _remove(parent, name)
+        source = tar.extractfile(self.member)
+        assert source is not None  # a regular member always has data
+        fd = os.open(name, FILE_FLAGS, 0o600, dir_fd=parent)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, CHUNK)
+        self._own(parent, name)
+
+    def _symlink(self, parent: int, name: str) -> None:
+        target = self.member.linkname
+        if not target.startswith("/"):
+            depth = len(self.parts) - 1
+            for part in target.split("/"):
+                depth += -1 if part == ".." else 0 if part in ("", ".") else 1
+                if depth < 0:
+                    raise self.refuse(f"is a symlink to {target!r}, outside the image")
+        _remove(parent, name)
+        os.symlink(target, name, dir_fd=parent)
+        self._own(parent, name)
+
+    def _hardlink(self, parent: int, name: str) -> None:
+        parts = _clean(self.member.linkname, self.layer, "hard link target")
+        if not parts:
+            raise self.refuse("is a hard link to the layer's root")
+        source_dir = self._existing_parent(parts[:-1])
+        try:
+            _remove(parent, name)
+            try:
+                os.link(parts[-1], name, src_dir_fd=source_dir, dst_dir_fd=parent,
+                        follow_symlinks=False)
+            except FileNotFoundError:
+                raise self.refuse(
+                    f"hard-links to {self.member.linkname!r}, which is not in this layer"
+                ) from None
+        finally:
+            os.close(source_dir)
+
+    def _existing_parent(self, parts: list[str]) -> int:
+        fd = os.dup(self.root)
+        try:
+            for part in parts:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError:
+            os.close(fd)
+            raise self.refuse(
+                f"hard-links to {self.member.linkname!r}, which is not in this layer"
+            ) from None
+        return fd
+
+
+def _remove(parent: int, name: str) -> None:
+    """Make room for a member that replaces an earlier one of the same name."""
+    try:
+        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(name, dir_fd=parent)
+    else:
+        os.unlink(name, dir_fd=parent)
+
+
+def reap_temporary(cache: Path) -> None:
+    """Delete half-unpacked layers an interrupted secretd left in the cache."""
+    if cache.is_dir():
+        for entry in cache.iterdir():
+            if entry.name.startswith(TMP_PREFIX):
+                shutil.rmtree(entry, ignore_errors=True)
