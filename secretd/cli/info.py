@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ import click
 from .. import __version__
 from ..backends import available_schemes
 from ..config import Config
+from ..runtime import image_runtime
 from . import AppContext
 
 # Provider settings may hold credentials (a Vault token, an AppRole secret_id): show that
@@ -21,6 +23,15 @@ SETTINGS = ("state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime"
 
 def _shown(key: str, value: Any) -> Any:
     return "<set>" if SENSITIVE.search(key) and not key.endswith(("_file", "_path")) else value
+
+
+def _leaves(settings: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested tables as dotted leaves, so each one is judged (and hidden) on its own."""
+    for key, value in sorted(settings.items()):
+        if isinstance(value, Mapping):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def describe(config: Config) -> dict[str, Any]:
@@ -40,7 +51,7 @@ def describe(config: Config) -> dict[str, Any]:
         "providers": {
             scheme: {
                 key: leaf(f"providers.{scheme}.{key}", _shown(key, value))
-                for key, value in sorted(config.provider(scheme).items())
+                for key, value in _leaves(config.provider(scheme))
             }
             for scheme in available_schemes()
         },
@@ -58,6 +69,9 @@ def render_text(data: dict[str, Any]) -> list[str]:
     for name, item in data["secrets"].items():
         target = f" -> {item['target']}" if item["target"] else ""
         lines.append(f"  {name} = {item['value']}{target}  ({item['origin']})")
+    if "image_runtime" in data:
+        chosen = data["image_runtime"]
+        lines.append(f"image runtime: {chosen['name']}  ({chosen['why']})")
     lines.append("providers: " + ", ".join(data["providers"]))
     for scheme, keys in data["providers"].items():
         lines += [f"  {scheme}.{k} = {v['value']}  ({v['origin']})" for k, v in keys.items()]
@@ -70,4 +84,5 @@ def render_text(data: dict[str, Any]) -> list[str]:
 def info(app: AppContext, fmt: str) -> None:
     """Show the effective configuration with each value's origin (never secret values)."""
     data = describe(app.config)
+    data["image_runtime"] = dict(zip(("name", "why"), image_runtime(app.config), strict=True))
     click.echo(json.dumps(data, indent=2) if fmt == "json" else "\n".join(render_text(data)))

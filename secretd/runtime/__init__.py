@@ -42,12 +42,28 @@ def runtime_name(spec: RunSpec, config: Config) -> str:
     chosen = spec.runtime if spec.runtime != "auto" else config.runtime
     if chosen == "sandbox":
         raise UsageError("the sandbox runtime runs host commands, not images", "drop --runtime")
+    if chosen == "auto":
+        from .images import is_local  # image files and secretd's own store: only oci runs them
+
+        if is_local(spec.image, config.state_dir):
+            return "oci"
     return chosen if chosen != "auto" else detect_image_runtime()[0]
 
 
 def detect_image_runtime() -> tuple[str, str]:
-    """``(runtime, why)`` for ``--runtime auto`` with an image."""
-    return "oci", "the integrated OCI runtime (runc) is always available"
+    """``(runtime, why)`` for ``--runtime auto`` with an image: Docker if its socket
+    answers, else Podman if installed, else the integrated OCI runtime (runc)."""
+    from .engines import detect_engine
+
+    engine, why = detect_engine()
+    return (engine, why) if engine else ("oci", f"{why}; using the integrated OCI runtime (runc)")
+
+
+def image_runtime(config: Config) -> tuple[str, str]:
+    """``(runtime, why)`` an image would run with unless ``--runtime`` says otherwise."""
+    if config.runtime != "auto":
+        return config.runtime, f"configured ({config.origins.get('runtime', 'config')})"
+    return detect_image_runtime()
 
 
 def load_runtime(name: str, config: Config) -> Runtime:

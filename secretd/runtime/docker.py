@@ -1,0 +1,358 @@
+"""The Docker Engine runtime: a plain (non-swarm) container gets Swarm's ``/run/secrets``.
+
+Docker mounts secrets only for swarm services; compose's file secrets are binds of a disk
+file that ignore uid/gid/mode (docker/compose#9648). secretd fills a tmpfs on this host
+(``mount.tmpfs.HostMount``) and binds its ``secrets/`` directory read-only at the secrets
+directory, each absolute target as a read-only bind of its own. Values go from secretd into
+the tmpfs and nowhere else: never into the create request, so never into ``docker
+inspect``, an image or the container's writable layer. That only works when the engine
+shares this host's filesystem, hence ``require_local``.
+
+The tmpfs lives as long as the container. Attached runs remove it when the command ends.
+Detached runs (``-d``) leave it behind; the tmpfs root (never bound into the container)
+holds notes saying who made it and for which container, and the container carries
+``io.secretd.mount=<tmpfs path>``, so ``engines.MountReaper`` removes it on the
+container's ``destroy`` event (see engines.py, shared with podman.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import Config
+from ..errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
+from ..mount.tmpfs import HostMount
+from ..spec import RunSpec, SecretFile, SecretMount
+from . import Stdio
+from .attach import Attachment, write_all
+from .engines import (
+    CONTAINER_NOTE,
+    LABEL_MOUNT,
+    EventStream,
+    docker_host,
+    engine_labels,
+    open_mount,
+    reap_quietly,
+    require_local,
+    secret_binds,
+)
+
+if TYPE_CHECKING:
+    import docker
+    import requests
+
+log = logging.getLogger(__name__)
+
+
+class DockerEngine:
+    """One Docker endpoint; the SDK is imported on first use, never by ``--help``."""
+
+    name = "docker"
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        require_local(host, "Docker")
+        self._api: docker.APIClient | None = None
+
+    def client(self) -> docker.APIClient:
+        if self._api is None:
+            import docker
+
+            with self.errors():
+                self._api = docker.APIClient(base_url=self.host, version="auto")
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Map the SDK's exceptions onto ours, without chaining their text into tracebacks."""
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            yield
+        except docker.errors.ImageNotFound as exc:
+            raise RuntimeError_(
+                f"image not found: {_explain(exc)}", "build it, or 'docker pull'/'docker load' it"
+            ) from None
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"Docker refused the request: {_explain(exc)}") from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            raise RuntimeError_(
+                f"cannot reach Docker at {self.host}",
+                "start dockerd, or point DOCKER_HOST or 'docker context use' at it",
+            ) from None
+
+    def live_ids(self) -> set[str]:
+        """Ids of the containers (any state) that have a secretd mount."""
+        with self.errors():
+            found = self.client().containers(all=True, quiet=True, filters={"label": LABEL_MOUNT})
+        return {item["Id"] for item in found}
+
+    def destroy_events(self) -> EventStream:
+        """``(container id, io.secretd.mount)`` for each container Docker destroys."""
+        with self.errors():
+            stream = self.client().events(
+                decode=True,
+                filters={"type": "container", "event": "destroy", "label": LABEL_MOUNT},
+            )
+
+        def pairs() -> Iterator[tuple[str, str]]:
+            import docker.errors
+            import requests.exceptions
+
+            try:
+                for event in stream:
+                    actor = event.get("Actor", {})
+                    yield actor.get("ID", ""), actor.get("Attributes", {}).get(LABEL_MOUNT, "")
+            except (OSError, docker.errors.DockerException, requests.exceptions.RequestException):
+                log.debug("docker event stream ended")
+
+        return EventStream(pairs(), stream.close)
+
+
+def _explain(exc: Any) -> str:
+    # The daemon's explanation names images, paths and flags, never secret values: those
+    # are not part of any request secretd sends it.
+    return str(getattr(exc, "explanation", None) or exc).strip()
+
+
+class DockerRuntime:
+    """``--runtime docker``: create, attach, start, wait, as ``docker run`` does."""
+
+    name = "docker"
+
+    def __init__(self, engine: DockerEngine, runtime_dir: Path) -> None:
+        self.engine = engine
+        self.runtime_dir = runtime_dir
+
+    @classmethod
+    def from_config(cls, config: Config) -> DockerRuntime:
+        """The engine of ``DOCKER_HOST`` or the current context; refused when remote."""
+        return cls(DockerEngine(docker_host()), config.runtime_dir)
+
+    def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> DockerContainer:
+        """Start the container with its secrets bound read-only.
+
+        Raises:
+            RuntimeError_: Docker cannot be reached or refused the container (exit 125).
+            CommandNotFound / CommandNotRunnable: the command cannot be run (127 / 126).
+        """
+        if spec.image is None:
+            raise UsageError("--runtime docker needs an image", "give IMAGE before CMD")
+        reap_quietly(self.runtime_dir)
+        client = self.engine.client()
+        host_mount = open_mount(self.runtime_dir, mount, "docker", self.engine.host, spec.detach)
+        cid = None
+        try:
+            with self.engine.errors():
+                args = _create_args(client, spec, host_mount, _console(spec, stdio))
+                cid = client.create_container(**args)["Id"]
+            (host_mount.path / CONTAINER_NOTE).write_text(cid)
+            return self._start(client, cid, spec, host_mount, stdio)
+        except BaseException:
+            if cid is not None:
+                _force_remove(self.engine, cid)
+            host_mount.remove()
+            raise
+
+    def _start(
+        self, client: docker.APIClient, cid: str, spec: RunSpec, host_mount: HostMount, stdio: Stdio
+    ) -> DockerContainer:
+        sock = waiter = None
+        try:
+            with self.engine.errors():
+                if not spec.detach:
+                    params = {"stdin": int(spec.interactive), "stdout": 1, "stderr": 1, "stream": 1}
+                    sock = _real_socket(client.attach_socket(cid, params=params))
+                    waiter = _register_wait(client, cid, "removed" if spec.remove else "next-exit")
+            _start_container(self.engine, cid)
+        except BaseException:
+            for handle in (sock, waiter):
+                if handle is not None:
+                    handle.close()
+            raise
+        console = _console(spec, stdio)
+        if console is not None:
+            _resize(self.engine, cid, console)
+        if spec.detach:
+            write_all(stdio[1], f"{cid}\n".encode())
+            return DockerContainer(self.engine, cid, host_mount, None)
+        assert sock is not None and waiter is not None
+        attached = Attachment(stdio, sock, waiter, raw=spec.tty, interactive=spec.interactive)
+        return DockerContainer(self.engine, cid, host_mount, attached)
+
+
+def _create_args(
+    client: docker.APIClient,
+    spec: RunSpec,
+    host_mount: HostMount,
+    console: os.terminal_size | None,
+) -> dict[str, Any]:
+    """``docker run``'s flags as create_container arguments; secrets only as binds."""
+    from docker.types import Mount
+    from docker.utils.ports import build_port_bindings
+
+    try:
+        ports = build_port_bindings(list(spec.publish))
+    except ValueError as exc:
+        raise UsageError(f"invalid -p: {exc}", "use [IP:][HOST:]CONTAINER[/PROTO]") from None
+    mounts = [
+        Mount(target, str(source), type="bind", read_only=True)
+        for source, target in secret_binds(spec, host_mount)
+    ]
+    host_config = client.create_host_config(
+        binds=list(spec.volumes) or None,
+        mounts=mounts,
+        port_bindings=ports or None,
+        network_mode=spec.network,
+        restart_policy=_restart_policy(spec.restart),
+        auto_remove=spec.remove,
+        read_only=spec.read_only or None,
+    )
+    if console is not None:  # honoured from API 1.42; older engines get _resize only
+        host_config["ConsoleSize"] = [console.lines, console.columns]
+    entrypoint = None if spec.entrypoint is None else [spec.entrypoint]
+    return {
+        "image": spec.image,
+        "command": list(spec.command) or None,
+        "hostname": spec.hostname,
+        "user": spec.user,
+        "detach": spec.detach,
+        "stdin_open": spec.interactive,
+        "tty": spec.tty,
+        "ports": [tuple(key.split("/", 1)) if "/" in key else key for key in ports] or None,
+        "environment": [f"{key}={value}" for key, value in spec.env],
+        "name": spec.name,
+        "entrypoint": entrypoint,
+        "working_dir": spec.workdir,
+        "host_config": host_config,
+        "labels": engine_labels(spec, host_mount),
+    }
+
+
+def _restart_policy(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    name, _, retries = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure") or (
+        retries and (name != "on-failure" or not retries.isdigit())
+    ):
+        raise UsageError(
+            f"invalid --restart {text!r}", "use no, always, unless-stopped or on-failure[:N]"
+        )
+    return {"Name": name, "MaximumRetryCount": int(retries or 0)}
+
+
+def _real_socket(raw: Any) -> socket.socket:
+    """The hijacked connection under the SDK's file object (unix sockets only, see
+    require_local), so we can half-close it when stdin ends."""
+    sock = getattr(raw, "_sock", raw)
+    if not isinstance(sock, socket.socket):
+        raise RuntimeError_("cannot attach to the container: unexpected connection type")
+    return sock
+
+
+def _register_wait(client: docker.APIClient, cid: str, condition: str) -> requests.Response:
+    """Ask for the exit status before starting, as ``docker run`` does: Docker sends the
+    response headers once the wait is registered, so a command that ends at once (or an
+    auto-removed container) cannot be missed. The body arrives when it ends."""
+    url = f"{client.base_url}/v{client.api_version}/containers/{cid}/wait"
+    response = client.post(url, params={"condition": condition}, stream=True)
+    if response.status_code != 200:
+        response.close()
+        raise RuntimeError_(f"Docker refused to wait for container {cid[:12]}")
+    return response
+
+
+def _start_container(engine: DockerEngine, cid: str) -> None:
+    """Start; a command that cannot run exits 127/126 as with ``docker run``."""
+    import docker.errors
+
+    with engine.errors():
+        try:
+            engine.client().start(cid)
+        except docker.errors.APIError as exc:
+            text = _explain(exc)
+            if "executable file not found" in text or "no such file or directory" in text:
+                raise CommandNotFound(f"cannot run the command: {text}") from None
+            if "permission denied" in text or "is a directory" in text:
+                raise CommandNotRunnable(f"cannot run the command: {text}") from None
+            raise RuntimeError_(f"cannot start the container: {text}") from None
+
+
+def _console(spec: RunSpec, stdio: Stdio) -> os.terminal_size | None:
+    return os.get_terminal_size(stdio[1]) if spec.tty and os.isatty(stdio[1]) else None
+
+
+def _resize(engine: DockerEngine, cid: str, size: os.terminal_size) -> None:
+    """Give the container's terminal the client's size (once, at start)."""
+    try:
+        with engine.errors():
+            engine.client().resize(cid, height=size.lines, width=size.columns)
+    except RuntimeError_ as exc:
+        log.debug("cannot resize the terminal of %s: %s", cid[:12], exc)
+
+
+def _force_remove(engine: DockerEngine, cid: str) -> None:
+    try:
+        with engine.errors():
+            engine.client().remove_container(cid, force=True)
+    except RuntimeError_ as exc:
+        log.debug("container %s already gone: %s", cid[:12], exc)
+
+
+class DockerContainer:
+    """A container started by DockerRuntime (the Container protocol)."""
+
+    def __init__(
+        self, engine: DockerEngine, cid: str, host_mount: HostMount, attached: Attachment | None
+    ) -> None:
+        self.id = cid
+        self._engine = engine
+        self._mount = host_mount
+        self._attached = attached
+        self._removed = False
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The command's exit status; 0 at once for ``-d`` (the container runs on)."""
+        if self._attached is None:
+            return 0
+        return self._attached.wait(timeout)
+
+    def update(self, files: tuple[SecretFile, ...]) -> None:
+        self._mount.update(files)
+
+    def signal(self, signum: int) -> None:
+        try:
+            with self._engine.errors():
+                self._engine.client().kill(self.id, signal=int(signum))
+        except RuntimeError_ as exc:
+            log.debug("cannot signal %s: %s", self.id[:12], exc)
+
+    def remove(self) -> None:
+        """End an attached run: stop copying, and drop the tmpfs (a detached one stays
+        until Docker destroys the container)."""
+        if self._removed:
+            return
+        self._removed = True
+        if self._attached is not None:
+            if not self._attached.exited.is_set():
+                self.signal(signal.SIGKILL)
+                self._attached.exited.wait(10)
+            self._attached.close()
+            self._mount.remove()
+        else:
+            self._mount.keep()
+        self._engine.close()

@@ -1,0 +1,245 @@
+"""The Podman runtime, through the ``podman`` CLI.
+
+The CLI rather than Podman's Docker-compatible API: it needs no ``podman system service``
+running, it reads the user's containers.conf as ``podman run`` does, and it handles the
+client's stdio and terminal itself (they are handed to it as its own). Secrets reach the
+container exactly as with Docker (engines.py): a host tmpfs bound read-only, never Podman's
+own ``--secret``, whose file driver keeps values in plaintext under its storage.
+
+``-e`` values travel in podman's environment (``--env NAME``), not in its argv, where any
+local user could read them in ``ps``; only variables podman itself reads (``PATH``,
+``HOME``, ``CONTAINERS_*``...) go in argv, so podman keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from ..config import Config
+from ..errors import RuntimeError_, UsageError
+from ..mount.tmpfs import HostMount
+from ..spec import RunSpec, SecretFile, SecretMount
+from . import Stdio
+from .engines import (
+    CONTAINER_NOTE,
+    LABEL_MOUNT,
+    EventStream,
+    engine_labels,
+    open_mount,
+    reap_quietly,
+    require_local,
+    secret_binds,
+)
+
+log = logging.getLogger(__name__)
+
+PODMAN_READS = {"PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME"}
+KEYBOARD = (signal.SIGINT, signal.SIGQUIT)
+
+
+def podman_host(environ: Mapping[str, str] = os.environ) -> str:
+    """``""`` for the local podman; its remote endpoint when the CLI would use one."""
+    if environ.get("CONTAINER_CONNECTION"):
+        return f"connection {environ['CONTAINER_CONNECTION']}"
+    return environ.get("CONTAINER_HOST", "")
+
+
+class PodmanEngine:
+    """The ``podman`` command, for the reaper: which containers exist, which went away."""
+
+    name = "podman"
+
+    def __init__(self, host: str = "") -> None:
+        if host:
+            require_local(host, "Podman")
+        self.host = host
+        self.binary = shutil.which("podman")
+
+    def command(self) -> str:
+        if self.binary is None:
+            raise RuntimeError_("podman is not installed", "install it, or use --runtime oci")
+        return self.binary
+
+    def live_ids(self) -> set[str]:
+        argv = [self.command(), "ps", "-a", "--no-trunc", "--filter", f"label={LABEL_MOUNT}"]
+        try:
+            done = subprocess.run(
+                [*argv, "--format", "{{.ID}}"], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            raise RuntimeError_("podman ps did not answer", "check 'podman info'") from None
+        if done.returncode != 0:
+            raise RuntimeError_(f"podman ps failed: {done.stderr.strip()}", "check 'podman info'")
+        return set(done.stdout.split())
+
+    def destroy_events(self) -> EventStream:
+        argv = [self.command(), "events", "--format", "json", "--filter", "type=container"]
+        try:
+            proc = subprocess.Popen(
+                [*argv, "--filter", "event=remove"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        except OSError as exc:
+            raise RuntimeError_(f"cannot run podman events: {exc.strerror}") from None
+        assert proc.stdout is not None
+        lines = proc.stdout
+
+        def pairs() -> Iterator[tuple[str, str]]:
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                yield event.get("ID", ""), (event.get("Attributes") or {}).get(LABEL_MOUNT, "")
+            proc.wait()
+
+        def close() -> None:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+            lines.close()
+
+        return EventStream(pairs(), close)
+
+    def close(self) -> None:
+        """Nothing to release: each query is its own process."""
+
+
+class PodmanRuntime:
+    """``--runtime podman``: ``podman run`` with the secrets bound read-only."""
+
+    name = "podman"
+
+    def __init__(self, engine: PodmanEngine, runtime_dir: Path) -> None:
+        self.engine = engine
+        self.runtime_dir = runtime_dir
+
+    @classmethod
+    def from_config(cls, config: Config) -> PodmanRuntime:
+        return cls(PodmanEngine(podman_host()), config.runtime_dir)
+
+    def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> PodmanContainer:
+        """Start ``podman run``. Podman's own failures (no such image...) are its exit
+        status 125 and its message on the client's stderr, as with ``podman run``.
+
+        Raises:
+            RuntimeError_: podman is missing or cannot be started.
+        """
+        if spec.image is None:
+            raise UsageError("--runtime podman needs an image", "give IMAGE before CMD")
+        binary = self.engine.command()
+        reap_quietly(self.runtime_dir)
+        host_mount = open_mount(self.runtime_dir, mount, "podman", self.engine.host, spec.detach)
+        argv, env = podman_run_args(binary, spec, host_mount)
+        # With a terminal on stdin podman must stay in the terminal's foreground group to
+        # read it; then the terminal's own signals reach it directly.
+        keyboard = os.isatty(stdio[0])
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=stdio[0],
+                stdout=stdio[1],
+                stderr=stdio[2],
+                process_group=None if keyboard else 0,
+            )
+        except OSError as exc:
+            host_mount.remove()
+            raise RuntimeError_(f"cannot run {binary}: {exc.strerror}") from None
+        return PodmanContainer(proc, host_mount, spec.detach, keyboard)
+
+
+def podman_run_args(
+    binary: str, spec: RunSpec, host_mount: HostMount
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment for ``podman run``; values of ``-e`` only in the environment."""
+    assert spec.image is not None
+    argv = [binary, "run", f"--cidfile={host_mount.path / CONTAINER_NOTE}"]
+    switches = {
+        "--rm": spec.remove,
+        "--detach": spec.detach,
+        "--tty": spec.tty,
+        "--interactive": spec.interactive,
+        "--read-only": spec.read_only,
+    }
+    argv += [flag for flag, on in switches.items() if on]
+    options = {
+        "--name": spec.name,
+        "--user": spec.user,
+        "--workdir": spec.workdir,
+        "--entrypoint": spec.entrypoint,
+        "--hostname": spec.hostname,
+        "--network": spec.network,
+        "--restart": spec.restart,
+    }
+    argv += [f"{flag}={value}" for flag, value in options.items() if value is not None]
+    argv += [f"--publish={item}" for item in spec.publish]
+    argv += [f"--volume={item}" for item in spec.volumes]
+    argv += [f"--label={key}={value}" for key, value in engine_labels(spec, host_mount).items()]
+    for source, target in secret_binds(spec, host_mount):
+        if "," in target:
+            raise UsageError(f"secret target {target!r} contains ','", "podman cannot bind it")
+        argv.append(f"--mount=type=bind,source={source},destination={target},ro=true")
+    env = dict(os.environ)
+    for key, value in spec.env:
+        if key in PODMAN_READS or key.startswith("CONTAINERS_"):
+            argv.append(f"--env={key}={value}")
+        else:
+            env[key] = value
+            argv.append(f"--env={key}")
+    return [*argv, spec.image, *spec.command], env
+
+
+class PodmanContainer:
+    """A ``podman run`` process (the Container protocol); its status is the command's."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], host_mount: HostMount, detach: bool, keyboard: bool
+    ) -> None:
+        self.id = f"podman-{proc.pid}"
+        self._proc = proc
+        self._mount = host_mount
+        self._detach = detach
+        self._keyboard = keyboard
+        self._removed = False
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return 128 - code if code < 0 else code
+
+    def update(self, files: tuple[SecretFile, ...]) -> None:
+        self._mount.update(files)
+
+    def signal(self, signum: int) -> None:
+        """Podman relays signals to the container (``--sig-proxy``); keyboard signals
+        already reached it when it shares the terminal."""
+        if self._keyboard and signum in KEYBOARD:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signum)
+
+    def remove(self) -> None:
+        """Drop the tmpfs when the run ends; a detached container keeps it until Podman
+        removes the container (or never created one)."""
+        if self._removed:
+            return
+        self._removed = True
+        if self._proc.poll() is None:
+            self._proc.kill()
+        created = (self._mount.path / CONTAINER_NOTE).exists()
+        if not self._detach or (self._proc.wait() != 0 and not created):
+            self._mount.remove()
+        else:
+            self._mount.keep()
