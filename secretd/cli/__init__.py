@@ -61,6 +61,14 @@ COMMANDS = {
     "run": "run:run",
     "secret": "secret:secret",
     "store": "secret:store",
+    "daemon": "daemon:daemon",
+    "ps": "daemon:ps",
+    "image": "image:image",
+    "container": "containers:container",
+    "logs": "containers:logs",
+    "stop": "containers:stop",
+    "rm": "containers:rm",
+    "prune": "containers:prune",
 }
 
 

@@ -9,12 +9,16 @@ from typing import Any
 
 import click
 
-from ..engine import Engine, SignalForwarder
+from .. import client
 from ..errors import SecretdError, UsageError
 from ..exposure import check_env
 from ..refs import parse_refs
-from ..spec import DEFAULT_SECRETS_DIR, RunSpec
+from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef
 from . import AppContext
+
+BROKER_CREDENTIALS = frozenset(
+    {"SECRETD_PASSPHRASE", "SECRETD_NEW_PASSPHRASE", "VAULT_TOKEN", "BAO_TOKEN"}
+)
 
 
 class RunCommand(click.Command):
@@ -51,6 +55,18 @@ def parse_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> tuple[tup
         elif name in os.environ:
             pairs.append((name, os.environ[name]))
     return tuple(pairs)
+
+
+def inherited_env(secrets: tuple[SecretRef, ...]) -> tuple[tuple[str, str], ...]:
+    """secretd's environment for a host command, less what must not travel with it: the
+    variables that ``env:`` secrets moved into files, and secretd's own credentials
+    (pass one on purpose with ``-e NAME``)."""
+    moved = {ref.locator for ref in secrets if ref.scheme == "env"}
+    return tuple(
+        (key, value)
+        for key, value in os.environ.items()
+        if key not in moved and key not in BROKER_CREDENTIALS
+    )
 
 
 def check_exposure(env: tuple[tuple[str, str], ...], allow: tuple[str, ...], strict: bool) -> None:
@@ -98,6 +114,7 @@ def _strict(flag: bool, app: AppContext) -> bool:
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background (images).")
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("--no-daemon", is_flag=True, help="Never use the secretd daemon; run in-process.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[IMAGE] [--] CMD [ARG...]")
 @click.pass_context
 def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
@@ -112,8 +129,7 @@ def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
         env = parse_env(opts["env"], opts["env_file"])
         spec = build_spec(app, args, bool(ctx.meta.get("no_image")), env, opts)
         check_exposure(env, opts["allow_env"], _strict(opts["strict"], app))
-        with SignalForwarder() as forwarder:
-            status = Engine(app.config).run(spec, on_start=forwarder.attach)
+        status = client.run(app.config, spec, opts["secrets"], opts["no_daemon"])
     except SecretdError as exc:
         if exc.exit_code == 1:
             exc.exit_code = 125
@@ -140,11 +156,12 @@ def build_spec(
         labels.append((key, value))
     if not opts["secrets_dir"].startswith("/"):
         raise UsageError(f"--secrets-dir {opts['secrets_dir']!r} is not absolute")
+    secrets = parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"])
     if image is None:
-        env = tuple(os.environ.items()) + env
+        env = inherited_env(secrets) + env
     return RunSpec(
         command=tuple(command),
-        secrets=parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"]),
+        secrets=secrets,
         env=env,
         image=image,
         runtime=opts["runtime"],

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from ..client import DaemonStore, daemon_store
 from ..errors import SecretNotFound, UsageError
 from ..refs import check_name
 from ..sealing import KEYFILE, PASSPHRASE
@@ -25,6 +26,11 @@ HEADER = ("NAME", "VERSION", "CREATED", "UPDATED", "LABELS")
 
 def _store(app: AppContext) -> LocalStore:
     return LocalStore.from_config(app.config)
+
+
+def _secrets(app: AppContext) -> LocalStore | DaemonStore:
+    """The daemon's store when a daemon answers (see client.py), else the local one."""
+    return daemon_store(app.config) or _store(app)
 
 
 def read_value(source: str | None, name: str) -> bytes:
@@ -122,7 +128,7 @@ def create(app: AppContext, name: str, file: str | None, labels: tuple[str, ...]
     """
     check_name(name)
     parsed = parse_labels(labels)
-    click.echo(_store(app).create(name, read_value(file, name), parsed).name)
+    click.echo(_secrets(app).create(name, read_value(file, name), parsed).name)
 
 
 @secret.command()
@@ -133,7 +139,7 @@ def rotate(app: AppContext, name: str, file: str | None) -> None:
     """Add a new version of NAME from FILE or stdin; older versions beyond the last few
     (keep_versions, default 5) are deleted."""
     check_name(name)
-    info = _store(app).rotate(name, read_value(file, name))
+    info = _secrets(app).rotate(name, read_value(file, name))
     click.echo(f"{info.name}: version {info.version}")
 
 
@@ -143,7 +149,7 @@ def rotate(app: AppContext, name: str, file: str | None) -> None:
 @click.pass_obj
 def list_(app: AppContext, fmt: str, quiet: bool) -> None:
     """List secrets: names, versions, times and labels (never values)."""
-    secrets = _store(app).list_secrets()
+    secrets = _secrets(app).list_secrets()
     if quiet:
         for info in secrets:
             click.echo(info.name)
@@ -163,7 +169,7 @@ def list_(app: AppContext, fmt: str, quiet: bool) -> None:
 @click.pass_obj
 def inspect(app: AppContext, names: tuple[str, ...]) -> None:
     """Show the metadata of secrets as JSON, like 'docker secret inspect' (never values)."""
-    store, found = _store(app), []
+    store, found = _secrets(app), []
 
     def add(name: str) -> None:
         found.append(inspect_json(store.inspect(name)))
@@ -180,7 +186,7 @@ def inspect(app: AppContext, names: tuple[str, ...]) -> None:
 @click.pass_obj
 def rm(app: AppContext, names: tuple[str, ...]) -> None:
     """Remove secrets and all their versions."""
-    store = _store(app)
+    store = _secrets(app)
 
     def remove(name: str) -> None:
         store.remove(name)

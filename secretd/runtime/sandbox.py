@@ -264,6 +264,8 @@ def _child(plan: _Plan, sock: socket.socket) -> None:
         for target, fd in enumerate(plan.stdio):
             if fd != target:
                 os.dup2(fd, target)
+        for ignored_by_python in (signal.SIGPIPE, signal.SIGXFSZ):  # as subprocess does
+            signal.signal(ignored_by_python, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         kind = "exec"
         os.execvpe(plan.command[0], list(plan.command), plan.env)
@@ -294,6 +296,9 @@ def _enter_namespaces(userns: bool) -> None:
     if userns:
         uid, gid = os.getuid(), os.getgid()
         _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNS)
+        # A non-dumpable parent (the daemon) leaves /proc/self/* owned by root, so the
+        # maps could not be written; exec resets dumpability anyway.
+        _linux.prctl(_linux.PR_SET_DUMPABLE, 1)
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{uid} {uid} 1")
         _write("/proc/self/gid_map", f"{gid} {gid} 1")

@@ -116,3 +116,11 @@ def test_value_never_in_secretd_output_even_at_debug(secretd, monkeypatch) -> No
     assert result.returncode == 0
     assert "secretd: debug:" in result.stderr
     assert CANARY not in result.stderr + result.stdout
+
+
+def test_sigpipe_has_its_default_action(secretd) -> None:
+    """Python ignores SIGPIPE; the command must not inherit that (`yes | head` ends)."""
+    result = secretd("run", "--", "sh", "-c", "yes | head -n 1; grep SigIgn /proc/self/status")
+    assert result.returncode == 0
+    ignored = int(result.stdout.split()[-1], 16)
+    assert not ignored & (1 << (13 - 1)), "SIGPIPE is ignored in the command"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import CANARY, host_secretd_mounts
+from .conftest import CANARY, host_secretd_mounts, start_run
 
 pytestmark = pytest.mark.root
 
@@ -106,56 +105,23 @@ def test_host_sees_nothing_during_the_run(secretd, secret_file, tmp_path: Path) 
     path = secret_file(CANARY)
     ready = tmp_path / "ready"
     before = sorted(os.listdir("/run/secrets")) if os.path.isdir("/run/secrets") else None
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secretd",
-            "run",
-            "--secret",
-            f"c=file:{path}",
-            "--",
-            "sh",
-            "-c",
-            f"touch {ready}; sleep 30",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    command = f"touch {ready}; sleep 30"
+    proc = start_run(ready, "--secret", f"c=file:{path}", "--", "sh", "-c", command)
     try:
-        deadline = time.monotonic() + 10
-        while not ready.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert ready.exists()
         after = sorted(os.listdir("/run/secrets")) if os.path.isdir("/run/secrets") else None
         assert after == before
         assert host_secretd_mounts() == []
     finally:
         proc.terminate()
-        proc.communicate(timeout=10)
+        proc.wait(timeout=10)
     assert proc.returncode == 143
 
 
 def test_nothing_left_after_secretd_is_killed(secretd, secret_file, tmp_path: Path) -> None:
     path = secret_file(CANARY)
     ready = tmp_path / "ready"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secretd",
-            "run",
-            "--secret",
-            f"c=file:{path}",
-            "--",
-            "sh",
-            "-c",
-            f"echo $$ > {ready}.pid; touch {ready}; exec sleep 30",
-        ],
-    )
-    deadline = time.monotonic() + 10
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    command = f"echo $$ > {ready}.pid; touch {ready}; exec sleep 30"
+    proc = start_run(ready, "--secret", f"c=file:{path}", "--", "sh", "-c", command)
     child = int((tmp_path / "ready.pid").read_text())
     proc.kill()
     proc.wait(timeout=5)
@@ -195,3 +161,23 @@ def test_user_flag_drops_privileges(secretd, secret_file) -> None:
         "id -u; id -g; cat /run/secrets/k",
     )
     assert result.stdout.split() == ["65534", "65534", "x"]
+
+
+def test_env_secrets_and_broker_credentials_stay_out_of_the_environment(
+    secretd, monkeypatch
+) -> None:
+    monkeypatch.setenv("DB_PASSWORD", "moved-to-a-file")
+    monkeypatch.setenv("VAULT_TOKEN", "broker-token")
+    monkeypatch.setenv("SECRETD_PASSPHRASE", "store-passphrase")
+    monkeypatch.setenv("MODE", "kept")
+    result = secretd(
+        "run",
+        "--secret",
+        "db=env:DB_PASSWORD",
+        "--",
+        "sh",
+        "-c",
+        'cat /run/secrets/db; echo; echo "${DB_PASSWORD:-unset} ${VAULT_TOKEN:-unset} '
+        '${SECRETD_PASSPHRASE:-unset} $MODE"',
+    )
+    assert result.stdout.splitlines() == ["moved-to-a-file", "unset unset unset kept"]

@@ -1,0 +1,185 @@
+"""``secretd daemon`` (the server, in the foreground) and ``secretd ps`` (its runs).
+
+As ``dockerd``'s command does, ``secretd daemon`` wires the process together (logging,
+hardening, reaping, the socket, signals) and leaves serving to ``secretd.daemon``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .. import __version__, client, protocol
+from ..config import Config, load_config
+from ..policy import Policy
+from ..protocol import default_socket, request
+from ..refs import parse_mode
+from . import AppContext
+
+if TYPE_CHECKING:
+    from ..runtime.engines import MountReaper
+
+log = logging.getLogger("secretd.daemon")
+
+
+class _TextFormatter(logging.Formatter):
+    """``2026-11-29T04:12:00.123Z info secretd.daemon: message``: one line per event."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{_stamp(record.created)} {record.levelname.lower()} {record.name}: " + (
+            record.getMessage()
+        )
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for journald and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": _stamp(record.created),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+                "pid": record.process,
+            }
+        )
+
+
+def _stamp(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@click.command()
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Socket to listen on [default: /run/secretd/secretd.sock as root, else "
+    "$XDG_RUNTIME_DIR/secretd/secretd.sock].",
+)
+@click.option(
+    "--config-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The daemon's config (bindings, providers, [daemon], [policy]).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.pass_obj
+def daemon(
+    app: AppContext, socket_path: Path | None, config_file: Path | None, log_format: str
+) -> None:
+    """Serve runs and store requests on a Unix socket, in the foreground.
+
+    Clients (`secretd run`, `secretd secret ...`) use it when its socket answers. The
+    policy in the config file's [policy] table decides who may use which secrets.
+    SIGTERM or Ctrl-C stops every run it started, then the daemon.
+    """
+    config = load_config(app.flags, config_file or app.config_file)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
+    root = logging.getLogger("secretd")
+    root.handlers[:] = [handler]
+    level = app.flags["log_level"] or os.environ.get("SECRETD_LOG_LEVEL")
+    root.setLevel((level or config.daemon.get("log_level") or "info").upper())
+    _serve(config, socket_path or default_socket(config))
+
+
+def watch_engines(config: Config) -> list[MountReaper]:
+    """Start the mount reaper of each engine in ``[daemon] engines`` (default: Docker when
+    its socket exists): it removes a detached container's secrets once it is destroyed."""
+    from ..runtime import engines
+
+    names = config.daemon.get("engines")
+    if names is None:
+        host = engines.docker_host()
+        names = ["docker"] if Path(host.removeprefix("unix://")).exists() else []
+    return [engines.watch_destroyed(config.runtime_dir, str(name)) for name in names]
+
+
+class _Stopping(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT to leave ``accept()``."""
+
+
+def _serve(config: Config, path: Path) -> None:
+    """Harden, reap, listen on ``path`` (or the socket systemd passed), watch the container
+    engines, and serve until SIGTERM; then stop every run and remove the socket we made."""
+    from .. import daemon as server
+
+    server.harden()
+    policy = Policy.from_config(config)  # a malformed policy stops us before we listen
+    server.reap(config)
+    listener, bound = protocol.inherited(), None
+    if listener is None:
+        mode = parse_mode(config.daemon.get("socket_mode", "0660"), "[daemon] socket_mode")
+        listener = protocol.listen(path, mode, config.daemon.get("socket_group", "secretd"))
+        bound = path
+    daemon = server.Daemon(config, listener, policy)
+    reapers: list[MountReaper] = []
+    threading.Thread(target=lambda: reapers.extend(watch_engines(config)), daemon=True).start()
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stopping(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    log.info("secretd %s listening on %s", __version__, listener.getsockname())
+    try:
+        daemon.serve()
+    except _Stopping as exc:
+        log.info("%s: stopping every run and exiting", exc)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        daemon.shutdown()
+        for reaper in list(reapers):
+            reaper.stop()
+        if bound is not None:
+            bound.unlink(missing_ok=True)
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("-q", "--quiet", is_flag=True, help="Only print run IDs.")
+@click.pass_obj
+def ps(app: AppContext, fmt: str, quiet: bool) -> None:
+    """List the daemon's runs: yours, or everyone's for administrators (never values)."""
+    reply = client.call(app.config, request("ps"))
+    runs: list[dict[str, Any]] = reply["runs"] if reply else []
+    if quiet:
+        for run in runs:
+            click.echo(run["id"])
+    elif fmt == "json":
+        click.echo(json.dumps(runs, indent=2))
+    else:
+        click.echo("\n".join(_table(runs)))
+
+
+def _table(runs: list[dict[str, Any]]) -> list[str]:
+    header = ("RUN ID", "NAME", "USER", "SECRETS", "COMMAND", "UP")
+    rows = [header] + [
+        (
+            run["id"],
+            run["name"] or "",
+            run["user"],
+            ",".join(run["secrets"]),
+            " ".join(run["command"])[:40],
+            f"{int(time.time() - run['started'])}s",
+        )
+        for run in runs
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return [
+        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]

@@ -1,0 +1,246 @@
+"""The CLI's side of the daemon: use it when its socket answers, else work in-process.
+
+The daemon is never required. ``SECRETD_HOST=unix:///path`` names the socket (and then
+it must answer); otherwise the client tries ``<runtime_dir>/secretd.sock`` and, for users
+other than root, the system daemon's ``/run/secretd/secretd.sock``, and falls back to the
+engine in-process when neither answers. ``--no-daemon`` skips the daemon altogether.
+
+For ``run`` the client passes its stdin, stdout and stderr (its terminal, when it has one)
+to the daemon, so the command reads and writes them directly; the client then only
+relays signals and waits for the exit status. If the client dies, the daemon notices the
+closed connection and stops the command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .engine import FORWARDED, Engine, SignalForwarder
+from .errors import RuntimeError_
+from .protocol import (
+    SYSTEM_SOCKET,
+    Channel,
+    Closed,
+    Message,
+    ProtocolError,
+    default_socket,
+    encode_blob,
+    raise_for,
+    request,
+    socket_from_host,
+)
+from .spec import RunSpec
+
+if TYPE_CHECKING:
+    from .store import SecretInfo
+
+log = logging.getLogger(__name__)
+
+REPLY_TIMEOUT = 30.0
+
+
+def candidates(config: Config) -> tuple[list[Path], bool]:
+    """The sockets to try, in order, and whether the user named one (``SECRETD_HOST``)."""
+    if config.host:
+        return [socket_from_host(config.host)], True
+    paths = [default_socket(config)]
+    if os.geteuid() != 0 and SYSTEM_SOCKET not in paths:
+        paths.append(SYSTEM_SOCKET)
+    return paths, False
+
+
+def connect(config: Config) -> Channel | None:
+    """A connection to the daemon, or ``None`` when none answers and none was named.
+
+    Raises:
+        RuntimeError_: ``SECRETD_HOST`` names a socket that does not answer.
+    """
+    paths, named = candidates(config)
+    for path in paths:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            sock.close()
+            if named:
+                raise RuntimeError_(
+                    f"cannot reach the secretd daemon at {path}: {exc.strerror}",
+                    "start 'secretd daemon', or unset SECRETD_HOST to work without it",
+                ) from None
+            log.debug("no daemon at %s (%s)", path, exc.strerror)
+            continue
+        log.debug("using the daemon at %s", path)
+        return Channel(sock)
+    return None
+
+
+def call(config: Config, message: Message, timeout: float | None = REPLY_TIMEOUT) -> Message | None:
+    """Send one request and return the reply; ``None`` when no daemon answers.
+
+    Raises:
+        SecretdError: the daemon refused or failed the request (its message, its exit code).
+    """
+    chan = connect(config)
+    if chan is None:
+        return None
+    with chan:
+        chan.send(message)
+        reply, _ = chan.receive(timeout)
+    return raise_for(reply)
+
+
+def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool = False) -> int:
+    """Run ``spec`` through the daemon if one answers, else in-process; the exit status.
+
+    Args:
+        secrets: the ``--secret`` texts as typed: the daemon binds them with its own config.
+        no_daemon: never use the daemon.
+    """
+    chan = None if no_daemon else connect(config)
+    if chan is None:
+        with SignalForwarder() as forwarder:
+            return Engine(config).run(spec, on_start=forwarder.attach)
+    with chan, _stdio() as fds, _Relay(chan) as relay:
+        wire = spec.to_json() | {"secrets": []}
+        chan.send(request("run", spec=wire, secrets=list(secrets), cwd=os.getcwd()), fds)
+        status = _wait(chan, relay)
+    return status
+
+
+def _wait(chan: Channel, relay: _Relay) -> int:
+    """Follow a run's events until its exit status (or its error) arrives."""
+    while True:
+        try:
+            message, _ = chan.receive()
+        except Closed:
+            raise RuntimeError_(
+                "the secretd daemon closed the connection before the command ended",
+                "see the daemon's log",
+            ) from None
+        event = raise_for(message).get("event")
+        if event == "started":
+            relay.started = True
+        elif event == "exit":
+            return int(message["status"])
+
+
+@contextmanager
+def _stdio() -> Iterator[list[int]]:
+    """Descriptors 0-2 to pass; a closed one is replaced by /dev/null, as a shell would."""
+    opened: list[int] = []
+    fds = []
+    try:
+        for fd in (0, 1, 2):
+            try:
+                os.fstat(fd)
+                fds.append(fd)
+            except OSError:
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                opened.append(null)
+                fds.append(null)
+        yield fds
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+class _Relay:
+    """Signals sent to the client go to the command, as with ``docker run``.
+
+    Before the command starts, a signal ends the client instead (128+N); the daemon sees
+    the connection close and abandons the run. A terminal resize (SIGWINCH) is relayed as
+    a resize message, since the kernel only tells the terminal's foreground group.
+    """
+
+    def __init__(self, chan: Channel) -> None:
+        self.chan = chan
+        self.started = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if not self.started:
+            if signum != signal.SIGWINCH:
+                raise SystemExit(128 + signum)
+            return
+        message = (
+            {"op": "resize", **_terminal_size()}
+            if signum == signal.SIGWINCH
+            else {"op": "signal", "signal": signum}
+        )
+        try:
+            self.chan.send(message)
+        except ProtocolError:
+            log.debug("the daemon is gone; the next read reports it")
+
+    def __enter__(self) -> _Relay:
+        for sig in (*FORWARDED, signal.SIGWINCH):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _terminal_size() -> dict[str, int]:
+    try:
+        size = os.get_terminal_size(0)
+    except OSError:
+        return {}
+    return {"rows": size.lines, "cols": size.columns}
+
+
+class DaemonStore:
+    """The part of ``LocalStore``'s API that ``secretd secret`` uses, served by the
+    daemon's store (values go in, never out). Build it with ``daemon_store``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def list_secrets(self) -> list[SecretInfo]:
+        return [_info(item) for item in self._call("ls")["secrets"]]
+
+    def inspect(self, name: str) -> SecretInfo:
+        return _info(self._call("inspect", name=name)["secret"])
+
+    def create(
+        self, name: str, value: bytes, labels: Mapping[str, str] | None = None
+    ) -> SecretInfo:
+        reply = self._call("create", name=name, value=encode_blob(value), labels=dict(labels or {}))
+        return _info(reply["secret"])
+
+    def rotate(self, name: str, value: bytes) -> SecretInfo:
+        return _info(self._call("rotate", name=name, value=encode_blob(value))["secret"])
+
+    def remove(self, name: str) -> None:
+        self._call("rm", name=name)
+
+    def _call(self, action: str, **fields: Any) -> Message:
+        reply = call(self.config, request("secret", action=action, **fields))
+        if reply is None:
+            raise RuntimeError_("the secretd daemon stopped answering", "try again")
+        return reply
+
+
+def daemon_store(config: Config) -> DaemonStore | None:
+    """A DaemonStore when a daemon answers, else ``None`` (use the store in-process)."""
+    chan = connect(config)
+    if chan is None:
+        return None
+    chan.close()
+    return DaemonStore(config)
+
+
+def _info(data: Mapping[str, Any]) -> SecretInfo:
+    from .store import SecretInfo
+
+    versions = tuple((int(v), str(at)) for v, at in data.get("versions", ()))
+    return SecretInfo(**{**data, "versions": versions})

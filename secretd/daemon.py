@@ -1,0 +1,397 @@
+"""``secretd daemon``: a Unix-socket server that authorises, resolves and launches.
+
+Concurrency is one thread per connection (plus, during a run, one that watches the
+client): the engine blocks in ``wait()`` for as long as a command runs, so threads keep
+it the same code as in-process. A run's command is forked by its connection's thread,
+which lives until the command is gone, so ``PR_SET_PDEATHSIG`` (tied to the forking
+thread) only fires when the daemon dies.
+
+Each connection: peer credentials -> ``check_connect`` (before any byte is parsed) ->
+one request -> one handler. The daemon holds every provider credential and the store
+key; it is non-dumpable, writes no core files, and never logs a value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import resource
+import secrets
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import __version__, _linux, protocol
+from .config import Config
+from .engine import FORWARDED, Engine
+from .errors import SecretdError, UsageError
+from .policy import Peer, Policy, authorise_run, bind, peer_of
+from .protocol import Channel, Closed, Message, ProtocolError
+from .spec import Container, RunSpec
+
+log = logging.getLogger(__name__)
+
+DISCONNECT_GRACE = 1.0
+STOP_TIMEOUT = 10.0
+MAX_CONNECTIONS = 256
+IDLE_THREAD = 30.0
+SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
+
+
+def harden() -> None:
+    """No core dumps, no ptrace or /proc/<pid>/mem by the same uid: memory holds secrets."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _linux.prctl(_linux.PR_SET_DUMPABLE, 0)
+
+
+class RunRecord:
+    """One run in flight: what ``ps`` shows and what ``stop`` or a disconnect reaches."""
+
+    def __init__(self, peer: Peer, spec: RunSpec, keys: list[str]) -> None:
+        self.id = secrets.token_hex(6)
+        self.peer = peer
+        self.name = spec.name
+        self.command = list(spec.command)
+        self.secrets = keys
+        self.started = time.time()
+        self.done = threading.Event()
+        self.container: Container | None = None
+        self._abandoned: float | None = None
+        self._lock = threading.Lock()
+        self._killer: threading.Timer | None = None
+
+    def attach(self, container: Container) -> None:
+        with self._lock:
+            self.container = container
+            grace = self._abandoned
+        if grace is not None:
+            self.terminate(grace)
+
+    def signal(self, signum: int) -> None:
+        with self._lock:
+            if self.container is not None and not self.done.is_set():
+                self.container.signal(signal.Signals(signum))
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM now, SIGKILL after ``grace`` seconds; before the start, as soon as it starts."""
+        with self._lock:
+            if self.container is None:
+                self._abandoned = grace
+                return
+            if self._killer is not None or self.done.is_set():
+                return
+            self._killer = threading.Timer(grace, self.signal, (signal.SIGKILL,))
+            self._killer.daemon = True
+            self._killer.start()
+        self.signal(signal.SIGTERM)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done.set()
+            if self._killer is not None:
+                self._killer.cancel()
+
+    def view(self) -> dict[str, Any]:
+        container = self.container.id if self.container else None
+        state = "running" if container else "starting"
+        return {
+            "id": self.id,
+            "name": self.name,
+            "container": container,
+            "uid": self.peer.uid,
+            "user": self.peer.user,
+            "secrets": self.secrets,
+            "command": self.command,
+            "started": self.started,
+            "state": state,
+        }
+
+
+class Daemon:
+    """Serves requests on ``listener`` until ``shutdown()``.
+
+    Args:
+        config: the daemon's own configuration (its bindings, providers, policy).
+        listener: a bound, listening Unix socket.
+        policy: who may do what (default: from ``config``).
+    """
+
+    def __init__(self, config: Config, listener: socket.socket, policy: Policy | None = None):
+        self.config = config
+        self.listener = listener
+        self.policy = policy or Policy.from_config(config)
+        self.engine = Engine(config)
+        self.read_timeout = float(config.daemon.get("read_timeout", protocol.READ_TIMEOUT))
+        self.max_connections = int(config.daemon.get("max_connections", MAX_CONNECTIONS))
+        self.runs: dict[str, RunRecord] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._active = 0  # connections being served
+        self._idle = 0  # threads waiting for a connection
+        self._queue: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self.handlers: dict[str, Callable[[Channel, Peer, Message, list[int]], None]] = {
+            "ping": self._ping,
+            "version": self._ping,
+            "run": self._run,
+            "resolve-check": self._resolve_check,
+            "secret": self._secret,
+            "ps": self._ps,
+            "stop": self._stop,
+        }
+
+    def serve(self) -> None:
+        """Accept connections until ``shutdown()``; each is served by a thread of its own
+        (idle threads are reused: starting one costs more than a whole small request)."""
+        while not self._stopping.is_set():
+            conn, _ = self.listener.accept()
+            with self._lock:
+                busy = self._active >= self.max_connections
+                spawn = not busy and self._idle == 0
+                self._active += not busy
+                self._idle -= not busy and not spawn
+            if busy:
+                log.warning("refused a connection: %d connections open", self.max_connections)
+                conn.close()
+                continue
+            self._queue.put(conn)
+            if spawn:
+                threading.Thread(target=self._worker, daemon=True).start()
+
+    def shutdown(self, grace: float = STOP_TIMEOUT) -> None:
+        """Stop every command and wait (up to ``grace`` + 1 s) for the cleanup; called by
+        the thread that ran ``serve()``, once it has left ``accept()``."""
+        self._stopping.set()
+        self.listener.close()
+        with self._lock:
+            records = list(self.runs.values())
+        for record in records:
+            record.terminate(grace)
+        with self._done:
+            self._done.wait_for(lambda: self._active == 0, grace + 1)
+
+    def _worker(self) -> None:
+        """Serve connections one after another; retire after ``IDLE_THREAD`` seconds
+        without one. A command forked here dies with the daemon only: ``PR_SET_PDEATHSIG``
+        follows the forking thread, which serves that run until the command is gone."""
+        while True:
+            try:
+                conn = self._queue.get(timeout=IDLE_THREAD)
+            except queue.Empty:
+                with self._done:
+                    if self._idle > 0:  # else a connection was just promised to an idle thread
+                        self._idle -= 1
+                        return
+                continue
+            try:
+                self._connection(conn)
+            except Exception as exc:  # noqa: BLE001 - one broken request must not stop others
+                at = traceback.extract_tb(exc.__traceback__)[-1]
+                log.error("internal error %s at %s:%s", type(exc).__name__, at.filename, at.lineno)
+            with self._done:
+                self._active -= 1
+                self._idle += 1
+                self._done.notify_all()
+
+    def _connection(self, sock: socket.socket) -> None:
+        chan = Channel(sock)
+        fds: list[int] = []
+        try:
+            peer = peer_of(sock)
+            try:
+                self.policy.check_connect(peer)
+                message, fds = chan.receive(self.read_timeout, max_fds=protocol.MAX_FDS)
+                op = self._check_request(message)
+                log.debug("request op=%s uid=%d pid=%d", op, peer.uid, peer.pid)
+                self.handlers[op](chan, peer, message, fds)
+            except Closed:
+                log.debug("uid=%d closed the connection without a request", peer.uid)
+            except SecretdError as exc:
+                if isinstance(exc, ProtocolError):
+                    log.info("bad request from uid=%d pid=%d: %s", peer.uid, peer.pid, exc)
+                _reply(chan, protocol.failure(exc))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            chan.close()
+
+    def _check_request(self, message: Message) -> str:
+        version, op = message.get("v"), message.get("op")
+        if version != protocol.VERSION:
+            raise ProtocolError(
+                f"protocol version {version!r} is not supported (this daemon speaks "
+                f"{protocol.VERSION})",
+                "use a secretd client of the same version as the daemon",
+            )
+        if not isinstance(op, str) or op not in self.handlers:
+            raise ProtocolError(f"unknown request {op!r}", f"known: {', '.join(self.handlers)}")
+        return op
+
+    def _ping(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+        admin = self.policy.may_administer(peer)
+        reply = {"version": __version__, "protocol": protocol.VERSION, "admin": admin}
+        chan.send({"ok": True, "uid": peer.uid, "pid": os.getpid(), **reply})
+
+    def _run(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+        if len(fds) != 3:
+            raise ProtocolError("a run request carries 3 descriptors: stdin, stdout, stderr")
+        texts, cwd = protocol.strings(message, "secrets"), message.get("cwd")
+        if not (cwd is None or isinstance(cwd, str) and cwd.startswith("/")):
+            raise ProtocolError("the cwd of a run request must be an absolute path")
+        try:
+            spec = RunSpec.from_json(message.get("spec") or {})
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed RunSpec: {exc}") from None
+        spec, keys = authorise_run(self.policy, peer, self.config, spec, texts, cwd)
+        record = RunRecord(peer, spec, keys)
+        watcher = threading.Thread(target=self._watch, args=(chan, record), daemon=True)
+        with self._lock:
+            self.runs[record.id] = record
+        watcher.start()
+        log.info("run %s for %s secrets=%s command=%s", record.id, peer, keys, spec.command[:1])
+
+        def started(container: Container) -> None:
+            record.attach(container)
+            chan.send({"event": "started", "id": record.id, "container": container.id})
+
+        try:
+            try:
+                status = self.engine.run(spec, (fds[0], fds[1], fds[2]), on_start=started)
+            finally:
+                record.finish()  # before the reply: the client hangs up as soon as it has it
+            log.info("run %s exited with status %d", record.id, status)
+            _reply(chan, {"event": "exit", "status": status})
+        except SecretdError as exc:
+            log.info("run %s failed: %s", record.id, exc.line())
+            _reply(chan, protocol.failure(exc) | {"event": "error"})
+        finally:
+            with self._lock:
+                del self.runs[record.id]
+            with contextlib.suppress(OSError):  # wakes the watcher, unless the client hung up
+                chan.sock.shutdown(socket.SHUT_RDWR)
+            watcher.join()
+
+    def _watch(self, chan: Channel, record: RunRecord) -> None:
+        """Relay the client's signals; when it goes away (Ctrl-C, kill), stop the command."""
+        while not record.done.is_set():
+            try:
+                message, _ = chan.receive()
+            except ProtocolError:
+                if not record.done.is_set():
+                    log.info("client of run %s went away; stopping the command", record.id)
+                    record.terminate(DISCONNECT_GRACE)
+                return
+            op, signum = message.get("op"), message.get("signal")
+            if op == "resize":
+                record.signal(signal.SIGWINCH)
+            elif op == "signal" and isinstance(signum, int) and signum in SIGNALS:
+                record.signal(signum)
+
+    def _resolve_check(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+        results = []
+        for text in protocol.strings(message, "secrets"):
+            try:
+                item = bind(text, self.config)
+            except UsageError as exc:
+                results.append({"secret": text, "allowed": False, "error": exc.line()})
+                continue
+            key = item.key or item.ref.name
+            allowed = self.policy.allows(peer, key) and (
+                item.key is not None or self.policy.is_superuser(peer)
+            )
+            results.append({"secret": key, "allowed": allowed, "known": self._known(item.key)})
+        chan.send({"ok": True, "secrets": results})
+
+    def _known(self, key: str | None) -> bool | None:
+        """Whether the daemon binds or stores ``key``, without reading a value."""
+        if key is None:
+            return None
+        if key in self.config.secrets:
+            return True
+        from .store import LocalStore
+
+        try:
+            return bool(LocalStore.from_config(self.config).inspect(key))
+        except SecretdError:
+            return False
+
+    def _secret(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+        from .store import LocalStore
+
+        action, name = message.get("action"), message.get("name")
+        store = LocalStore.from_config(self.config)
+        if action == "ls":
+            infos = [i for i in store.list_secrets() if self._may_see(peer, i.name)]
+            chan.send({"ok": True, "secrets": [dataclasses.asdict(i) for i in infos]})
+            return
+        if not isinstance(name, str):
+            raise ProtocolError(f"secret {action!r} needs a name")
+        if action == "inspect":
+            if not self._may_see(peer, name):
+                self.policy.check_secrets(peer, [name])
+            chan.send({"ok": True, "secret": dataclasses.asdict(store.inspect(name))})
+            return
+        if action not in ("create", "rotate", "rm"):
+            raise ProtocolError(f"unknown secret action {action!r}", "ls, inspect, create, ...")
+        self.policy.check_admin(peer, action)
+        if action == "rm":
+            store.remove(name)
+            info = None
+        elif action == "create":
+            info = store.create(name, protocol.blob(message, "value"), protocol.labels(message))
+        else:
+            info = store.rotate(name, protocol.blob(message, "value"))
+        log.info("store %s %r by uid=%d", action, name, peer.uid)
+        chan.send({"ok": True, "secret": dataclasses.asdict(info) if info else None})
+
+    def _may_see(self, peer: Peer, name: str) -> bool:
+        return self.policy.may_administer(peer) or self.policy.allows(peer, name)
+
+    def _ps(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+        everyone = self.policy.may_administer(peer)
+        with self._lock:
+            views = [r.view() for r in self.runs.values() if everyone or r.peer.uid == peer.uid]
+        chan.send({"ok": True, "runs": sorted(views, key=lambda v: v["started"])})
+
+    def _stop(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+        target, timeout = message.get("id"), message.get("timeout", STOP_TIMEOUT)
+        if not isinstance(timeout, int | float) or not 0 <= timeout <= 3600:
+            raise ProtocolError("stop needs a timeout of 0-3600 seconds")
+        with self._lock:
+            found = [r for r in self.runs.values() if target in (r.id, r.name)]
+        if not found or not (self.policy.may_administer(peer) or found[0].peer.uid == peer.uid):
+            raise UsageError(f"no run {target!r} of yours is running", "see 'secretd ps'")
+        record = found[0]
+        log.info("stopping run %s for uid=%d", record.id, peer.uid)
+        record.terminate(float(timeout))
+        record.done.wait(float(timeout) + 5)
+        chan.send({"ok": True, "id": record.id, "stopped": record.done.is_set()})
+
+
+def _reply(chan: Channel, message: Message) -> None:
+    """Send a final reply; a client that is already gone needs none."""
+    try:
+        chan.send(message)
+    except ProtocolError as exc:
+        log.debug("could not reply: %s", exc)
+
+
+def reap(config: Config) -> None:
+    """Take down what a killed predecessor left: oci containers whose owner is gone, engine
+    mounts whose container is gone (sandbox mounts die with their namespace). Not
+    ``mount.tmpfs.reap``: it would take the mounts of live detached containers too."""
+    from .runtime import engines, ocistate
+
+    try:
+        for cid in ocistate.reap(config):
+            log.warning("took down container %s a previous secretd left behind", cid)
+    except (OSError, SecretdError) as exc:
+        log.error("cannot check for leftover oci containers: %s", exc)
+    engines.reap_quietly(config.runtime_dir)

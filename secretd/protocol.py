@@ -1,0 +1,356 @@
+"""The daemon's transport, shared by daemon.py and client.py (see docs/protocol.md):
+where the socket is, how the daemon listens, and the framing of messages.
+
+Every message is one frame on a ``SOCK_STREAM`` Unix socket: a 4-byte big-endian length,
+then that many bytes of UTF-8 JSON holding one object. Requests carry ``"v"`` (the
+protocol version) and ``"op"``; replies carry ``"ok"`` or an ``"event"``. File
+descriptors (the client's stdin, stdout and stderr for ``run``) travel with ``SCM_RIGHTS``
+on the first byte of the frame they belong to.
+
+Frames are capped (``MAX_FRAME``) before anything is allocated for them and a request must
+arrive within a read timeout, so a client that sends garbage, a huge length or half a
+frame costs the daemon one short-lived thread, never its memory or its other clients.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import binascii
+import grp
+import json
+import os
+import socket
+import stat
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .errors import (
+    AccessDenied,
+    CommandNotFound,
+    CommandNotRunnable,
+    MountError,
+    ProviderError,
+    RuntimeError_,
+    SecretdError,
+    SecretNotFound,
+    StoreError,
+    UsageError,
+)
+
+VERSION = 1
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1024 * 1024  # a 500 KiB secret, base64-encoded, fits with room to spare
+MAX_FDS = 3
+READ_TIMEOUT = 10.0
+SOCKET_NAME = "secretd.sock"
+SYSTEM_SOCKET = Path("/run/secretd") / SOCKET_NAME
+
+Message = dict[str, Any]
+# Error kinds a reply may carry, most specific first (``failure`` takes the first match).
+ERRORS: dict[str, type[SecretdError]] = {
+    cls.__name__: cls
+    for cls in (
+        AccessDenied,
+        CommandNotFound,
+        CommandNotRunnable,
+        UsageError,
+        SecretNotFound,
+        ProviderError,
+        StoreError,
+        MountError,
+        RuntimeError_,
+        SecretdError,
+    )
+}
+
+
+class ProtocolError(SecretdError):
+    """The peer broke the framing or sent something that is not a message."""
+
+
+class Closed(ProtocolError):
+    """The peer closed the connection between two frames (a normal end, or a kill)."""
+
+
+def request(op: str, **fields: Any) -> Message:
+    """A request message of the current protocol version."""
+    return {"v": VERSION, "op": op, **fields}
+
+
+def strings(message: Message, key: str) -> list[str]:
+    """``message[key]`` as a list of strings (empty when absent).
+
+    Raises:
+        ProtocolError: it is something else.
+    """
+    value = message.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError(f"{key!r} must be a list of strings")
+    return value
+
+
+def encode_blob(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def blob(message: Message, key: str) -> bytes:
+    """Bytes sent as base64 (secret values for the store: JSON has no bytes)."""
+    try:
+        return base64.b64decode(str(message.get(key, "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"{key!r} is not base64") from None
+
+
+def labels(message: Message, key: str = "labels") -> dict[str, str]:
+    value = message.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ProtocolError(f"{key!r} must be an object of strings")
+    return value
+
+
+def failure(exc: SecretdError) -> Message:
+    """The reply for a failed request: one line, its kind, and the CLI's exit code."""
+    kind = next(name for name, cls in ERRORS.items() if isinstance(exc, cls))
+    return {"ok": False, "error": exc.line(), "kind": kind, "exit_code": exc.exit_code}
+
+
+def raise_for(reply: Message) -> Message:
+    """Return ``reply`` if it reports success; raise the error it carries otherwise (as
+    the same kind of SecretdError, so callers can tell "not found" from "denied")."""
+    if reply.get("ok") is False or reply.get("event") == "error":
+        cls = ERRORS.get(str(reply.get("kind")), SecretdError)
+        error = cls(str(reply.get("error") or "the daemon refused the request"))
+        code = reply.get("exit_code")
+        error.exit_code = code if isinstance(code, int) and 0 < code < 256 else 1
+        raise error
+    return reply
+
+
+class Channel:
+    """One connection: frames out (with optional descriptors) and frames in.
+
+    Sends are serialised by a lock, so the thread that reports a run's exit and the one
+    that reports its start never interleave their bytes. Received descriptors are
+    close-on-exec from the moment they arrive (``MSG_CMSG_CLOEXEC``): a command forked by
+    another thread of the daemon must never inherit a different client's terminal.
+    """
+
+    def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME) -> None:
+        self.sock = sock
+        self.max_frame = max_frame
+        self._send_lock = threading.Lock()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, message: Message, fds: Sequence[int] = ()) -> None:
+        """Send one message; ``fds`` ride along with its first byte.
+
+        Raises:
+            ProtocolError: the message is too large, or the peer is gone.
+        """
+        payload = json.dumps(message, separators=(",", ":")).encode()
+        if len(payload) > self.max_frame:
+            raise ProtocolError(
+                f"message of {len(payload)} bytes exceeds the {self.max_frame}-byte frame limit"
+            )
+        data = HEADER.pack(len(payload)) + payload
+        with self._send_lock:
+            try:
+                sent = socket.send_fds(self.sock, [data], list(fds)) if fds else 0
+                if sent < len(data):  # an empty send() still fails once the peer is done
+                    self.sock.sendall(data[sent:])
+            except OSError as exc:
+                raise ProtocolError(f"cannot send to the peer: {exc.strerror or exc}") from None
+
+    def receive(self, timeout: float | None = None, max_fds: int = 0) -> tuple[Message, list[int]]:
+        """Read one message and the descriptors that came with it (at most ``max_fds``).
+
+        Args:
+            timeout: seconds for the whole frame to arrive; ``None`` waits for ever.
+            max_fds: descriptors accepted; any beyond (or any at all when 0) are closed.
+
+        Raises:
+            Closed: the peer closed the connection before a new frame began.
+            ProtocolError: a truncated, oversized, late or malformed frame.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fds: list[int] = []
+        try:
+            header = self._read(HEADER.size, deadline, fds, max_fds, first=True)
+            (length,) = HEADER.unpack(header)
+            if length > self.max_frame:
+                raise ProtocolError(
+                    f"frame of {length} bytes exceeds the {self.max_frame}-byte limit"
+                )
+            payload = self._read(length, deadline, fds, max_fds, first=False)
+            message = _decode(payload)
+        except BaseException:
+            _close_all(fds)
+            raise
+        return message, fds
+
+    def _read(
+        self, size: int, deadline: float | None, fds: list[int], max_fds: int, first: bool
+    ) -> bytes:
+        chunks: list[bytes] = []
+        got = 0
+        space = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+        while got < size:
+            self.sock.settimeout(_remaining(deadline))
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(
+                    size - got, space, socket.MSG_CMSG_CLOEXEC
+                )
+            except TimeoutError:
+                raise ProtocolError("timed out waiting for a complete frame") from None
+            except OSError as exc:
+                raise ProtocolError(f"cannot read from the peer: {exc.strerror or exc}") from None
+            _collect(ancillary, fds, max_fds)
+            if not data:
+                if first and got == 0:
+                    raise Closed("the peer closed the connection")
+                raise ProtocolError(f"truncated frame: the peer closed after {got} of {size} bytes")
+            chunks.append(data)
+            got += len(data)
+        return b"".join(chunks)
+
+
+def default_socket(config: Config) -> Path:
+    """Where the daemon listens: ``[daemon] socket``, else ``<runtime_dir>/secretd.sock``
+    (``/run/secretd/secretd.sock`` as root, ``$XDG_RUNTIME_DIR/secretd/secretd.sock``
+    otherwise)."""
+    configured = config.daemon.get("socket")
+    return Path(str(configured)) if configured else config.runtime_dir / SOCKET_NAME
+
+
+def socket_from_host(host: str) -> Path:
+    """The socket path of ``SECRETD_HOST=unix:///path`` (the only transport there is).
+
+    Raises:
+        UsageError: another scheme, or a relative path.
+    """
+    scheme, sep, rest = host.partition("://")
+    if scheme != "unix" or not sep or not rest.startswith("/"):
+        raise UsageError(
+            f"SECRETD_HOST {host!r} is not a unix socket address",
+            "use unix:///path/to/secretd.sock",
+        )
+    return Path(rest)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ProtocolError("timed out waiting for a complete frame")
+    return left
+
+
+def _collect(ancillary: list[tuple[int, int, bytes]], fds: list[int], max_fds: int) -> None:
+    """Keep up to ``max_fds`` passed descriptors; close every other one at once."""
+    for level, kind, data in ancillary:
+        if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+            continue
+        received = array.array("i")
+        received.frombytes(data[: len(data) - len(data) % received.itemsize])
+        for fd in received:
+            if len(fds) < max_fds:
+                fds.append(fd)
+            else:
+                os.close(fd)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+    fds.clear()
+
+
+def _decode(payload: bytes) -> Message:
+    try:
+        message = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ProtocolError("frame is not valid UTF-8 JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return message
+
+
+def listen(path: Path, mode: int = 0o660, group: str | None = "secretd") -> socket.socket:
+    """Bind and listen at ``path`` (when systemd passed no socket: see ``inherited``).
+
+    The socket gets ``mode`` and ``group`` (when that group exists) before it accepts
+    anything; it is created under a 0177 umask so it is never reachable more widely, even
+    for an instant.
+
+    Raises:
+        UsageError: another daemon answers at ``path``, or ``path`` is not a socket.
+    """
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    try:
+        gid = grp.getgrnam(group).gr_gid if group else None
+    except KeyError:
+        gid = None
+    if gid is not None:
+        os.chown(path, -1, gid)
+    os.chmod(path, mode)
+    sock.listen(128)
+    return sock
+
+
+def inherited() -> socket.socket | None:
+    """The socket systemd passed (``LISTEN_FDS``, first descriptor 3), if it passed one."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or not os.environ.get("LISTEN_FDS"):
+        return None
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)
+    sock = socket.socket(fileno=3)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise UsageError(
+            "the socket systemd passed is not a Unix stream socket", "fix secretd.socket"
+        )
+    os.set_inheritable(3, False)  # commands the daemon forks must never accept on it
+    return sock
+
+
+def _remove_stale(path: Path) -> None:
+    if not path.exists() and not path.is_symlink():
+        return
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise UsageError(f"{path} exists and is not a socket", "remove it or choose --socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody listens: a previous daemon died without cleaning up
+        return
+    finally:
+        probe.close()
+    raise UsageError(f"another secretd daemon is listening on {path}", "stop it or choose --socket")
