@@ -62,7 +62,7 @@ COMMANDS = {
     "secret": "secret:secret",
     "store": "secret:store",
     "daemon": "daemon:daemon",
-    "ps": "daemon:ps",
+    "ps": "containers:ps",
     "image": "image:image",
     "container": "containers:container",
     "logs": "containers:logs",

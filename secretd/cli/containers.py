@@ -1,49 +1,71 @@
-"""``secretd container ls|logs|stop|rm|prune``: the containers of the integrated oci runtime.
-
-``logs``, ``stop``, ``rm`` and ``prune`` are also top-level commands, as in Docker; the
-listing is ``secretd container ls`` (top-level ``secretd ps`` lists the daemon's runs).
+"""``secretd ps|logs|stop|rm|prune`` (also as ``secretd container ...``): what secretd
+runs, the detached containers of the integrated oci runtime and the daemon's runs.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
+from typing import Any
 
 import click
 
 from ..errors import UsageError
 from . import AppContext
+from .output import echo_table
 
 
 @click.command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Also stopped containers.")
 @click.option("-q", "--quiet", is_flag=True, help="Only ids.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_obj
-def ps(app: AppContext, show_all: bool, quiet: bool) -> None:
-    """List oci containers, with the NAMES of the secrets each holds (never values)."""
+def ps(app: AppContext, show_all: bool, quiet: bool, fmt: str) -> None:
+    """List what secretd runs: the daemon's runs (yours, or everyone's for administrators)
+    and detached oci containers, with the NAMES of their secrets (never values)."""
     from ..runtime.ocistate import records, summary
 
     now = time.time()
-    rows = [summary(record, now) for _, record in records(app.config)]
+    rows = [dict(run, kind="run") for run in _daemon_runs(app)]
+    rows += [dict(summary(record, now), kind="container") for _, record in records(app.config)]
     rows = [r for r in rows if show_all or r["state"] != "exited"]
     if quiet:
         for row in rows:
             click.echo(row["id"])
-        return
-    keys = ("id", "image", "command", "created", "status", "secrets", "name")
-    table: list[tuple[str, ...]] = [
-        ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "SECRETS", "NAMES")
-    ]
-    table += [tuple(_short(str(row[k]), k) for k in keys) for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(keys))]
-    for line in table:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    elif fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        echo_table(
+            ("ID", "NAME", "IMAGE", "COMMAND", "STATUS", "SECRETS", "USER"),
+            (_row(row, now) for row in rows),
+        )
 
 
-def _short(text: str, key: str) -> str:
-    return f'"{text[:20]}…"' if key == "command" and len(text) > 20 else (
-        f'"{text}"' if key == "command" else text)
+def _daemon_runs(app: AppContext) -> list[dict[str, Any]]:
+    from .. import client
+    from ..protocol import request
+
+    reply = client.call(app.config, request("ps"))
+    return list(reply["runs"]) if reply else []
+
+
+def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
+    if row["kind"] == "run":
+        command = " ".join(row["command"])
+        up = f"Up {int(now - row['started'])} seconds" if row["state"] == "running" else "Starting"
+        secrets, image, user = ",".join(row["secrets"]), "(host)", row["user"]
+    else:
+        command, up, secrets, image, user = (
+            row["command"],
+            row["status"],
+            row["secrets"],
+            row["image"],
+            "root",
+        )
+    shown = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
+    return (row["id"], row["name"] or "", image, shown, up, secrets, user)
 
 
 @click.command()
@@ -55,8 +77,10 @@ def logs(app: AppContext, container: str) -> None:
 
     directory, record = find(app.config, container)
     if not record.detached:
-        raise UsageError(f"container {record.id[:12]} runs in the foreground",
-                         "its output goes to the terminal that started it")
+        raise UsageError(
+            f"container {record.id[:12]} runs in the foreground",
+            "its output goes to the terminal that started it",
+        )
     for name, stream in (("stdout.log", sys.stdout.buffer), ("stderr.log", sys.stderr.buffer)):
         try:
             with (directory / name).open("rb") as fh:
@@ -67,17 +91,35 @@ def logs(app: AppContext, container: str) -> None:
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", default=10.0, show_default=True,
-              help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option(
+    "-t",
+    "--time",
+    "timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait after SIGTERM before SIGKILL.",
+)
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_obj
 def stop(app: AppContext, timeout: float, containers: tuple[str, ...]) -> None:
-    """Stop containers: SIGTERM, then SIGKILL after the grace period."""
+    """Stop containers or daemon runs: SIGTERM, then SIGKILL after the grace period."""
     from ..runtime.ocistate import stop as stop_container
 
     for container in containers:
-        stop_container(app.config, container, timeout)
+        try:
+            stop_container(app.config, container, timeout)
+        except UsageError:
+            if not _stop_daemon_run(app, container, timeout):
+                raise
         click.echo(container)
+
+
+def _stop_daemon_run(app: AppContext, run: str, timeout: float) -> bool:
+    """Ask the daemon to stop one of its runs; ``False`` when no daemon answers."""
+    from .. import client
+    from ..protocol import request
+
+    return client.call(app.config, request("stop", id=run, timeout=timeout), None) is not None
 
 
 @click.command()

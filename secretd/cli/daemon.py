@@ -1,4 +1,4 @@
-"""``secretd daemon`` (the server, in the foreground) and ``secretd ps`` (its runs).
+"""``secretd daemon``: the server, in the foreground.
 
 As ``dockerd``'s command does, ``secretd daemon`` wires the process together (logging,
 hardening, reaping, the socket, signals) and leaves serving to ``secretd.daemon``.
@@ -12,17 +12,16 @@ import os
 import signal
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import __version__, client, protocol
+from .. import __version__, protocol
 from ..config import Config, load_config
 from ..policy import Policy
-from ..protocol import default_socket, request
+from ..protocol import default_socket
 from ..refs import parse_mode
 from . import AppContext
 
@@ -147,39 +146,3 @@ def _serve(config: Config, path: Path) -> None:
             reaper.stop()
         if bound is not None:
             bound.unlink(missing_ok=True)
-
-
-@click.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("-q", "--quiet", is_flag=True, help="Only print run IDs.")
-@click.pass_obj
-def ps(app: AppContext, fmt: str, quiet: bool) -> None:
-    """List the daemon's runs: yours, or everyone's for administrators (never values)."""
-    reply = client.call(app.config, request("ps"))
-    runs: list[dict[str, Any]] = reply["runs"] if reply else []
-    if quiet:
-        for run in runs:
-            click.echo(run["id"])
-    elif fmt == "json":
-        click.echo(json.dumps(runs, indent=2))
-    else:
-        click.echo("\n".join(_table(runs)))
-
-
-def _table(runs: list[dict[str, Any]]) -> list[str]:
-    header = ("RUN ID", "NAME", "USER", "SECRETS", "COMMAND", "UP")
-    rows = [header] + [
-        (
-            run["id"],
-            run["name"] or "",
-            run["user"],
-            ",".join(run["secrets"]),
-            " ".join(run["command"])[:40],
-            f"{int(time.time() - run['started'])}s",
-        )
-        for run in runs
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return [
-        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]

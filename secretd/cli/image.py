@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from . import AppContext
+from .output import echo_table
 
 
 @click.group()
@@ -40,13 +41,10 @@ def ls(app: AppContext, quiet: bool) -> None:
         for record in records:
             click.echo(record.name)
         return
-    rows = [("NAME", "IMAGE ID", "LAYERS", "SIZE")] + [
-        (r.name, r.id.partition(":")[2][:12], str(len(r.layers)), _size(r.size)) for r in records
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        click.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-                   + "   " + row[3])
+    echo_table(
+        ("NAME", "IMAGE ID", "LAYERS", "SIZE"),
+        ((r.name, r.id.partition(":")[2][:12], str(len(r.layers)), _size(r.size)) for r in records),
+    )
 
 
 @image.command("rm")

@@ -20,6 +20,7 @@ from ..refs import check_name
 from ..sealing import KEYFILE, PASSPHRASE
 from ..store import MAX_VALUE, LocalStore, SecretInfo, not_found
 from . import AppContext
+from .output import echo_table
 
 HEADER = ("NAME", "VERSION", "CREATED", "UPDATED", "LABELS")
 
@@ -156,12 +157,7 @@ def list_(app: AppContext, fmt: str, quiet: bool) -> None:
     elif fmt == "json":
         click.echo(json.dumps([_ls_json(info) for info in secrets], indent=2))
     else:
-        table = [HEADER, *(_ls_row(info) for info in secrets)]
-        widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
-        for row in table:
-            click.echo(
-                "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            )
+        echo_table(HEADER, (_ls_row(info) for info in secrets))
 
 
 @secret.command()

@@ -161,7 +161,7 @@ def find(config: Config, ref: str) -> tuple[Path, Record]:
     ]
     if len(matches) != 1:
         what = "no such container" if not matches else "several containers match"
-        raise UsageError(f"{what}: {ref}", "see 'secretd container ls -a'")
+        raise UsageError(f"{what}: {ref}", "see 'secretd ps -a'")
     return matches[0]
 
 

@@ -123,8 +123,9 @@ def test_ps_shows_a_run_and_ctrl_c_reaches_the_command(world: World, daemon: Dae
         "running",
     )
     table = client(world, "ps").stdout.splitlines()
-    assert table[0].split() == ["RUN", "ID", "NAME", "USER", "SECRETS", "COMMAND", "UP"]
-    assert table[1].split()[:4] == [run["id"], "sleeper", "root", "api_key"]
+    assert table[0].split() == ["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "SECRETS", "USER"]
+    assert table[1].split()[:3] == [run["id"], "sleeper", "(host)"]
+    assert table[1].split()[-2:] == ["api_key", "root"]
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
     assert proc.wait(10) == 130
@@ -149,3 +150,24 @@ def test_signals_and_resizes_are_relayed(world: World, daemon: Daemon) -> None:
     proc.send_signal(signal.SIGUSR1)
     assert proc.wait(10) == 5
     assert got.read_text() == "WINCH\nUSR1\n"
+
+
+def test_stop_ends_a_daemon_run(world: World, daemon: Daemon) -> None:
+    ready = world.root / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "run", "--name", "stoppable", "--secret", "api_key"]
+        + ["--", "sh", "-c", f"touch {ready}; exec sleep 30"],
+        cwd=world.root,
+        env=world.env(SECRETD_HOST=world.host),
+    )
+    wait_for(ready.exists, "the command to start")
+    stopped = client(world, "stop", "stoppable")
+    assert (stopped.returncode, stopped.stdout) == (0, "stoppable\n")
+    assert proc.wait(10) == 143
+    assert client(world, "ps", "-q").stdout == ""
+
+
+def test_stop_of_an_unknown_id_is_a_usage_error(world: World, daemon: Daemon) -> None:
+    result = client(world, "stop", "nothing-like-this")
+    assert result.returncode == 2
+    assert result.stderr.startswith("secretd: no run 'nothing-like-this' of yours is running")

@@ -1,4 +1,4 @@
-"""``-d`` with ``secretd container ls``/``logs``/``stop``/``rm``, 20 containers at once,
+"""``-d`` with ``secretd ps``/``logs``/``stop``/``rm``, 20 containers at once,
 and the cleanup of what a killed secretd leaves behind."""
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ def test_detach_ls_logs_stop_rm(
     short = out[:12]
     assert len(mounts_under(runtime / "mounts")) == 1
 
-    listing = run_ok(secretd, "container", "ls")
+    listing = run_ok(secretd, "ps")
     header, row = listing.splitlines()
-    assert header.split()[:2] == ["CONTAINER", "ID"]
-    assert row.startswith(short) and " api_key " in row and row.endswith("web")
+    assert header.split() == ["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "SECRETS", "USER"]
+    assert row.split()[:2] == [short, "web"] and " api_key " in row and row.endswith("root")
+    assert run_ok(secretd, "container", "ls") == listing
     assert "Up " in row and "hunter2" not in listing
 
     wait_until(lambda: secretd("logs", "web").stdout == "hunter2", "the container's output")
