@@ -42,6 +42,7 @@ from .spec import RunSpec
 if TYPE_CHECKING:
     from .store import SecretInfo
 
+REFUSAL_TIMEOUT = 1.0
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 30.0
@@ -82,6 +83,22 @@ def connect(config: Config) -> Channel | None:
     return None
 
 
+def send(chan: Channel, message: Message, fds: Sequence[int] = ()) -> None:
+    """Send a request. The daemon refuses a caller its policy grants nothing before
+    reading the request, and hangs up: then the send fails, but the refusal is there to
+    be read, and it is what the user needs to see."""
+    try:
+        chan.send(message, fds)
+    except ProtocolError:
+        try:
+            reply, _ = chan.receive(REFUSAL_TIMEOUT)
+        except ProtocolError:
+            reply = None
+        if reply is not None:
+            raise_for(reply)
+        raise
+
+
 def call(config: Config, message: Message, timeout: float | None = REPLY_TIMEOUT) -> Message | None:
     """Send one request and return the reply; ``None`` when no daemon answers.
 
@@ -92,7 +109,7 @@ def call(config: Config, message: Message, timeout: float | None = REPLY_TIMEOUT
     if chan is None:
         return None
     with chan:
-        chan.send(message)
+        send(chan, message)
         reply, _ = chan.receive(timeout)
     return raise_for(reply)
 
@@ -110,7 +127,7 @@ def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool =
             return Engine(config).run(spec, on_start=forwarder.attach)
     with chan, _stdio() as fds, _Relay(chan) as relay:
         wire = spec.to_json() | {"secrets": []}
-        chan.send(request("run", spec=wire, secrets=list(secrets), cwd=os.getcwd()), fds)
+        send(chan, request("run", spec=wire, secrets=list(secrets), cwd=os.getcwd()), fds)
         status = _wait(chan, relay)
     return status
 
