@@ -22,6 +22,9 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/run_sandbox.py
+	$(BIN)/python bench/daemon.py
+	$(BIN)/python bench/run_image.py
+	$(BIN)/python bench/run_docker.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
