@@ -21,6 +21,14 @@ BROKER_CREDENTIALS = frozenset(
 )
 
 
+# Flags that land in the RunSpec field of the same name, as given.
+SPEC_FLAGS = (
+    "runtime", "user", "workdir", "name", "secrets_dir", "file_env", "entrypoint", "volumes",
+    "publish", "network", "hostname", "restart", "read_only", "tty", "interactive", "detach",
+    "remove",
+)  # fmt: skip
+
+
 class RunCommand(click.Command):
     """Tells ``run IMAGE CMD`` from ``run -- CMD``: after a bare ``--`` there is no image."""
 
@@ -159,27 +167,7 @@ def build_spec(
     secrets = parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"])
     if image is None:
         env = inherited_env(secrets) + env
+    same = {key: opts[key] for key in SPEC_FLAGS}
     return RunSpec(
-        command=tuple(command),
-        secrets=secrets,
-        env=env,
-        image=image,
-        runtime=opts["runtime"],
-        user=opts["user"],
-        workdir=opts["workdir"],
-        name=opts["name"],
-        secrets_dir=opts["secrets_dir"],
-        file_env=opts["file_env"],
-        entrypoint=opts["entrypoint"],
-        volumes=opts["volumes"],
-        publish=opts["publish"],
-        labels=tuple(labels),
-        network=opts["network"],
-        hostname=opts["hostname"],
-        restart=opts["restart"],
-        read_only=opts["read_only"],
-        tty=opts["tty"],
-        interactive=opts["interactive"],
-        detach=opts["detach"],
-        remove=opts["remove"],
+        command=tuple(command), secrets=secrets, env=env, image=image, labels=tuple(labels), **same
     )

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from secretd.config import Config
-from tests.aws.servers import ACCESS_KEY, SECRET_KEY, FakeAws, Moto, free_port
+from tests.aws.servers import ACCESS_KEY, SECRET_KEY, FakeAws, Moto
+from tests.support.waiting import free_port
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -16,12 +15,6 @@ from urllib.parse import parse_qsl
 REGION = "us-east-1"
 ACCESS_KEY = "AKIAMOTOTESTKEY00001"
 SECRET_KEY = "moto-test-secret-access-key-do-not-print"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

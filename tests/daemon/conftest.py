@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from secretd import protocol
+from tests.support.waiting import wait_for  # noqa: F401 - the tests import it from here
 
 CANARY = "canary-d43m0n-5e3ret"
 DB_PASSWORD = "db-pw-0f1e2d"
@@ -159,14 +159,6 @@ def daemon(world: World) -> Iterator[Daemon]:
     yield started
     if started.proc is not None and started.proc.poll() is None:
         assert started.stop() == 0, started.logs()
-
-
-def wait_for(check, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def ping(path: Path) -> dict[str, object] | None:

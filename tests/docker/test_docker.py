@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from secretd.runtime.engines import reap, watch_destroyed
-from tests.aws.servers import free_port
 from tests.conftest import Runner
 from tests.docker.conftest import IMAGE, Dockerd
 from tests.support.engines import Bind, mounts_left
+from tests.support.waiting import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 

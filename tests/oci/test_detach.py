@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Runner
 from tests.oci.conftest import mounts_under, run_ok
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.runc, pytest.mark.root]
 
@@ -23,11 +24,7 @@ Secret = Callable[[str, str], str]
 
 
 def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 20
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    wait_for(check, what, timeout=20)
 
 
 def test_detach_ls_logs_stop_rm(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,17 +31,12 @@ from cryptography import x509
 from secretd.backends.vault import VaultProvider
 from secretd.broker import Broker
 from secretd.config import Config
+from tests.support.waiting import free_port
 
 ROOT_TOKEN = "root"
 BAO = Path(sys.executable).parent / "bao"
 
 ProviderFactory = Callable[..., VaultProvider]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

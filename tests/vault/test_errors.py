@@ -16,11 +16,11 @@ from secretd.backends.vault_auth import RequestRejected
 from secretd.backends.vault_settings import VaultSettings
 from secretd.errors import AccessDenied, ProviderError
 from secretd.refs import parse_ref
+from tests.support.waiting import free_port
 from tests.vault.servers import (
     BaoServer,
     ProviderFactory,
     approle,
-    free_port,
     policy_token,
     read_policy,
 )
