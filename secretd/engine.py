@@ -68,8 +68,10 @@ class Engine:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
         refs = list(spec.secrets)
         secrets = self.broker.resolve(refs)
+        detached = False
         try:
             container = runtime.launch(spec, mount.plan(refs, secrets), stdio)
+            detached = spec.detach
             try:
                 log.debug("started %s with secrets %s", container.id, [r.name for r in refs])
                 if on_start is not None:
@@ -78,7 +80,10 @@ class Engine:
             finally:
                 container.remove()
         finally:
-            self.broker.release(refs, secrets)
+            if detached:
+                _leave_leases(refs, secrets)
+            else:
+                self.broker.release(refs, secrets)
 
     def _supervise(self, container: Container, refs: list[SecretRef], secrets: list[Secret]) -> int:
         due = {i: _renew_at(s) for i, s in enumerate(secrets) if s.lease_id and s.lease_duration}
@@ -108,6 +113,17 @@ class Engine:
         except SecretdError as exc:
             log.error("keeping %s alive failed; the command keeps its files: %s", ref.name, exc)
             return time.monotonic() + min(RETRY_AFTER_FAILURE, max(1.0, secret.lease_duration / 3))
+
+
+def _leave_leases(refs: list[SecretRef], secrets: list[Secret]) -> None:
+    """A detached container outlives this run: revoking its leases now would pull its
+    credentials from under it. Nothing renews them either, so they end with their TTL."""
+    leased = [ref.name for ref, secret in zip(refs, secrets, strict=True) if secret.lease_id]
+    if leased:
+        log.warning(
+            "leases of %s stay with the detached container, unrenewed, until their TTL ends",
+            ", ".join(leased),
+        )
 
 
 def _renew_at(secret: Secret) -> float:
