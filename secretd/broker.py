@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .backends import Provider, load_provider
 from .config import Config
+from .errors import SecretdError
 from .spec import Secret, SecretRef
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,11 @@ class Broker:
                 continue
             try:
                 self.provider(ref.scheme).revoke(secret)
-            except Exception as exc:  # noqa: BLE001 - keep revoking the others
+            except SecretdError as exc:
                 log.error("could not revoke the lease of %s: %s", secret.name, exc)
+            except Exception as exc:  # noqa: BLE001 - a bug in one provider; revoke the others
+                # Only the type: an unmapped library error may quote a request or a token.
+                log.error("could not revoke the lease of %s: %s", secret.name, type(exc).__name__)
 
     def _cached(self, ref: SecretRef) -> Secret | None:
         if self.config.cache_ttl <= 0:
