@@ -43,5 +43,8 @@ PY
     fi
 fi
 
-step "secretd run -e API_KEY=ghp_... -- true   # the risky way"
-secretd run -e "API_KEY=ghp_$(printf 'x%.0s' {1..36})" -- true
+token="ghp_$(printf 'x%.0s' {1..36})"
+step "secretd run -e API_KEY=ghp_... -- true   # the risky way: a warning"
+env -u CI -u SECRETD_STRICT secretd run -e "API_KEY=$token" -- true
+step "secretd run --strict -e API_KEY=ghp_... -- true   # refused before anything starts (also with CI=true)"
+secretd run --strict -e "API_KEY=$token" -- true || echo "(exit status $?)"
