@@ -72,7 +72,7 @@ def render_text(data: dict[str, Any]) -> list[str]:
     if "image_runtime" in data:
         chosen = data["image_runtime"]
         lines.append(f"image runtime: {chosen['name']}  ({chosen['why']})")
-        lines.append("  images in secretd's store and oci:/docker-archive:/dir: images run with oci")
+        lines.append("  (images in secretd's store, oci:, docker-archive: and dir: run with oci)")
     lines.append("providers: " + ", ".join(data["providers"]))
     for scheme, keys in data["providers"].items():
         lines += [f"  {scheme}.{k} = {v['value']}  ({v['origin']})" for k, v in keys.items()]
