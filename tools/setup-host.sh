@@ -19,7 +19,8 @@ if ((${#missing[@]})); then
     fi
     echo "setup: installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # With recommends, as tested: podman needs some of its own (networking, fuse-overlayfs).
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Debian's own python3 (not a per-user build) so that tests can run it as 'nobody'.
