@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
-from .engine import FORWARDED, Engine, SignalForwarder
 from .errors import RuntimeError_
 from .protocol import (
     SYSTEM_SOCKET,
@@ -37,6 +36,7 @@ from .protocol import (
     request,
     socket_from_host,
 )
+from .signals import FORWARDED, SignalForwarder
 from .spec import RunSpec
 
 if TYPE_CHECKING:
@@ -123,6 +123,8 @@ def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool =
     """
     chan = None if no_daemon else connect(config)
     if chan is None:
+        from .engine import Engine  # only without a daemon: the whole pipeline
+
         with SignalForwarder() as forwarder:
             return Engine(config).run(spec, on_start=forwarder.attach)
     with chan, _stdio() as fds, _Relay(chan) as relay:

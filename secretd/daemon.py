@@ -30,10 +30,11 @@ from typing import Any
 
 from . import __version__, _linux, protocol
 from .config import Config
-from .engine import FORWARDED, Engine
+from .engine import Engine
 from .errors import SecretdError, UsageError
 from .policy import Peer, Policy, authorise_run, bind, peer_of
 from .protocol import Channel, Closed, Message, ProtocolError
+from .signals import FORWARDED
 from .spec import Container, RunSpec
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from . import mount
 from .broker import Broker
@@ -26,14 +24,6 @@ from .spec import Container, RunSpec, Secret, SecretRef
 
 log = logging.getLogger(__name__)
 
-FORWARDED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 RETRY_AFTER_FAILURE = 10.0
 
 
@@ -128,31 +118,3 @@ def _leave_leases(refs: list[SecretRef], secrets: list[Secret]) -> None:
 
 def _renew_at(secret: Secret) -> float:
     return time.monotonic() + max(1.0, secret.lease_duration * 2 / 3)
-
-
-class SignalForwarder:
-    """Relays the signals a user sends to secretd to the command, as ``docker run`` does.
-
-    Before the command exists, a signal stops secretd itself (cleanly: leases revoked,
-    nothing mounted), with the status a shell reports for it (128+N).
-    """
-
-    def __init__(self) -> None:
-        self.container: Container | None = None
-        self._previous: dict[int, Any] = {}
-
-    def attach(self, container: Container) -> None:
-        self.container = container
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.container is None:
-            raise SystemExit(128 + signum)
-        self.container.signal(signal.Signals(signum))
-
-    def __enter__(self) -> SignalForwarder:
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)

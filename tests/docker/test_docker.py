@@ -86,7 +86,7 @@ def test_signals_are_forwarded(secretd: Runner, dockerd: Dockerd) -> None:
     )  # fmt: skip
     with proc:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        # Output can flow before the engine's SignalForwarder knows the container (a
+        # Output can flow before the SignalForwarder knows the container (a
         # signal then ends secretd itself, by design); give it a moment.
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
