@@ -23,6 +23,8 @@ MNT_DETACH = 0x2
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 
+RENAME_EXCHANGE = 0x2
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 
@@ -81,6 +83,14 @@ def mount(
 
 def umount(target: str, flags: int = MNT_DETACH) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
+
+
+def exchange(dir_fd: int, first: str, second: str) -> None:
+    """Swap two names in one directory atomically (``renameat2(RENAME_EXCHANGE)``)."""
+    result = _libc.renameat2(
+        dir_fd, os.fsencode(first), dir_fd, os.fsencode(second), RENAME_EXCHANGE
+    )
+    _check(result, f"exchange {first} {second}")
 
 
 def unshare(flags: int) -> None:

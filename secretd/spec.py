@@ -67,18 +67,20 @@ class Secret:
 
 @dataclass(frozen=True)
 class SecretFile:
-    """One file to write into a secrets mount."""
+    """One file to write into a secrets mount. Files with the same ``group`` (a directory
+    target: the files of one tree secret) are replaced together, as one directory."""
 
     target: str
     value: bytes = field(repr=False)
     uid: int | None = None
     gid: int | None = None
     mode: int = DEFAULT_MODE
+    group: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"SecretFile(target={self.target!r}, value=<redacted {len(self.value)} bytes>, "
-            f"uid={self.uid}, gid={self.gid}, mode={self.mode:#o})"
+            f"uid={self.uid}, gid={self.gid}, mode={self.mode:#o}, group={self.group!r})"
         )
 
     __str__ = __repr__

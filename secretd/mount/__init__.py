@@ -13,7 +13,7 @@ def files_for(ref: SecretRef, secret: Secret) -> list[SecretFile]:
     if secret.tree is None:
         return [SecretFile(ref.target, secret.value, ref.uid, ref.gid, ref.mode)]
     return [
-        SecretFile(f"{ref.target}/{path}", value, ref.uid, ref.gid, ref.mode)
+        SecretFile(f"{ref.target}/{path}", value, ref.uid, ref.gid, ref.mode, group=ref.target)
         for path, value in sorted(secret.tree.items())
     ]
 

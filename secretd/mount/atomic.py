@@ -8,16 +8,19 @@ planted in the tree cannot redirect a write.
 
 Targets are regular files, not Kubernetes-style links into ``..data``: ``stat`` and
 ``ls -l`` inside the container then show each file's own mode and owner, as Docker Swarm
-does. The price is that a multi-file update is atomic per file, not per set (see
-docs/architecture.md).
+does. The files of one tree secret (a certificate and its key) are replaced together by
+swapping their whole directory (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets as _random
+import shutil
 from collections.abc import Iterable, Sequence
 
+from .. import _linux
 from ..spec import SecretFile
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -75,5 +78,49 @@ def write_file(root_fd: int, file: SecretFile, default_owner: tuple[int, int]) -
 def write_files(
     root_fd: int, files: Iterable[SecretFile], default_owner: tuple[int, int] = (0, 0)
 ) -> None:
+    groups: dict[str, list[SecretFile]] = {}
     for file in files:
-        write_file(root_fd, file, default_owner)
+        if file.group is None:
+            write_file(root_fd, file, default_owner)
+        else:
+            groups.setdefault(file.group, []).append(file)
+    for group, members in groups.items():
+        replace_dir(root_fd, group, members, default_owner)
+
+
+def replace_dir(
+    root_fd: int, directory: str, files: Sequence[SecretFile], default_owner: tuple[int, int]
+) -> None:
+    """Replace the whole directory ``directory`` with ``files`` in one step.
+
+    The new set is written into a fresh ``..tmp-*`` directory beside it, which then trades
+    places with the old one through ``renameat2(RENAME_EXCHANGE)``: the path names the
+    old set or the new one, never a mix (a certificate with the other version's key).
+    Files that left the set leave with the old directory.
+    """
+    *parents, name = directory.split("/")
+    parent_fd = _open_dir(root_fd, parents)
+    staged = TMP_PREFIX + _random.token_hex(8)
+    leftover: str | None = staged
+    try:
+        os.mkdir(staged, 0o755, dir_fd=parent_fd)
+        staged_fd = os.open(staged, DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            for file in files:
+                inner = file.target[len(directory) + 1 :]
+                write_file(
+                    staged_fd, dataclasses.replace(file, target=inner, group=None), default_owner
+                )
+        finally:
+            os.close(staged_fd)
+        try:
+            os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(staged, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            leftover = None
+        else:
+            _linux.exchange(parent_fd, staged, name)  # ``staged`` now holds the old set
+    finally:
+        if leftover is not None:
+            shutil.rmtree(leftover, dir_fd=parent_fd)
+        os.close(parent_fd)

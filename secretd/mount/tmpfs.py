@@ -83,12 +83,14 @@ def layout(files: Sequence[SecretFile]) -> Layout:
     placed: list[SecretFile] = []
     binds: list[tuple[str, str]] = []
     for file in files:
+        group = None  # each absolute target is bound on its own: no directory to swap
         if file.target.startswith("/"):
             inner = f"{ABSOLUTE}/{len(binds)}"
             binds.append((inner, file.target))
         else:
             inner = f"{SECRETS}/{file.target}"
-        placed.append(SecretFile(inner, file.value, file.uid, file.gid, file.mode))
+            group = f"{SECRETS}/{file.group}" if file.group else None
+        placed.append(SecretFile(inner, file.value, file.uid, file.gid, file.mode, group))
     return Layout(tuple(placed), tuple(binds))
 
 
