@@ -24,6 +24,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 
 RENAME_EXCHANGE = 0x2
+MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -91,6 +92,10 @@ def exchange(dir_fd: int, first: str, second: str) -> None:
         dir_fd, os.fsencode(first), dir_fd, os.fsencode(second), RENAME_EXCHANGE
     )
     _check(result, f"exchange {first} {second}")
+
+
+def mlockall(flags: int) -> None:
+    _check(_libc.mlockall(flags), "mlockall")
 
 
 def unshare(flags: int) -> None:

@@ -47,9 +47,22 @@ SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
 
 
 def harden() -> None:
-    """No core dumps, no ptrace or /proc/<pid>/mem by the same uid: memory holds secrets."""
+    """No core dumps, no ptrace or /proc/<pid>/mem by the same uid: memory holds secrets.
+
+    As root, memory is also locked so that secrets never reach swap: each page as it is
+    first touched (``MCL_ONFAULT``), so idle thread stacks cost nothing. An unprivileged
+    daemon is not locked: under its small ``RLIMIT_MEMLOCK``, ``MCL_FUTURE`` would turn
+    ordinary allocations into failures.
+    """
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _linux.prctl(_linux.PR_SET_DUMPABLE, 0)
+    if os.geteuid() != 0:
+        log.info("not locking memory (not root): secrets may reach swap")
+        return
+    try:
+        _linux.mlockall(_linux.MCL_CURRENT | _linux.MCL_FUTURE | _linux.MCL_ONFAULT)
+    except OSError as exc:
+        log.warning("cannot lock memory (%s): secrets may reach swap", exc.strerror)
 
 
 class RunRecord:

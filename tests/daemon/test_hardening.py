@@ -100,3 +100,11 @@ def test_root_daemon_writes_no_core_and_logs_no_values(world: World, daemon: Dae
     logs = daemon.logs()
     assert "run " in logs and "denied uid=65534" in logs  # it did log, at debug level
     assert CANARY not in logs and DB_PASSWORD not in logs
+
+
+def test_root_daemon_locks_its_memory(daemon: Daemon) -> None:
+    status = Path(f"/proc/{daemon.pid}/status").read_text()
+    locked_kib = int(
+        next(line for line in status.splitlines() if line.startswith("VmLck:")).split()[1]
+    )
+    assert locked_kib > 0
