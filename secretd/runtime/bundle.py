@@ -41,6 +41,7 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 NOFILE_MAX = 1 << 20
 SECRET_OPTIONS = ["bind", "ro", "nosuid", "nodev", "noexec", "rprivate"]
 MAX_LINKS = 40
+HOST_NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts")
 
 
 def system_mounts(host_network: bool) -> list[dict[str, Any]]:
@@ -238,11 +239,25 @@ def user_mounts(
                    "options": SECRET_OPTIONS})
     mounts += [{"destination": target, "type": "bind", "source": str(host),
                 "options": SECRET_OPTIONS} for host, target in binds]
+    if spec.network == "host":
+        mounts += host_network_files({m["destination"] for m in mounts})
     seen = [m["destination"] for m in mounts]
     twice = sorted({d for d in seen if seen.count(d) > 1})
     if twice:
         raise UsageError(f"duplicate mount point {twice[0]}", "give each mount its own path")
     return sorted(mounts, key=lambda m: m["destination"].rstrip("/").count("/"))
+
+
+def host_network_files(taken: set[str]) -> list[dict[str, Any]]:
+    """With the host's network, its name resolution too: ``/etc/resolv.conf`` and
+    ``/etc/hosts`` bound read-only, as Docker does for ``--network host`` (unless a
+    volume already provides them)."""
+    return [
+        {"destination": path, "type": "bind", "source": os.path.realpath(path),
+         "options": ["bind", "ro", "nosuid", "nodev", "noexec", "rprivate"]}
+        for path in HOST_NETWORK_FILES
+        if path not in taken and os.path.isfile(path)
+    ]
 
 
 def rlimits() -> list[dict[str, Any]]:

@@ -165,6 +165,17 @@ def test_read_only_root_network_and_hostname(secretd: Runner, image: str) -> Non
     assert result.returncode == 2 and "the oci runtime knows none and host" in result.stderr
 
 
+def test_host_network_brings_name_resolution(secretd: Runner, image: str) -> None:
+    script = "cat /etc/resolv.conf; echo ---; cat /etc/hosts; (echo x >> /etc/hosts) 2>&1; true"
+    out = run_ok(secretd, "run", "--rm", "--network", "host", image, "sh", "-c", script)
+    resolv, hosts = out.split("---\n")
+    assert resolv == Path("/etc/resolv.conf").read_text()
+    assert hosts.startswith(Path("/etc/hosts").read_text())
+    assert hosts.endswith("Read-only file system\n")
+    isolated = run_ok(secretd, "run", "--rm", image, "ls", "/etc")
+    assert "resolv.conf" not in isolated.split()
+
+
 def test_dockers_default_confinement(secretd: Runner, image: str) -> None:
     out = run_ok(secretd, "run", "--rm", image, "sh", "-c",
                  "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status;"
