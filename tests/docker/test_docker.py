@@ -4,6 +4,8 @@ real dockerd (see conftest.py)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from secretd.runtime.engines import reap, watch_destroyed
 from tests.conftest import Runner
 from tests.docker.conftest import IMAGE, Dockerd
 from tests.support.engines import Bind, mounts_left
-from tests.support.waiting import free_port
+from tests.support.waiting import free_port, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -129,7 +131,7 @@ def test_parity_with_a_swarm_service(secretd: Runner, bound: Bind, swarm: Docker
     values = bound("api_key", "db_pass")
     specs = ["source=api_key,target=k,uid=1000,gid=1000,mode=0400", "source=db_pass"]
     flags = [arg for spec in specs for arg in ("--secret", spec)]
-    script = "ls -ln /run/secrets; for f in /run/secrets/*; do echo \"$f=$(cat $f)\"; done"
+    script = 'ls -ln /run/secrets; for f in /run/secrets/*; do echo "$f=$(cat $f)"; done'
     for name, value in values.items():
         swarm("secret", "create", name, "-", input=value)
     try:
@@ -243,3 +245,39 @@ def test_auto_picks_docker_when_it_answers(secretd: Runner, dockerd: Dockerd) ->
     assert f"image runtime: docker  (Docker answers at {dockerd.host})" in info.stdout
     done = secretd("run", "--rm", IMAGE, "sh", "-c", "hostname | wc -c")
     assert (done.returncode, done.stdout) == (0, "13\n")  # a 12-digit container id
+
+
+@pytest.fixture
+def secretd_daemon(tmp_path: Path, bound: Bind, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real ``secretd daemon`` that serves ``api_key`` and watches this dockerd; the
+    test's secretd commands go through it (``SECRETD_HOST``)."""
+    bound("api_key")
+    config = tmp_path / "secretd.toml"
+    config.write_text(config.read_text() + '\n[daemon]\nengines = ["docker"]\n')
+    socket_path = tmp_path / "daemon" / "secretd.sock"
+    socket_path.parent.mkdir()
+    with (tmp_path / "daemon.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "secretd", "daemon", "--socket", str(socket_path)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for(socket_path.exists, "the secretd daemon's socket")
+            monkeypatch.setenv("SECRETD_HOST", f"unix://{socket_path}")
+            yield f"unix://{socket_path}"
+        finally:
+            proc.terminate()
+            assert proc.wait(15) == 0, (tmp_path / "daemon.log").read_text()
+
+
+def test_through_the_daemon_a_detached_mount_goes_with_its_container(
+    secretd: Runner, secretd_daemon: str, dockerd: Dockerd, clean_environ: dict[str, Path]
+) -> None:
+    runtime_dir = clean_environ["runtime"]
+    done = run(secretd, "-d", "--secret", "api_key", IMAGE, "sleep", "60")
+    assert done.returncode == 0, done.stderr
+    cid = done.stdout.strip()
+    assert len(cid) == 64 and mounts_left(runtime_dir)
+    assert dockerd("exec", cid, "cat", "/run/secrets/api_key").startswith("sk-api_key-")
+    dockerd("rm", "-f", cid)
+    wait_for(lambda: mounts_left(runtime_dir) == [], "the daemon to remove the mount", 2)
