@@ -40,8 +40,15 @@ class SignalForwarder:
             raise SystemExit(128 + signum)
         self.container.signal(signal.Signals(signum))
 
+    def _resized(self, signum: int, _frame: object) -> None:
+        """The terminal changed size: runtimes that own the command's terminal resize it
+        (a resize before the command exists changes nothing)."""
+        if self.container is not None:
+            self.container.signal(signal.SIGWINCH)
+
     def __enter__(self) -> SignalForwarder:
         self._previous = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
+        self._previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._resized)
         return self
 
     def __exit__(self, *exc: object) -> None:

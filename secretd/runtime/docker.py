@@ -191,7 +191,8 @@ class DockerRuntime:
             return DockerContainer(self.engine, cid, host_mount, None)
         assert sock is not None and waiter is not None
         attached = Attachment(stdio, sock, waiter, raw=spec.tty, interactive=spec.interactive)
-        return DockerContainer(self.engine, cid, host_mount, attached)
+        terminal = stdio[1] if console is not None else None
+        return DockerContainer(self.engine, cid, host_mount, attached, terminal)
 
 
 def _create_args(
@@ -297,7 +298,7 @@ def _console(spec: RunSpec, stdio: Stdio) -> os.terminal_size | None:
 
 
 def _resize(engine: DockerEngine, cid: str, size: os.terminal_size) -> None:
-    """Give the container's terminal the client's size (once, at start)."""
+    """Give the container's terminal the client's size (at start and on SIGWINCH)."""
     try:
         with engine.errors():
             engine.client().resize(cid, height=size.lines, width=size.columns)
@@ -317,12 +318,18 @@ class DockerContainer:
     """A container started by DockerRuntime (the Container protocol)."""
 
     def __init__(
-        self, engine: DockerEngine, cid: str, host_mount: HostMount, attached: Attachment | None
+        self,
+        engine: DockerEngine,
+        cid: str,
+        host_mount: HostMount,
+        attached: Attachment | None,
+        terminal: int | None = None,
     ) -> None:
         self.id = cid
         self._engine = engine
         self._mount = host_mount
         self._attached = attached
+        self._terminal = terminal
         self._removed = False
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -335,6 +342,12 @@ class DockerContainer:
         self._mount.update(files)
 
     def signal(self, signum: int) -> None:
+        """Relay a signal; a window-size change resizes the container's terminal instead
+        (the engine owns that terminal: a SIGWINCH alone would not change its size)."""
+        if signum == signal.SIGWINCH:
+            if self._terminal is not None:
+                _resize(self._engine, self.id, os.get_terminal_size(self._terminal))
+            return
         try:
             with self._engine.errors():
                 self._engine.client().kill(self.id, signal=int(signum))

@@ -78,7 +78,7 @@ class OciContainer:
             return
         init = init_pid(self.directory)
         target, sent = self.pid, signum
-        if init and disposition(init, signum) == "default":
+        if init and signum not in HARMLESS and disposition(init, signum) == "default":
             target, sent, self._killed_by = init, signal.SIGKILL, signum
         try:
             os.kill(target, sent)
@@ -114,6 +114,10 @@ class DetachedContainer:
 
     def remove(self) -> None:
         """The container outlives this run; 'secretd rm' removes it."""
+
+
+# Signals whose default action is to do nothing: a pid 1 that leaves them alone is fine.
+HARMLESS = frozenset({signal.SIGWINCH, signal.SIGCHLD, signal.SIGURG, signal.SIGCONT})
 
 
 def _kill(pid: int) -> None:

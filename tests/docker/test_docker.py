@@ -3,9 +3,15 @@ real dockerd (see conftest.py)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -281,3 +287,32 @@ def test_through_the_daemon_a_detached_mount_goes_with_its_container(
     assert dockerd("exec", cid, "cat", "/run/secrets/api_key").startswith("sk-api_key-")
     dockerd("rm", "-f", cid)
     wait_for(lambda: mounts_left(runtime_dir) == [], "the daemon to remove the mount", 2)
+
+
+def _set_size(fd: int, rows: int, columns: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+def test_a_terminal_resize_reaches_the_container(dockerd: Dockerd) -> None:
+    controller, terminal = pty.openpty()
+    _set_size(terminal, 24, 80)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "run", "--runtime", "docker", "--rm", "-it", IMAGE,
+         "sh", "-c", "sleep 1; stty size; while read line; do stty size; done"],
+        stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True,
+    )  # fmt: skip
+    os.close(terminal)
+    output = b""
+    deadline = time.monotonic() + 30
+    while b"24 80" not in output and time.monotonic() < deadline:
+        output += os.read(controller, 1024)
+    _set_size(controller, 40, 100)
+    proc.send_signal(signal.SIGWINCH)  # what the kernel sends the terminal's foreground job
+    while b"40 100" not in output and time.monotonic() < deadline:
+        os.write(controller, b"\n")  # ask again: the resize travels through the engine
+        time.sleep(0.1)
+        output += os.read(controller, 4096)
+    os.write(controller, b"\x04")  # end of input: the loop, and the container, end
+    assert proc.wait(30) == 0
+    os.close(controller)
+    assert b"40 100" in output, output

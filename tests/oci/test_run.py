@@ -243,6 +243,21 @@ def test_signals_reach_the_container(
     assert mounts_under(clean_environ["runtime"]) == []
 
 
+def test_a_window_size_change_does_not_end_the_container(
+    image: str, clean_environ: dict[str, Path]
+) -> None:
+    """SIGWINCH does nothing by default: a pid 1 that leaves it alone must not be killed
+    the way one that leaves SIGTERM alone is."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "run", "--rm", image, "sleep", "1"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    wait_for_init(clean_environ["state"], "sleep")
+    proc.send_signal(signal.SIGWINCH)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
 def test_a_terminal_with_t(image: str) -> None:
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
