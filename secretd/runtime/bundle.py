@@ -231,16 +231,20 @@ def volume(text: str) -> dict[str, Any]:
 
 
 def user_mounts(
-    spec: RunSpec, secrets: Path, binds: Sequence[tuple[Path, str]]
+    spec: RunSpec, secrets: Path, binds: Sequence[tuple[Path, str]], etc: Path, hostname: str
 ) -> list[dict[str, Any]]:
-    """Volumes and secrets, parents before children (as Docker sorts them)."""
+    """Volumes, secrets and the container's own ``/etc`` files, parents before children
+    (as Docker sorts them). ``etc`` is a directory of the container's for those files."""
     mounts = [volume(v) for v in spec.volumes]
     mounts.append({"destination": spec.secrets_dir, "type": "bind", "source": str(secrets),
                    "options": SECRET_OPTIONS})
     mounts += [{"destination": target, "type": "bind", "source": str(host),
                 "options": SECRET_OPTIONS} for host, target in binds]
+    taken = {m["destination"] for m in mounts}
     if spec.network == "host":
-        mounts += host_network_files({m["destination"] for m in mounts})
+        mounts += host_network_files(taken)
+    else:
+        mounts += own_network_files(taken, etc, hostname)
     seen = [m["destination"] for m in mounts]
     twice = sorted({d for d in seen if seen.count(d) > 1})
     if twice:
@@ -258,6 +262,26 @@ def host_network_files(taken: set[str]) -> list[dict[str, Any]]:
         for path in HOST_NETWORK_FILES
         if path not in taken and os.path.isfile(path)
     ]
+
+
+def own_network_files(taken: set[str], etc: Path, hostname: str) -> list[dict[str, Any]]:
+    """With a network namespace of its own (only ``lo``), the ``/etc/hosts`` and
+    ``/etc/hostname`` Docker writes for such a container, so ``localhost`` and the
+    container's own name resolve whatever the image ships."""
+    files = {
+        "/etc/hosts": f"127.0.0.1\tlocalhost {hostname}\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n",
+        "/etc/hostname": f"{hostname}\n",
+    }
+    mounts = []
+    for destination, text in files.items():
+        if destination in taken:
+            continue
+        source = etc / posixpath.basename(destination)
+        source.write_text(text)
+        mounts.append({"destination": destination, "type": "bind", "source": str(source),
+                       "options": ["rbind", "rprivate"]})
+    return mounts
 
 
 def rlimits() -> list[dict[str, Any]]:

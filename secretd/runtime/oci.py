@@ -197,7 +197,9 @@ class OciRuntime:
             record.command = process["args"]
             host_mount = HostMount.create(self.config.runtime_dir, mount)
             record.mount = str(host_mount.path)
-            mounts = bundle.user_mounts(spec, host_mount.secrets_path, host_mount.binds)
+            mounts = bundle.user_mounts(
+                spec, host_mount.secrets_path, host_mount.binds, directory, hostname
+            )
             document = bundle.config(spec, process, hostname, mounts, f"/secretd/{container_id}")
             (directory / "config.json").write_text(json.dumps(document))
             save(directory, record)

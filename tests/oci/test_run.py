@@ -176,6 +176,14 @@ def test_host_network_brings_name_resolution(secretd: Runner, image: str) -> Non
     assert "resolv.conf" not in isolated.split()
 
 
+def test_own_network_has_hosts_and_hostname(secretd: Runner, image: str) -> None:
+    script = "cat /etc/hostname; ping -c1 -W1 localhost >/dev/null && echo pong; cat /etc/hosts"
+    out = run_ok(secretd, "run", "--rm", "--hostname", "box", image, "sh", "-c", script)
+    lines = out.splitlines()
+    assert lines[:2] == ["box", "pong"]
+    assert "127.0.0.1\tlocalhost box" in lines
+
+
 def test_dockers_default_confinement(secretd: Runner, image: str) -> None:
     out = run_ok(secretd, "run", "--rm", image, "sh", "-c",
                  "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status;"
