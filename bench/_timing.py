@@ -6,10 +6,24 @@ The machine is shared and noisy, so peers are measured in the same run, alternat
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
+
+SECRETD = [sys.executable, "-m", "secretd"]
+
+
+def scratch_env(tmp: str) -> dict[str, str]:
+    """An environment whose secretd state lives under ``tmp``, with ``api_key`` stored."""
+    env = dict(os.environ, SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
+    subprocess.run(
+        [*SECRETD, "secret", "create", "api_key", "-"],
+        input=b"bench-value", env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return env
 
 
 def time_once(argv: Sequence[str], env: Mapping[str, str] | None = None) -> float:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import interleaved, report  # noqa: E402
+from _timing import SECRETD, interleaved, report, scratch_env  # noqa: E402
 
 from secretd import protocol  # noqa: E402
 
@@ -74,16 +74,9 @@ def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
     with tempfile.TemporaryDirectory(prefix="secretd-bench-") as tmp:
-        env = dict(os.environ, SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
+        env = scratch_env(tmp)
         sock = f"{tmp}/run/secretd.sock"
-        secretd = [sys.executable, "-m", "secretd"]
-        subprocess.run(
-            [*secretd, "secret", "create", "api_key", "-"],
-            input=b"bench-value",
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        secretd = SECRETD
         daemon = subprocess.Popen([*secretd, "--log-level", "warning", "daemon"], env=env, cwd=tmp)
         try:
             deadline = time.monotonic() + 10

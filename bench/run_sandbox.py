@@ -6,27 +6,19 @@ Prints medians and ratios; the issue's target is at most 30 ms over `unshare -m 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import interleaved, report  # noqa: E402
+from _timing import SECRETD, interleaved, report, scratch_env  # noqa: E402
 
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     with tempfile.TemporaryDirectory(prefix="secretd-bench-") as tmp:
-        env = dict(os.environ, SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
-        secretd = [sys.executable, "-m", "secretd"]
-        subprocess.run(
-            [*secretd, "secret", "create", "api_key", "-"],
-            input=b"bench-value",
-            env=env,
-            check=True,
-        )
+        env = scratch_env(tmp)
+        secretd = SECRETD
         commands = {
             "secretd run": ([*secretd, "run", "--secret", "api_key", "--", "true"], env),
             "unshare -m": (["unshare", "-m", "true"], None),
