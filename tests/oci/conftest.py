@@ -24,7 +24,7 @@ from tests.support import busybox
 @pytest.fixture(autouse=True)
 def _needs_runc() -> None:
     if shutil.which("runc") is None or not busybox.available():
-        pytest.skip("needs runc and busybox-static (tools/setup-host.sh installs them)")
+        pytest.fail("runc and busybox-static are missing: run make setup (tools/setup-host.sh)")
 
 
 @pytest.fixture(scope="session")
