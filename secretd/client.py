@@ -119,9 +119,14 @@ def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool =
 
     Args:
         secrets: the ``--secret`` texts as typed: the daemon binds them with its own config.
-        no_daemon: never use the daemon.
+        no_daemon: never use the daemon. Runs with ``env:`` secrets never do either: the
+            daemon cannot see this process's environment (CI hands secrets over this way).
     """
-    chan = None if no_daemon else connect(config)
+    from_env = [ref.name for ref in spec.secrets if ref.scheme == "env"]
+    if from_env and not no_daemon:
+        log.debug("%s come from this environment, which the daemon cannot see: in-process",
+                  ", ".join(from_env))  # fmt: skip
+    chan = None if no_daemon or from_env else connect(config)
     if chan is None:
         from .engine import Engine  # only without a daemon: the whole pipeline
 

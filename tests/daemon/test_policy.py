@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 
 import pytest
 
 from secretd import protocol
+from secretd.spec import RunSpec
 
 from .conftest import CANARY, DB_PASSWORD, NOBODY, Daemon, World, call, client, wait_for
 
@@ -84,12 +87,30 @@ def test_caller_cannot_escape_the_policy(
 
 
 def test_env_references_are_refused_with_a_reason(world: World, daemon: Daemon) -> None:
-    result = client(world, "run", "--secret", "t=env:HOME", "--", "true")
-    assert result.returncode == 2
-    assert result.stderr == (
-        "secretd: secret 't' comes from env:HOME, but the daemon cannot read your environment: "
-        "store it (secretd secret create), bind it in the daemon's config, or use --no-daemon\n"
+    """What a client that speaks the protocol itself hears (the CLI never asks)."""
+    spec = RunSpec(command=("true",)).to_json()
+    request = protocol.request("run", spec=spec, secrets=["t=env:HOME"], cwd=str(world.root))
+    with open(os.devnull, "r+b") as null, socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(world.socket))
+        chan = protocol.Channel(sock)
+        chan.send(request, [null.fileno()] * 3)  # a run hands over stdin, stdout, stderr
+        reply, _ = chan.receive(10)
+    assert reply["error"] == (
+        "secret 't' comes from env:HOME, but the daemon cannot read your environment: "
+        "store it (secretd secret create), bind it in the daemon's config, or use --no-daemon"
     )
+    assert reply["exit_code"] == 2
+
+
+def test_env_references_make_the_cli_run_in_process(world: World, daemon: Daemon) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "secretd", "run", "--secret", "t=env:CI_TOKEN", "--",
+         "cat", "/run/secrets/t"],
+        cwd=world.root, env=world.env(SECRETD_HOST=world.host, CI_TOKEN=CANARY),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, CANARY), result.stderr
+    assert not any(str(e["msg"]).startswith("run ") for e in daemon.events())
 
 
 def test_a_caller_without_any_grant_is_refused_before_its_request_is_read(
