@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -117,18 +117,13 @@ class AwsClients(Generic[C]):
 
     Args:
         settings: the ``[providers.aws]`` table.
-        make: builds a client for one service from a session and a region.
+        service: boto3's name for the service (``secretsmanager``, ``ssm``).
         client: an injected client (tests); used for every region.
     """
 
-    def __init__(
-        self,
-        settings: AwsSettings,
-        make: Callable[[boto3.Session, str, AwsSettings], C],
-        client: C | None = None,
-    ) -> None:
+    def __init__(self, settings: AwsSettings, service: str, client: C | None = None) -> None:
         self.settings = settings
-        self._make = make
+        self._service = service
         self._injected = client
         self._session: boto3.Session | None = None
         self._clients: dict[str, C] = {}
@@ -149,7 +144,12 @@ class AwsClients(Generic[C]):
                     "set region in [providers.aws], AWS_REGION, or the profile",
                 )
             if region not in self._clients:
-                self._clients[region] = self._make(session, region, self.settings)
+                self._clients[region] = session.client(  # type: ignore[call-overload]
+                    self._service,
+                    region_name=region,
+                    endpoint_url=self.settings.endpoint_url,
+                    config=self.settings.botocore_config(),
+                )
             client = self._clients[region]
         return client, region, str(client.meta.endpoint_url)  # type: ignore[attr-defined]
 

@@ -22,7 +22,6 @@ from . import BaseProvider
 from ._aws import ACCESS_CODES, AwsClients, AwsSettings, Call, Service, aws_errors, client_code
 
 if TYPE_CHECKING:
-    import boto3
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 log = logging.getLogger(__name__)
@@ -126,17 +125,6 @@ SECRETS_MANAGER = Service(
 )
 
 
-def _secretsmanager(
-    session: boto3.Session, region: str, settings: AwsSettings
-) -> SecretsManagerClient:
-    return session.client(
-        "secretsmanager",
-        region_name=region,
-        endpoint_url=settings.endpoint_url,
-        config=settings.botocore_config(),
-    )
-
-
 class AwsProvider(BaseProvider):
     """Secrets Manager values; JSON keys, stages and version ids as ECS supports them.
 
@@ -148,7 +136,7 @@ class AwsProvider(BaseProvider):
     scheme = "aws"
 
     def __init__(self, settings: AwsSettings, client: SecretsManagerClient | None = None) -> None:
-        self._clients = AwsClients(settings, _secretsmanager, client)
+        self._clients = AwsClients(settings, "secretsmanager", client)
         self._batch = True
 
     @classmethod

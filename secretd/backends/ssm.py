@@ -23,7 +23,6 @@ from . import BaseProvider
 from ._aws import ACCESS_CODES, AwsClients, AwsSettings, Call, Service, aws_errors, client_code
 
 if TYPE_CHECKING:
-    import boto3
     from mypy_boto3_ssm import SSMClient
 
 log = logging.getLogger(__name__)
@@ -125,15 +124,6 @@ def tree_version(versions: Mapping[str, int]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
-def _ssm(session: boto3.Session, region: str, settings: AwsSettings) -> SSMClient:
-    return session.client(
-        "ssm",
-        region_name=region,
-        endpoint_url=settings.endpoint_url,
-        config=settings.botocore_config(),
-    )
-
-
 class SsmProvider(BaseProvider):
     """Parameter Store values, decrypted, one at a time or as a whole tree.
 
@@ -145,7 +135,7 @@ class SsmProvider(BaseProvider):
     scheme = "ssm"
 
     def __init__(self, settings: AwsSettings, client: SSMClient | None = None) -> None:
-        self._clients = AwsClients(settings, _ssm, client)
+        self._clients = AwsClients(settings, "ssm", client)
 
     @classmethod
     def from_config(cls, config: Config) -> SsmProvider:

@@ -28,16 +28,26 @@ FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 TMP_PREFIX = "..tmp-"
 
 
-def _open_dir(root_fd: int, parts: Sequence[str]) -> int:
-    """Open (creating as needed, mode 0755) the directory ``parts`` below ``root_fd``."""
+def open_dir(root_fd: int, parts: Sequence[str]) -> int:
+    """Open (creating as needed, mode 0755) the directory ``parts`` below ``root_fd``,
+    following no symlink.
+
+    Raises:
+        OSError: ``ELOOP``/``ENOTDIR`` when an element is a symlink or not a directory;
+            its ``filename`` is the path up to that element.
+    """
     fd = os.dup(root_fd)
     try:
-        for part in parts:
+        for index, part in enumerate(parts):
             try:
                 os.mkdir(part, 0o755, dir_fd=fd)
             except FileExistsError:
                 pass
-            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                exc.filename = "/".join(parts[: index + 1])
+                raise
             os.close(fd)
             fd = child
     except BaseException:
@@ -49,7 +59,7 @@ def _open_dir(root_fd: int, parts: Sequence[str]) -> int:
 def write_file(root_fd: int, file: SecretFile, default_owner: tuple[int, int]) -> None:
     """Create or atomically replace ``file.target`` (relative) below ``root_fd``."""
     *parents, name = file.target.split("/")
-    dir_fd = _open_dir(root_fd, parents)
+    dir_fd = open_dir(root_fd, parents)
     tmp = TMP_PREFIX + _random.token_hex(8)
     try:
         fd = os.open(tmp, FILE_FLAGS, 0o600, dir_fd=dir_fd)
@@ -99,7 +109,7 @@ def replace_dir(
     Files that left the set leave with the old directory.
     """
     *parents, name = directory.split("/")
-    parent_fd = _open_dir(root_fd, parents)
+    parent_fd = open_dir(root_fd, parents)
     staged = TMP_PREFIX + _random.token_hex(8)
     leftover: str | None = staged
     try:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from ..mount.atomic import DIR_FLAGS, open_dir
 from .images import ImageError
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
 TAR_END = 2 * tarfile.BLOCKSIZE
@@ -229,27 +229,14 @@ class _Member:
 
     def _parent(self, parts: list[str]) -> int:
         """Open (creating, 0755) the member's parent without following any symlink."""
-        fd = os.dup(self.root)
         try:
-            for index, part in enumerate(parts):
-                try:
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                try:
-                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        where = "/".join(parts[: index + 1])
-                        raise self.refuse(f"goes through {where!r}, which is not a directory") \
-                            from None
-                    raise
-                os.close(fd)
-                fd = child
-        except BaseException:
-            os.close(fd)
+            return open_dir(self.root, parts)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise self.refuse(
+                    f"goes through {exc.filename!r}, which is not a directory"
+                ) from None
             raise
-        return fd
 
     def _own(self, parent: int, name: str) -> None:
         os.chown(name, self.member.uid, self.member.gid, dir_fd=parent, follow_symlinks=False)
@@ -296,8 +283,9 @@ class _Member:
         try:
             _remove(parent, name)
             try:
-                os.link(parts[-1], name, src_dir_fd=source_dir, dst_dir_fd=parent,
-                        follow_symlinks=False)
+                os.link(
+                    parts[-1], name, src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False
+                )
             except FileNotFoundError:
                 raise self.refuse(
                     f"hard-links to {self.member.linkname!r}, which is not in this layer"
