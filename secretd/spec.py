@@ -111,7 +111,7 @@ class RunSpec:
 
     command: tuple[str, ...] = ()
     secrets: tuple[SecretRef, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold credentials
     image: str | None = None
     runtime: str = "auto"
     user: str | None = None

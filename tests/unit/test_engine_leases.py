@@ -69,3 +69,4 @@ def test_leases_are_given_back_unless_the_container_is_detached(
     broker = Broker(config, loader=lambda scheme, config: provider)
     assert engine.Engine(config, broker).run(spec) == 0
     assert provider.revoked == revoked
+
