@@ -79,7 +79,7 @@ def provider(openbao: BaoServer) -> ProviderFactory:
 def postgres() -> Iterator[Postgres]:
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL is not installed (tools/setup-host.sh installs it)")
+        pytest.fail("PostgreSQL is missing: run make setup (tools/setup-host.sh installs it)")
     with running_postgres(initdb, pg_ctl) as server:
         yield server
 
