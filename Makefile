@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint pytest demo bench clean
+.PHONY: setup test lint pytest fuzz demo bench clean
 
 setup:
 	@tools/setup-host.sh
@@ -16,6 +16,10 @@ pytest: setup
 	$(BIN)/pytest -q
 
 test: lint pytest
+
+# The fuzz suites with many more examples than make test gives them.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -m fuzz
 
 demo: setup
 	@PATH="$(CURDIR)/$(BIN):$$PATH" tools/demo.sh

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-dev gcc git make util-linux procps iproute2
-          runc docker.io podman fuse3 libfuse2 busybox-static uidmap postgresql systemd)
+          runc docker.io podman fuse3 libfuse2 busybox-static uidmap postgresql systemd tini)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
