@@ -6,6 +6,9 @@ secret value (only names, paths, provider URIs without credentials).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class SecretdError(Exception):
     """Base of every error secretd raises on purpose.
@@ -24,6 +27,30 @@ class SecretdError(Exception):
 
     def line(self) -> str:
         return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+def printable(text: str) -> str:
+    """``text`` with every control and invisible character escaped (``\\x1b``, ``\\n``,
+    ``\\u202e``), so a name from a server, an image or a file cannot move the cursor, clear
+    the terminal or start a second line that looks like secretd's own."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def close_names(name: str, known: Iterable[str]) -> str | None:
+    """A "did you mean" hint for a mistyped name, or ``None`` when nothing is close."""
+    matches = difflib.get_close_matches(name, sorted(set(known)), n=3, cutoff=0.75)
+    if not matches:
+        return None
+    return "did you mean " + " or ".join(repr(match) for match in matches) + "?"
 
 
 class UsageError(SecretdError):

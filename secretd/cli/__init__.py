@@ -10,17 +10,19 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from .. import __version__
 from ..config import Config, load_config
-from ..errors import SecretdError
+from ..errors import SecretdError, printable
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_PACKAGE = Path(__file__).resolve().parent.parent  # the secretd package, named in bug reports
 
 
 @dataclass
@@ -42,7 +44,7 @@ class _LineFormatter(logging.Formatter):
     """One line per event, ``secretd: level: message``; values never reach a logger."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"secretd: {record.levelname.lower()}: {record.getMessage()}"
+        return f"secretd: {record.levelname.lower()}: {printable(record.getMessage())}"
 
 
 def setup_logging(level: str) -> None:
@@ -112,17 +114,31 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False, prog_name="secretd")
     except SecretdError as exc:
-        click.echo(f"secretd: {exc.line()}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.line(), exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("secretd: aborted", err=True)
-        sys.exit(130)
+        _fail("aborted", 130)
     except click.ClickException as exc:
         hint = _usage_hint(exc)
-        click.echo(f"secretd: {exc.format_message()}" + (f": {hint}" if hint else ""), err=True)
-        sys.exit(exc.exit_code)
+        _fail(_click_message(exc) + (f": {hint}" if hint else ""), exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, not a traceback
+        _internal_error(exc)
+
+
+def _fail(line: str, code: int) -> NoReturn:
+    click.echo(f"secretd: {printable(line)}", err=True)
+    sys.exit(code)
+
+
+def _click_message(exc: click.ClickException) -> str:
+    """click's sentence without its full stop, so a hint can follow after a colon:
+    ``No such option '--bogus' (did you mean '--user'?)``."""
+    message = exc.format_message().strip()
+    head, sep, question = message.partition(". Did you mean ")
+    if sep:
+        return f"{head} (did you mean {question})"
+    return message.removesuffix(".")
 
 
 def _usage_hint(exc: click.ClickException) -> str | None:
@@ -130,3 +146,29 @@ def _usage_hint(exc: click.ClickException) -> str | None:
     if isinstance(exc, click.UsageError) and ctx is not None:
         return f"see '{ctx.command_path} --help'"
     return None
+
+
+def _internal_error(exc: Exception) -> NoReturn:
+    """A bug reached the boundary: name its type and where it happened, never its text
+    (a library's message may quote a request, a token or a value). With ``--debug`` (or
+    log level debug) the stack follows, still without any exception's text."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [frame for frame in frames if _in_secretd(frame.filename)] or frames
+    where = f" in {_where(ours[-1])}" if ours else ""
+    if logging.getLogger("secretd").isEnabledFor(logging.DEBUG):
+        stack = "".join(traceback.format_list(frames)).rstrip("\n")
+        click.echo(f"Traceback (exception texts left out):\n{stack}", err=True)
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        _fail(f"cannot use {exc.filename}: {exc.strerror}", 125)  # a path, never a value
+    _fail(f"internal error: {type(exc).__name__}{where}; please report it", 125)
+
+
+def _in_secretd(filename: str) -> bool:
+    return Path(filename).is_relative_to(_PACKAGE)
+
+
+def _where(frame: traceback.FrameSummary) -> str:
+    path = Path(frame.filename)
+    shown = path.relative_to(_PACKAGE.parent) if _in_secretd(frame.filename) else path.name
+    return f"{shown}:{frame.lineno} ({frame.name})"
+

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -61,7 +64,7 @@ def test_probe_does_see_imports(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "stderr"),
     [
-        (("nope",), 2, "secretd: No such command 'nope'.: see 'secretd --help'\n"),
+        (("nope",), 2, "secretd: No such command 'nope': see 'secretd --help'\n"),
         (("secret", "ls", "--format", "xml"), 2, None),
         (
             ("--config", "missing.toml", "info"),
@@ -128,3 +131,106 @@ def test_info_shows_origins_and_no_secret_values(
         "passphrase-value",
     ):
         assert value not in text.stdout + json.dumps(data)
+
+
+INJECT = """
+import sys
+import secretd.store as store
+def broken(self, *args):
+    raise ValueError("canary-" + "value: no exception text may reach stderr")
+store.LocalStore.list_secrets = broken
+sys.argv = ["secretd", *sys.argv[1:]]
+from secretd.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_bug_is_one_line_naming_its_type_and_place_never_its_text(
+    tmp_path: Path, debug: bool
+) -> None:
+    args = ["--debug"] * debug + ["secret", "ls"]
+    result = subprocess.run(
+        [sys.executable, "-c", INJECT, *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 125 and result.stdout == ""
+    assert "canary" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        r"secretd: internal error: ValueError in secretd/cli/secret\.py:\d+ \(list_\); "
+        r"please report it",
+        last,
+    ), last
+    if debug:  # the stack, for the report, still without the exception's text
+        assert "\nTraceback (exception texts left out):\n" in result.stderr
+        assert "in broken" in result.stderr
+    else:
+        assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "stderr"),
+    [
+        (("secret", "create"), "Missing argument 'NAME': see 'secretd secret create --help'"),
+        (("secret", "ls", "--bogus"), "No such option '--bogus': see 'secretd secret ls --help'"),
+        (
+            ("store", "init", "--pasphrase"),
+            "No such option '--pasphrase' (did you mean '--passphrase'?): "
+            "see 'secretd store init --help'",
+        ),
+        (
+            ("info", "--format", "x"),
+            "Invalid value for '--format': 'x' is not one of 'text', 'json': "
+            "see 'secretd info --help'",
+        ),
+        (("secret", "nope"), "No such command 'nope': see 'secretd secret --help'"),
+    ],
+)
+def test_click_errors_read_as_one_sentence(
+    secretd: Runner, args: tuple[str, ...], stderr: str
+) -> None:
+    result = secretd(*args)
+    assert (result.returncode, result.stderr) == (2, f"secretd: {stderr}\n")
+
+
+def test_control_characters_in_a_file_name_are_escaped(secretd: Runner, tmp_path: Path) -> None:
+    config = tmp_path / "a\x1b[2J\nb\x9b.toml"
+    config.write_text("runtime = \n")
+    result = secretd("--config", str(config), "info")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"{tmp_path}/a\\x1b[2J\\x0ab\\x9b.toml" in result.stderr
+    assert "\x1b" not in result.stderr and "\x9b" not in result.stderr
+
+
+class _HostileVault(BaseHTTPRequestHandler):
+    """Answers every request with a 400 whose error text tries to take over the terminal."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.dumps({"errors": ["\x1b[2J\x1b]0;owned\x07\nsecretd: all fine\u202e"]})
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_POST = do_PUT = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_control_characters_from_a_server_are_escaped_on_one_line(secretd: Runner) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileVault)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = dict(os.environ, VAULT_ADDR=f"http://127.0.0.1:{server.server_port}")
+        env["VAULT_TOKEN"] = "hvs.hostile-test-token"
+        result = secretd("run", "--secret", "k=vault:secret/app#k", "--", "true", env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 125, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("secretd: ")
+    assert "\\x1b[2J\\x1b]0;owned\\x07" in result.stderr and "all fine\\u202e" in result.stderr
+    assert not any(not char.isprintable() for char in result.stderr.rstrip("\n"))
