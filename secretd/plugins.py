@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import UsageError
+from .errors import SecretdError, UsageError
 
 BUILTIN: Mapping[str, Mapping[str, str]] = {
     "secretd.providers": {
@@ -33,6 +33,28 @@ BUILTIN: Mapping[str, Mapping[str, str]] = {
 }
 
 
+class MissingDependency(SecretdError):
+    """secretd as installed lacks a library a plugin needs: its own failure, not the
+    user's input (exit 125, as ``docker run`` for a daemon that cannot do it)."""
+
+    exit_code = 125
+
+
+def require(module: str, what: str, extra: str) -> None:
+    """Import ``module`` now, so that a missing optional extra is one line, not a traceback.
+
+    Raises:
+        MissingDependency: the module cannot be imported.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingDependency(
+            f"{what} needs the Python package {module!r}, which is not installed",
+            f"pip install 'secretd[{extra}]'",
+        ) from None
+
+
 def _entry_points(group: str) -> dict[str, Any]:
     from importlib.metadata import entry_points
 
@@ -48,6 +70,7 @@ def load(group: str, name: str, what: str) -> Any:
 
     Raises:
         UsageError: nothing is registered under that name.
+        MissingDependency: a third-party plugin's module cannot be imported.
     """
     target = BUILTIN[group].get(name)
     if target is not None:
@@ -56,4 +79,10 @@ def load(group: str, name: str, what: str) -> Any:
     found = _entry_points(group).get(name)
     if found is None:
         raise UsageError(f"unknown {what} {name!r}", f"known {what}s: {', '.join(names(group))}")
-    return found.load()
+    try:
+        return found.load()
+    except ImportError as exc:
+        raise MissingDependency(
+            f"the {what} {name!r} ({found.value}) cannot be imported: {type(exc).__name__}",
+            f"reinstall the package that provides it ({exc.name or 'unknown module'})",
+        ) from None

@@ -7,7 +7,7 @@ is a provider class with a ``from_config(config)`` constructor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .. import plugins
@@ -17,6 +17,35 @@ from ..spec import Secret, SecretRef
 
 GROUP = "secretd.providers"
 log = logging.getLogger(__name__)
+
+_AWS = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK",
+    }
+)  # fmt: skip
+# The variables that carry each provider's credentials (what logs it in, not where it
+# is). secretd may read them; the commands it starts never inherit them, whichever
+# provider a run used (pass one on purpose with ``-e NAME``).
+CREDENTIAL_ENV: Mapping[str, frozenset[str]] = {
+    "local": frozenset({"SECRETD_PASSPHRASE", "SECRETD_NEW_PASSPHRASE"}),
+    "vault": frozenset(
+        {
+            "VAULT_TOKEN", "BAO_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID", "BAO_ROLE_ID",
+            "BAO_SECRET_ID", "VAULT_UNWRAP_TOKEN",
+        }
+    ),  # fmt: skip
+    "aws": _AWS,
+    "ssm": _AWS,
+}
+CREDENTIAL_VARIABLES = frozenset().union(*CREDENTIAL_ENV.values())
+# Providers built on an optional extra: (module, extra), imported when the provider is
+# made so that a missing one is one line naming the extra.
+REQUIRES: Mapping[str, tuple[str, str]] = {
+    "vault": ("hvac", "vault"),
+    "aws": ("boto3", "aws"),
+    "ssm": ("boto3", "aws"),
+}
 
 
 class Provider(Protocol):
@@ -87,6 +116,14 @@ def available_schemes() -> list[str]:
 
 
 def load_provider(scheme: str, config: Config) -> Provider:
-    """Import and construct the provider for ``scheme`` (imports happen only here)."""
+    """Import and construct the provider for ``scheme`` (imports happen only here).
+
+    Raises:
+        UsageError: no provider has that scheme.
+        MissingDependency: the provider's optional extra is not installed.
+    """
     factory: ProviderFactory = plugins.load(GROUP, scheme, "provider")
+    if scheme in REQUIRES:
+        module, extra = REQUIRES[scheme]
+        plugins.require(module, f"the {scheme} provider", extra)
     return factory.from_config(config)

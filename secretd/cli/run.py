@@ -10,16 +10,12 @@ from typing import Any
 import click
 
 from .. import client
+from ..backends import CREDENTIAL_VARIABLES
 from ..errors import SecretdError, UsageError
 from ..exposure import check_env
 from ..refs import parse_refs
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef
 from . import AppContext
-
-BROKER_CREDENTIALS = frozenset(
-    {"SECRETD_PASSPHRASE", "SECRETD_NEW_PASSPHRASE", "VAULT_TOKEN", "BAO_TOKEN"}
-)
-
 
 # Flags that land in the RunSpec field of the same name, as given.
 SPEC_FLAGS = (
@@ -67,13 +63,13 @@ def parse_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> tuple[tup
 
 def inherited_env(secrets: tuple[SecretRef, ...]) -> tuple[tuple[str, str], ...]:
     """secretd's environment for a host command, less what must not travel with it: the
-    variables that ``env:`` secrets moved into files, and secretd's own credentials
-    (pass one on purpose with ``-e NAME``)."""
+    variables that ``env:`` secrets moved into files, and every provider's credentials
+    (``backends.CREDENTIAL_ENV``; pass one on purpose with ``-e NAME``)."""
     moved = {ref.locator for ref in secrets if ref.scheme == "env"}
     return tuple(
         (key, value)
         for key, value in os.environ.items()
-        if key not in moved and key not in BROKER_CREDENTIALS
+        if key not in moved and key not in CREDENTIAL_VARIABLES
     )
 
 

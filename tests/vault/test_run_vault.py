@@ -164,3 +164,31 @@ def test_debug_output_holds_no_token_or_value(
     assert f"vault: GET secret/data/{app[7:]}" in result.stderr
     for leaked in (token["token"], token["accessor"], "pw-two", "pw-one"):
         assert leaked not in result.stderr
+
+
+def test_command_inherits_no_provider_credentials(
+    secretd: Runner, openbao: BaoServer, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """secretd reads credentials from its environment; the command gets none of them,
+    whichever provider the run used, unless one is passed on purpose with -e."""
+    monkeypatch.setenv("VAULT_ADDR", openbao.address)
+    monkeypatch.setenv("VAULT_TOKEN", ROOT_TOKEN)
+    credentials = {
+        "BAO_TOKEN": "bao-token-canary", "VAULT_ROLE_ID": "role-id-canary",
+        "VAULT_SECRET_ID": "secret-id-canary", "AWS_ACCESS_KEY_ID": "AKIACANARY",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-canary", "AWS_SESSION_TOKEN": "session-canary",
+        "AWS_SECURITY_TOKEN": "security-canary", "SECRETD_PASSPHRASE": "passphrase-canary",
+    }  # fmt: skip
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    result = secretd(
+        "run", "--secret", f"db=vault:{app}#password", "-e", "AWS_SESSION_TOKEN",
+        "--", "cat", "/proc/self/environ",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    environ = dict(item.partition("=")[::2] for item in result.stdout.split("\0") if item)
+    assert environ["VAULT_ADDR"] == openbao.address  # where, not who: inherited
+    assert environ["AWS_SESSION_TOKEN"] == "session-canary"  # -e NAME passes one on purpose
+    leaked = sorted(set(environ) & {*credentials, "VAULT_TOKEN"} - {"AWS_SESSION_TOKEN"})
+    assert leaked == []
+    assert ROOT_TOKEN not in environ.values()
