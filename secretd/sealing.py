@@ -9,6 +9,7 @@ through scrypt; re-keying re-wraps the DEK and leaves every value untouched.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import getpass
 import json
@@ -93,12 +94,16 @@ class ScryptParams:
 
     @classmethod
     def from_json(cls, text: str) -> ScryptParams:
-        data = json.loads(text)
-        if data.get("kdf") != "scrypt":
+        try:
+            data = json.loads(text)
+            kdf = data.get("kdf")
+            if kdf == "scrypt":
+                return cls(salt=bytes.fromhex(data["salt"]), n=data["n"], r=data["r"], p=data["p"])
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise StoreError(
-                f"unknown key derivation {data.get('kdf')!r} in the local store", "upgrade secretd"
-            )
-        return cls(salt=bytes.fromhex(data["salt"]), n=data["n"], r=data["r"], p=data["p"])
+                "the local store's passphrase settings are damaged", "restore it from a backup"
+            ) from None
+        raise StoreError(f"unknown key derivation {kdf!r} in the local store", "upgrade secretd")
 
     def derive(self, passphrase: str) -> bytes:
         kdf = Scrypt(salt=self.salt, length=KEY_BYTES, n=self.n, r=self.r, p=self.p)
@@ -117,7 +122,10 @@ def read_key_file(path: Path) -> bytes:
     except OSError as exc:
         raise StoreError(f"cannot read the key file {path}: {exc.strerror}") from None
     if len(key) != KEY_BYTES:
-        raise StoreError(f"the key file {path} is not a secretd key ({KEY_BYTES} bytes expected)")
+        raise StoreError(
+            f"the key file {path} is damaged ({len(key)} bytes, a secretd key has {KEY_BYTES})",
+            "restore it from your backup (the store cannot be opened without it)",
+        )
     return key
 
 
@@ -128,23 +136,29 @@ def write_key_file(path: Path, key: bytes, exclusive: bool = False) -> None:
         exclusive: keep a key file that is already there (linking instead of renaming), so
             processes that initialise one store at once all end up using the same key.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if exclusive:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.link(temp, path)
-        except FileExistsError:
-            pass  # another process made the key first; everyone uses that one
-        os.unlink(temp)
-    else:
-        os.replace(temp, path)
-    sync_dir(path.parent)
+            if os.write(fd, key) != len(key):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temp))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                pass  # another process made the key first; everyone uses that one
+        else:
+            os.replace(temp, path)
+        sync_dir(path.parent)
+    except OSError as exc:
+        hint = "free some space on its filesystem" if exc.errno == errno.ENOSPC else None
+        raise StoreError(f"cannot write the key file {path}: {exc.strerror}", hint) from None
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def remove_key_file(path: Path) -> None:

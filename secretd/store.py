@@ -11,6 +11,7 @@ queue instead of failing, and every write commits whole or not at all (WAL).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import sqlite3
@@ -34,6 +35,7 @@ from .sealing import (
     Wrapping,
     new_key,
     seal,
+    sync_dir,
     unseal,
     value_aad,
 )
@@ -264,25 +266,20 @@ class LocalStore:
     def init(self, passphrase: bool = False, exist_ok: bool = False) -> None:
         """Create the database and its data key, wrapped by a key file or a passphrase.
 
+        The database appears whole or not at all (built under a temporary name, then
+        linked into place), so a file at ``path`` is always a store that existed: one that
+        is empty or damaged is refused, never silently made anew.
+
         Raises:
-            StoreError: the store exists already (unless ``exist_ok``).
+            StoreError: the store exists already (unless ``exist_ok``), or is damaged.
         """
-        if self._keyring() is None:  # checked first: no prompt, no key file for nothing
+        if not self._present():  # checked first: no prompt, no key file for nothing
             dek = new_key()
             wrapping = self.keys.wrap(dek, PASSPHRASE if passphrase else KEYFILE, replace=False)
-            with self._write(create=True) as conn:
-                made = not _initialised(conn)  # false when another process was quicker
-                if made:
-                    for statement in SCHEMA:
-                        conn.execute(statement)
-                    conn.execute(
-                        "INSERT INTO keyring (id, kind, kdf, wrapped_dek, updated_at)"
-                        " VALUES (1, ?, ?, ?, ?)",
-                        (*wrapping, _now()),
-                    )
-            if made:
+            if self._publish(wrapping):
                 self._dek = dek
-                return
+                return  # else another process was quicker: its store is the one
+        self._existing_keyring()  # a damaged store says so, whatever the caller asked
         if not exist_ok:
             raise StoreError(
                 f"the local store {self.path} already exists",
@@ -339,24 +336,75 @@ class LocalStore:
         (rows,) = self._select(("SELECT kind, kdf, wrapped_dek FROM keyring", ()))
         return Wrapping(str(rows[0][0]), rows[0][1], bytes(rows[0][2])) if rows else None
 
+    def _present(self) -> bool:
+        """Whether the database exists; one that cannot even be looked for is an error."""
+        try:
+            self.path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise _unusable(self.path, exc) from None
+        return True
+
+    def _publish(self, wrapping: Wrapping) -> bool:
+        """Build a new database under a temporary name, then link it into place.
+
+        Returns:
+            False when a database appeared at ``path`` meanwhile (it is kept).
+        """
+        temp = self.path.with_name(f".{self.path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            with self._connect(temp) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in SCHEMA:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO keyring (id, kind, kdf, wrapped_dek, updated_at)"
+                    " VALUES (1, ?, ?, ?, ?)",
+                    (*wrapping, _now()),
+                )
+                conn.execute("COMMIT")
+            os.link(temp, self.path)
+            sync_dir(self.path.parent)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _unusable(self.path, exc) from None
+        finally:
+            temp.unlink(missing_ok=True)
+        return True
+
     def _select(self, *queries: tuple[str, tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
         """Run reads in one snapshot; no rows at all while there is no store yet."""
-        if not self.path.is_file():
+        if not self._present():
             return [[] for _ in queries]
         with self._connect() as conn:
-            if not _initialised(conn):
-                return [[] for _ in queries]
+            self._check_initialised(conn)
             conn.execute("BEGIN")
             try:
                 return [conn.execute(query, params).fetchall() for query, params in queries]
             finally:
                 conn.execute("COMMIT")
 
+    def _check_initialised(self, conn: sqlite3.Connection) -> None:
+        """A database file that holds no store was one once (see ``_publish``): refuse it
+        rather than make a new, empty store over every secret it held."""
+        if _initialised(conn):
+            return
+        size = self.path.stat().st_size
+        what = "is empty (0 bytes)" if size == 0 else "holds no secretd store"
+        raise StoreError(
+            f"the local store {self.path} {what}",
+            "restore it from a backup, or move it away to start a new, empty store",
+        )
+
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
         """A connection whose SQLite errors become StoreErrors naming the database."""
         try:
-            uri = f"file:{quote(str(self.path))}?mode=rw"  # never create it by accident
+            uri = f"file:{quote(str(path or self.path))}?mode=rw"  # never create it by accident
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the local store {self.path}: {exc}") from None
@@ -364,9 +412,9 @@ class LocalStore:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left behind
             yield conn
         except sqlite3.OperationalError as exc:
-            busy = "locked" in str(exc) or "busy" in str(exc)
-            hint = "another secretd is writing; try again" if busy else "check its permissions"
-            raise StoreError(f"the local store {self.path} cannot be used: {exc}", hint) from None
+            raise StoreError(
+                f"the local store {self.path} cannot be used: {exc}", _hint(str(exc))
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"the local store {self.path} is damaged: {exc}", "restore it from a backup"
@@ -375,11 +423,9 @@ class LocalStore:
             conn.close()
 
     @contextmanager
-    def _write(self, create: bool = False) -> Iterator[sqlite3.Connection]:
-        if create and not self.path.exists():
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+    def _write(self) -> Iterator[sqlite3.Connection]:
         with self._connect() as conn:
+            self._check_initialised(conn)
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("BEGIN IMMEDIATE")
@@ -390,6 +436,26 @@ class LocalStore:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+
+def _hint(error: str) -> str:
+    """What to do about an SQLite failure, from its text (sqlite3 has no error codes)."""
+    if "locked" in error or "busy" in error:
+        return "another secretd is writing; try again"
+    if "full" in error:
+        return "free some space on its filesystem"
+    return "check its permissions"
+
+
+def _unusable(path: Path, exc: OSError) -> StoreError:
+    """The store's directory cannot be used: say which and why, never a traceback."""
+    hint = (
+        f"free some space on the filesystem of {path.parent}"
+        if exc.errno == errno.ENOSPC
+        else f"check the permissions of {path.parent}, or set SECRETD_STATE_DIR to a directory"
+        " you own"
+    )
+    return StoreError(f"cannot use the local store {path}: {exc.strerror}", hint)
 
 
 def _initialised(conn: sqlite3.Connection) -> bool:

@@ -201,3 +201,72 @@ def test_a_damaged_database_is_one_clear_line(secretd: Runner, state_dir: Path) 
         f"secretd: the local store {state_dir / 'store.db'} is damaged: "
         "file is not a database: restore it from a backup\n"
     )
+
+
+RECOVER = "restore it from a backup, or move it away to start a new, empty store"
+
+
+def test_a_truncated_store_is_refused_never_made_anew(secretd: Runner, state_dir: Path) -> None:
+    for name in ("a", "b"):
+        assert secretd("secret", "create", name, "-", input="v").returncode == 0
+    db = state_dir / "store.db"
+    os.truncate(db, 0)
+    for leftover in state_dir.glob("store.db-*"):
+        leftover.unlink()  # as a disk would lose them, or a careless `> store.db; rm *-wal`
+    key = (state_dir / "store.key").read_bytes()
+    line = f"secretd: the local store {db} is empty (0 bytes): {RECOVER}\n"
+    for args, code in [
+        (("secret", "create", "c", "-"), 1),
+        (("secret", "rotate", "a", "-"), 1),
+        (("secret", "ls"), 1),
+        (("secret", "rm", "a"), 1),
+        (("store", "init"), 1),
+        (("run", "--secret", "a", "--", "true"), 125),
+    ]:
+        result = secretd(*args, input="new value")
+        assert (result.returncode, result.stderr, result.stdout) == (code, line, ""), args
+    assert db.stat().st_size == 0 and (state_dir / "store.key").read_bytes() == key
+    assert sorted(p.name for p in state_dir.iterdir()) == ["store.db", "store.key"]
+
+
+def test_a_database_of_another_program_is_not_taken_over(secretd: Runner, state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    db = state_dir / "store.db"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    before = db.read_bytes()
+    result = secretd("secret", "create", "a", "-", input="v")
+    assert result.returncode == 1
+    assert result.stderr == f"secretd: the local store {db} holds no secretd store: {RECOVER}\n"
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("store_exists", [True, False])
+def test_a_truncated_key_file_is_refused_never_replaced(
+    secretd: Runner, state_dir: Path, store_exists: bool
+) -> None:
+    assert secretd("secret", "create", "a", "-", input="v").returncode == 0
+    key_file = state_dir / "store.key"
+    os.truncate(key_file, 0)
+    if not store_exists:
+        (state_dir / "store.db").unlink()
+    result = secretd("secret", "create", "b", "-", input="v")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"secretd: the key file {key_file} is damaged (0 bytes, a secretd key has 32): "
+        "restore it from your backup (the store cannot be opened without it)\n"
+    )
+    assert key_file.read_bytes() == b""
+    assert (state_dir / "store.db").exists() == store_exists
+
+
+def test_damaged_passphrase_settings_are_one_line(secretd: Runner, state_dir: Path) -> None:
+    env = dict(os.environ, SECRETD_PASSPHRASE="pass phrase")
+    assert secretd("secret", "create", "a", "-", input="v", env=env).returncode == 0
+    with closing(sqlite3.connect(state_dir / "store.db")) as conn, conn:
+        conn.execute("UPDATE keyring SET kdf = '{\"kdf\": \"scrypt\", \"salt\": 7}'")
+    result = secretd("secret", "rotate", "a", "-", input="v", env=env)
+    assert (result.returncode, result.stderr) == (
+        1,
+        "secretd: the local store's passphrase settings are damaged: restore it from a backup\n",
+    )

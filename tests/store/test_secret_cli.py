@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -195,3 +198,39 @@ def test_every_command_has_help(secretd: Runner) -> None:
         assert result.returncode == 0 and "Usage: secretd secret " + command in result.stdout
     for command in ("init", "rekey"):
         assert secretd("store", command, "--help").returncode == 0
+
+
+@pytest.mark.root  # needs root to become 'nobody'
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("secret", "ls"),
+        ("secret", "create", "a", "-"),
+        ("store", "init"),
+        ("run", "--secret", "a", "--", "true"),
+    ],
+)
+def test_a_state_directory_the_user_cannot_enter_is_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    (tmp_path / "state").mkdir(mode=0o700)  # pytest's tmp_path: root's, 0700
+    with tempfile.TemporaryDirectory(prefix="secretd-nobody-") as own:
+        os.chown(own, 65534, 65534)
+        env = dict(
+            os.environ,
+            SECRETD_STATE_DIR=str(tmp_path / "state"),
+            SECRETD_RUNTIME_DIR=f"{own}/run",
+            HOME=own,
+            XDG_CONFIG_HOME=f"{own}/config",
+        )
+        nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        result = subprocess.run(
+            [*nobody, sys.executable, "-m", "secretd", *args],
+            env=env, cwd="/", input="v", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == (125 if args[0] == "run" else 1)
+    assert result.stderr == (
+        f"secretd: cannot use the local store {tmp_path}/state/store.db: Permission denied: "
+        f"check the permissions of {tmp_path}/state, or set SECRETD_STATE_DIR to a directory "
+        "you own\n"
+    )
