@@ -43,6 +43,7 @@ DISCONNECT_GRACE = 1.0
 STOP_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256
 IDLE_THREAD = 30.0
+RUN_NAME_MAX = 128
 SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
 
 
@@ -261,8 +262,9 @@ class Daemon:
             raise ProtocolError("the cwd of a run request must be an absolute path")
         try:
             spec = RunSpec.from_json(message.get("spec") or {})
-        except (TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed RunSpec: {exc}") from None
+            _check_run_name(spec.name)
+        except UsageError as exc:
+            raise ProtocolError(f"malformed RunSpec: {exc.line()}") from None
         spec, keys = authorise_run(self.policy, peer, self.config, spec, texts, cwd)
         record = RunRecord(peer, spec, keys)
         watcher = threading.Thread(target=self._watch, args=(chan, record), daemon=True)
@@ -320,7 +322,9 @@ class Daemon:
             allowed = self.policy.allows(peer, key) and (
                 item.key is not None or self.policy.is_superuser(peer)
             )
-            results.append({"secret": key, "allowed": allowed, "known": self._known(item.key)})
+            # whether a name exists is for those who may use it: others get one answer
+            known = self._known(item.key) if allowed else None
+            results.append({"secret": key, "allowed": allowed, "known": known})
         chan.send({"ok": True, "secrets": results})
 
     def _known(self, key: str | None) -> bool | None:
@@ -376,7 +380,9 @@ class Daemon:
 
     def _stop(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
         target, timeout = message.get("id"), message.get("timeout", STOP_TIMEOUT)
-        if not isinstance(timeout, int | float) or not 0 <= timeout <= 3600:
+        if not isinstance(target, str) or not target:  # else it matches every unnamed run
+            raise UsageError("stop needs the id or name of a run", "see 'secretd ps'")
+        if type(timeout) not in (int, float) or not 0 <= timeout <= 3600:
             raise ProtocolError("stop needs a timeout of 0-3600 seconds")
         with self._lock:
             found = [r for r in self.runs.values() if target in (r.id, r.name)]
@@ -387,6 +393,16 @@ class Daemon:
         record.terminate(float(timeout))
         record.done.wait(float(timeout) + 5)
         chan.send({"ok": True, "id": record.id, "stopped": record.done.is_set()})
+
+
+def _check_run_name(name: str | None) -> None:
+    """A run's ``--name`` is shown to administrators (``secretd ps``): printable, short."""
+    if name is None:
+        return
+    if len(name) > RUN_NAME_MAX:
+        raise UsageError(f"run name {name[:20]!r}... has more than {RUN_NAME_MAX} characters")
+    if not name.isprintable():
+        raise UsageError(f"run name {name!r} has a control character", "use printable ones")
 
 
 def _reply(chan: Channel, message: Message) -> None:

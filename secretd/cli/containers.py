@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import UsageError, printable
 from . import AppContext
 from .output import echo_table
 
@@ -53,9 +53,9 @@ def _daemon_runs(app: AppContext) -> list[dict[str, Any]]:
 
 def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
     if row["kind"] == "run":
-        command = " ".join(row["command"])
+        command = " ".join(map(str, row["command"]))
         up = f"Up {int(now - row['started'])} seconds" if row["state"] == "running" else "Starting"
-        secrets, image, user = ",".join(row["secrets"]), "(host)", row["user"]
+        secrets, image, user = ",".join(map(str, row["secrets"])), "(host)", row["user"]
     else:
         command, up, secrets, image, user = (
             row["command"],
@@ -65,11 +65,22 @@ def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
             "root",
         )
     shown = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
-    return (row["id"], row["name"] or "", image, shown, up, secrets, user)
+    cells = (row["id"], row["name"] or "", image, shown, up, secrets, user)
+    return tuple(printable(str(cell)) for cell in cells)  # a command may hold any character
+
+
+def _named(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse an empty id: it would match every container that has no name."""
+    for ref in value if isinstance(value, tuple) else (value,):
+        if not ref:
+            raise UsageError(
+                f"{ctx.info_name} needs the id or name of a container", "see 'secretd ps'"
+            )
+    return value
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", callback=_named)
 @click.pass_obj
 def logs(app: AppContext, container: str) -> None:
     """Print what a detached container wrote: stdout to stdout, stderr to stderr."""
@@ -99,7 +110,7 @@ def logs(app: AppContext, container: str) -> None:
     show_default=True,
     help="Seconds to wait after SIGTERM before SIGKILL.",
 )
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, callback=_named)
 @click.pass_obj
 def stop(app: AppContext, timeout: float, containers: tuple[str, ...]) -> None:
     """Stop containers or daemon runs: SIGTERM, then SIGKILL after the grace period."""
@@ -124,7 +135,7 @@ def _stop_daemon_run(app: AppContext, run: str, timeout: float) -> bool:
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Kill a running container first.")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, callback=_named)
 @click.pass_obj
 def rm(app: AppContext, force: bool, containers: tuple[str, ...]) -> None:
     """Remove stopped containers (their record and logs)."""

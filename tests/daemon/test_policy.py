@@ -154,8 +154,8 @@ def test_resolve_check_answers_with_names_only(world: World, daemon: Daemon) -> 
         "ok": True,
         "secrets": [
             {"secret": "api_key", "allowed": True, "known": True},
-            {"secret": "db_password", "allowed": False, "known": True},
-            {"secret": "nope", "allowed": False, "known": False},
+            {"secret": "db_password", "allowed": False, "known": None},
+            {"secret": "nope", "allowed": False, "known": None},
         ],
     }
     assert CANARY not in result.stdout and DB_PASSWORD not in result.stdout
