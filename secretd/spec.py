@@ -217,7 +217,8 @@ def _decode_as(kind: Any, value: Any, path: str, expected: str) -> Any:
     hints = _hints(kind)
     unknown = sorted(set(value) - set(hints))
     if unknown:
-        raise UsageError(f"{_place(path, kind)} has unknown fields: {', '.join(unknown)}")
+        names = ", ".join(map(repr, unknown))  # repr: a field name may hold anything
+        raise UsageError(f"{_place(path, kind)} has unknown fields: {names}")
     missing = [
         f.name
         for f in dataclasses.fields(kind)
