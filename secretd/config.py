@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,59 @@ ENV_SETTINGS = {
 TOP_LEVEL = {"state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level"}
 TABLES = {"secrets", "providers", "daemon", "policy"}
 PATH_SCHEMES = ("dotenv:", "file:")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one key of a config file must hold: TOML types, and optionally a range."""
+
+    types: tuple[type, ...]
+    expected: str  # "a whole number of at least 1": the error's wording
+    valid: Callable[[Any], bool] = lambda value: True
+
+
+_PATH = Setting((str,), "a path (a string)")
+_TEXT = Setting((str,), "a string")
+_TABLE = Setting((dict,), "a table")
+_ID = Setting((int, str), "a numeric id")
+_MODE = Setting((int, str), "an octal mode like 0400")
+_SECONDS = Setting((int, float), "a number of seconds above 0", lambda value: value > 0)
+_COUNT = Setting((int,), "a whole number of at least 1", lambda value: value >= 1)
+
+# Every typed key of a config file, by dotted path ("*" matches any one key). A file that
+# gives another type is refused with one line naming the file, the key and the type wanted;
+# a key added to a table is validated by adding its row here.
+SETTINGS: dict[str, Setting] = {
+    "state_dir": _PATH,
+    "runtime_dir": _PATH,
+    "host": _TEXT,
+    "strict": Setting((bool, str), "true or false"),
+    "cache_ttl": Setting((int, float, str), "a number of seconds"),
+    "runtime": _TEXT,
+    "log_level": _TEXT,
+    **dict.fromkeys(("secrets", "secrets.*", "providers", "providers.*"), _TABLE),
+    **dict.fromkeys(("daemon", "policy"), _TABLE),
+    "secrets.*.source": Setting((str,), 'a source like "vault:secret/app#key"'),
+    "secrets.*.target": _PATH,
+    "secrets.*.uid": _ID,
+    "secrets.*.gid": _ID,
+    "secrets.*.mode": _MODE,
+    "providers.local.path": _PATH,
+    "providers.local.key_file": _PATH,
+    "providers.local.keep_versions": _COUNT,
+    "providers.oci.runtime_binary": _PATH,
+    "daemon.socket": _PATH,
+    "daemon.socket_mode": _MODE,
+    "daemon.socket_group": _TEXT,
+    "daemon.log_level": _TEXT,
+    "daemon.engines": Setting(
+        (list,), "an array of names", lambda value: all(isinstance(v, str) for v in value)
+    ),
+    "daemon.read_timeout": _SECONDS,
+    "daemon.max_connections": _COUNT,
+}
+_TOML_TYPES = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+_TOML_TYPES |= {list: "an array", dict: "a table"}
 
 
 def _is_root() -> bool:
@@ -98,7 +151,35 @@ def _read_toml(path: Path) -> dict[str, Any]:
             f"unknown setting {sorted(unknown)[0]!r} in {path}",
             f"known settings: {', '.join(sorted(TOP_LEVEL | TABLES))}",
         )
+    for pattern, setting in SETTINGS.items():
+        for keys, value in _find(data, pattern.split(".")):
+            _check_setting(keys, value, setting, path)
     return _anchor_paths(data, path.parent)
+
+
+def _find(
+    data: Any, pattern: list[str], keys: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """``(keys, value)`` for every place in ``data`` that the dotted ``pattern`` names."""
+    if not pattern:
+        yield keys, data
+    elif isinstance(data, dict):
+        head, rest = pattern[0], pattern[1:]
+        for key in data if head == "*" else [head] if head in data else []:
+            yield from _find(data[key], rest, (*keys, key))
+
+
+def _check_setting(keys: tuple[str, ...], value: Any, setting: Setting, path: Path) -> None:
+    """Refuse a value of the wrong type (named by its type only: it may be a credential)."""
+    right_type = isinstance(value, setting.types) and (
+        bool in setting.types or not isinstance(value, bool)
+    )
+    if right_type and setting.valid(value):
+        return
+    table, key = ".".join(keys[:-1]), keys[-1]
+    where = f"[{table}] {key}" if table else key
+    shown = repr(value) if right_type else _TOML_TYPES.get(type(value), "a date or time")
+    raise UsageError(f"{where} in {path} is {shown}", f"give {setting.expected}")
 
 
 def _anchor(value: Any, base: Path) -> Any:

@@ -145,16 +145,11 @@ class LocalStore:
     @classmethod
     def from_config(cls, config: Config, passphrases: Passphrases | None = None) -> LocalStore:
         """The store ``[providers.local]`` describes (path, key_file, keep_versions)."""
-        settings = config.provider("local")
-        keep = settings.get("keep_versions", DEFAULT_KEEP)
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise UsageError(
-                f"[providers.local] keep_versions is {keep!r}", "give a whole number of at least 1"
-            )
+        settings = config.provider("local")  # types checked by config.SETTINGS
         return cls(
             path=Path(str(settings.get("path") or config.state_dir / "store.db")),
             key_file=Path(str(settings.get("key_file") or config.state_dir / "store.key")),
-            keep_versions=keep,
+            keep_versions=int(settings.get("keep_versions", DEFAULT_KEEP)),
             passphrases=passphrases,
         )
 

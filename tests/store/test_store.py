@@ -72,7 +72,8 @@ def test_keep_versions_comes_from_the_config(
 def test_keep_versions_must_be_a_whole_number(tmp_path: Path, keep: object) -> None:
     text = f'"{keep}"' if isinstance(keep, str) else str(keep).lower()
     (tmp_path / "secretd.toml").write_text(f"[providers.local]\nkeep_versions = {text}\n")
-    with pytest.raises(UsageError, match=r"^\[providers.local\] keep_versions is .*: give a whole"):
+    wanted = r"^\[providers.local\] keep_versions in .* is .*: give a whole number of at least 1$"
+    with pytest.raises(UsageError, match=wanted):
         LocalStore.from_config(load_config())
 
 

@@ -10,6 +10,7 @@ from secretd import config as config_module
 from secretd.config import load_config
 from secretd.errors import UsageError
 from secretd.refs import Binding
+from tests.conftest import Runner
 
 
 @pytest.fixture
@@ -122,8 +123,8 @@ def test_bindings_and_relative_paths_anchor_to_their_file(
         ("[secrets.a]\nsource = 'env:A'\ntarget = '../a'\n", "has the element '..'"),
         ("[secrets.a]\nsource = 'env:A'\nmode = 0o4755\n", "has setuid, setgid or sticky bits"),
         ("[secrets.a]\nsource = 'env:A'\nmode = 4096\n", "is outside 0000-0777"),
-        ("[secrets.a]\nsource = 'env:A'\nuid = true\n", "invalid uid True"),
-        ("[secrets.a]\nsource = 'env:A'\ngid = 1000.5\n", "invalid gid 1000.5"),
+        ("[secrets.a]\nsource = 'env:A'\nuid = true\n", "[secrets.a] uid in {path} is a boolean"),
+        ("[secrets.a]\nsource = 'env:A'\ngid = 1000.5\n", "[secrets.a] gid in {path} is a number"),
     ],
 )
 def test_bad_files_are_usage_errors_naming_the_file(
@@ -134,3 +135,56 @@ def test_bad_files_are_usage_errors_naming_the_file(
         load_config(environ=environ(tmp_path), cwd=layers["project"].parent)
     assert message.format(path=layers["project"]) in caught.value.line()
     assert "\n" not in caught.value.line()
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "stderr"),
+    [
+        (
+            '[daemon]\nmax_connections = "many"\n',
+            ("daemon",),
+            "[daemon] max_connections in {file} is a string: give a whole number of at least 1",
+        ),
+        (
+            "[daemon]\nread_timeout = -1\n",
+            ("daemon",),
+            "[daemon] read_timeout in {file} is -1: give a number of seconds above 0",
+        ),
+        (
+            '[daemon]\nengines = "sandbox"\n',
+            ("daemon",),
+            "[daemon] engines in {file} is a string: give an array of names",
+        ),
+        (
+            "[daemon]\nsocket = {path = 1}\n",
+            ("info",),
+            "[daemon] socket in {file} is a table: give a path (a string)",
+        ),
+        (
+            '[secrets.api_key]\nsource = "local:x"\ntarget = {a = 1}\n',
+            ("run", "--secret", "api_key", "--", "true"),
+            "[secrets.api_key] target in {file} is a table: give a path (a string)",
+        ),
+        (
+            "[providers.local]\nkeep_versions = true\n",
+            ("secret", "ls"),
+            "[providers.local] keep_versions in {file} is a boolean: "
+            "give a whole number of at least 1",
+        ),
+        (  # a credential in the wrong place is named by its type, never shown
+            '[providers]\nvault = "hvs.token-value"\n',
+            ("info",),
+            "[providers] vault in {file} is a string: give a table",
+        ),
+        ('daemon = "on"\n', ("info",), "daemon in {file} is a string: give a table"),
+        ("cache_ttl = 1979-05-27\n", ("info",), "cache_ttl in {file} is a date or time: "
+         "give a number of seconds"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type_is_one_line_naming_file_key_and_type(
+    secretd: Runner, tmp_path: Path, toml: str, args: tuple[str, ...], stderr: str
+) -> None:
+    file = tmp_path / "secretd.toml"
+    file.write_text(toml)
+    result = secretd(*args)
+    assert (result.returncode, result.stderr) == (2, f"secretd: {stderr.format(file=file)}\n")
