@@ -17,7 +17,7 @@ from collections.abc import Callable
 from . import mount
 from .broker import Broker
 from .config import Config
-from .errors import SecretdError
+from .errors import MountError, SecretdError
 from .refs import target_path
 from .runtime import Stdio, load_runtime, runtime_name
 from .spec import Container, RunSpec, Secret, SecretRef
@@ -96,13 +96,29 @@ class Engine:
             if renewed is None:
                 log.info("lease of %s cannot be renewed; issuing it anew", ref.name)
                 renewed = self.broker.resolve([ref])[0]
-                container.update(tuple(mount.files_for(ref, renewed)))
-                self.broker.release([ref], [secret])
+                self._swap(container, ref, secret, renewed)
             secrets[index] = renewed
             return _renew_at(renewed)
         except SecretdError as exc:
             log.error("keeping %s alive failed; the command keeps its files: %s", ref.name, exc)
             return time.monotonic() + min(RETRY_AFTER_FAILURE, max(1.0, secret.lease_duration / 3))
+
+    def _swap(self, container: Container, ref: SecretRef, old: Secret, new: Secret) -> None:
+        """Put ``new``'s files in place of ``old``'s and give back the lease that is no
+        longer used: the old one, or the new one when its files could not be written.
+
+        Raises:
+            MountError: the files could not be replaced (a full tmpfs, say).
+        """
+        try:
+            container.update(tuple(mount.files_for(ref, new)))
+        except BaseException as exc:
+            self.broker.release([ref], [new])
+            if isinstance(exc, OSError):
+                message = f"cannot replace the files of {ref.name}: {exc.strerror or exc}"
+                raise MountError(message) from None
+            raise
+        self.broker.release([ref], [old])
 
 
 def _leave_leases(refs: list[SecretRef], secrets: list[Secret]) -> None:
