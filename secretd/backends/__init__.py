@@ -31,10 +31,15 @@ CREDENTIAL_ENV: Mapping[str, frozenset[str]] = {
     "local": frozenset({"SECRETD_PASSPHRASE", "SECRETD_NEW_PASSPHRASE"}),
     "vault": frozenset(
         {
-            "VAULT_TOKEN", "BAO_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID", "BAO_ROLE_ID",
-            "BAO_SECRET_ID", "VAULT_UNWRAP_TOKEN",
+            "VAULT_TOKEN",
+            "BAO_TOKEN",
+            "VAULT_ROLE_ID",
+            "VAULT_SECRET_ID",
+            "BAO_ROLE_ID",
+            "BAO_SECRET_ID",
+            "VAULT_UNWRAP_TOKEN",
         }
-    ),  # fmt: skip
+    ),
     "aws": _AWS,
     "ssm": _AWS,
 }

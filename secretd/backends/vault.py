@@ -30,6 +30,7 @@ from . import BaseProvider
 from ._common import content_version
 from .vault_auth import LoginFailed, RequestRejected, VaultSession
 from .vault_settings import VaultSettings
+from .vault_shape import damaged, number, obj, text
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,23 @@ def select(
     return b"", {name: encode(data[name]) for name in target.fields}
 
 
+def _read_mount(path: str, answer: Mapping[str, Any]) -> Mount:
+    """The mount Vault says holds ``path``; one that does not hold it is a damaged answer
+    (it would be remembered for other paths)."""
+    data = obj(answer.get("data"), "data", path)
+    kind = text(data.get("type"), "data.type", path)
+    prefix = text(data.get("path"), "data.path", path)
+    if not prefix.endswith("/") or not f"{path}/".startswith(prefix):
+        raise damaged(path, "data.path", f"a mount holding {path}")
+    kv_version = 0
+    if kind in KV_TYPES:
+        options = obj(data.get("options") or {}, "data.options", path)
+        kv_version = number(options.get("version") or 1, "data.options.version", path)
+        if kv_version not in (1, 2):
+            raise damaged(path, "data.options.version", "1 or 2")
+    return Mount(path=prefix, type=kind, kv_version=kv_version)
+
+
 class VaultProvider(BaseProvider):
     """Reads key/value secrets and issues dynamic ones through one ``VaultSession``.
 
@@ -141,7 +159,8 @@ class VaultProvider(BaseProvider):
         if target.mount.kv_version == 2:
             data, version = self._read_kv2(target)
         elif target.mount.kv_version == 1:
-            data = self.session.call("GET", target.path, target.subject)["data"]
+            answer = self.session.call("GET", target.path, target.subject)
+            data = obj(answer.get("data"), "data", target.subject)
             version = content_version(json.dumps(data, sort_keys=True).encode())
         else:
             return self._issue(ref, target)
@@ -182,7 +201,9 @@ class VaultProvider(BaseProvider):
         except (RequestRejected, AccessDenied, SecretNotFound) as exc:
             log.info("vault: renewal of %s refused (%s)", secret.name, exc.message)
             return None
-        duration = int(answer.get("lease_duration") or 0)
+        duration = number(
+            answer.get("lease_duration"), "lease_duration", f"the lease of {secret.name}"
+        )
         if duration < secret.lease_duration:
             log.info("vault: lease of %s is near its max TTL (%ss left)", secret.name, duration)
             return None
@@ -251,7 +272,7 @@ class VaultProvider(BaseProvider):
                 if f"{path}/".startswith(prefix):
                     return mount
         try:
-            data = self.session.call("GET", f"sys/internal/ui/mounts/{path}", path)["data"]
+            answer = self.session.call("GET", f"sys/internal/ui/mounts/{path}", path)
         except LoginFailed:
             raise
         except AccessDenied as exc:
@@ -260,18 +281,27 @@ class VaultProvider(BaseProvider):
                 "no secrets engine is mounted there, or no policy of this identity grants "
                 "access to it",
             ) from None
-        kind = str(data["type"])
-        kv_version = int((data.get("options") or {}).get("version") or 1) if kind in KV_TYPES else 0
-        mount = Mount(path=str(data["path"]), type=kind, kv_version=kv_version)
-        log.debug("vault: %s is a %s mount (KV version %s)", mount.path, kind, kv_version or "-")
+        mount = _read_mount(path, answer)
+        log.debug(
+            "vault: %s is a %s mount (KV version %s)",
+            mount.path,
+            mount.type,
+            mount.kv_version or "-",
+        )
         with self._lock:
             self._mounts[mount.path] = mount
         return mount
 
     def _read_kv2(self, target: Target) -> tuple[Mapping[str, Any], str]:
         path = f"{target.mount.path}data/{target.rest}"
-        data = self.session.call("GET", path, target.subject, params=target.query or None)["data"]
-        return data["data"], str(data["metadata"]["version"])
+        subject = target.subject
+        answer = self.session.call("GET", path, subject, params=target.query or None)
+        data = obj(answer.get("data"), "data", subject)
+        if data.get("data") is None:  # a deleted or destroyed version
+            raise SecretNotFound(f"vault has nothing at {subject}", "the version was deleted")
+        metadata = obj(data.get("metadata"), "data.metadata", subject)
+        version = number(metadata.get("version"), "data.metadata.version", subject)
+        return obj(data["data"], "data.data", subject), str(version)
 
     def _issue(self, ref: SecretRef, target: Target) -> Secret:
         writes = target.rest.split("/", 1)[0] in WRITE_ENDPOINTS.get(target.mount.type, ())
@@ -282,14 +312,17 @@ class VaultProvider(BaseProvider):
             params=None if writes else (target.query or None),
             body=dict(target.query) if writes else None,
         )
-        value, tree = select(target, answer.get("data") or {}, whole=True)
+        subject = target.subject
+        data = obj(answer.get("data") or {}, "data", subject)
+        value, tree = select(target, data, whole=True)
+        lease_id = answer.get("lease_id") or None
         secret = Secret(
             name=ref.name,
             version=ISSUED,
             value=value,
             tree=tree,
-            lease_id=answer.get("lease_id") or None,
-            lease_duration=int(answer.get("lease_duration") or 0),
+            lease_id=None if lease_id is None else text(lease_id, "lease_id", subject),
+            lease_duration=number(answer.get("lease_duration"), "lease_duration", subject),
             renewable=bool(answer.get("renewable")),
         )
         if secret.lease_id:

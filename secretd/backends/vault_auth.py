@@ -21,11 +21,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import AccessDenied, ProviderError, SecretdError, SecretNotFound
+from ._http import (
+    DeadlineExceeded,
+    RedirectRefused,
+    ResponseTooLarge,
+    TransportError,
+    deadline,
+    size_text,
+)
+from .vault_http import new_session
 from .vault_settings import WHERE, VaultSettings, read_file
+from .vault_shape import number, obj, text
 
 log = logging.getLogger(__name__)
 
-BACKOFF = 0.25  # seconds before the first retry, doubled for each further one
 CONNECT_TIMEOUT = 3.0
 CAPABILITY = {"GET": "read", "POST": "update", "PUT": "update", "DELETE": "delete"}
 
@@ -86,6 +95,7 @@ class VaultSession:
             url=settings.address,
             token="",
             verify=verify,
+            session=new_session(settings.address, settings.limits, settings.retries, verify),
             # (connect, read): an address that drops packets fails fast too.
             timeout=(min(CONNECT_TIMEOUT, settings.timeout), settings.timeout),
             namespace=settings.namespace,
@@ -122,35 +132,32 @@ class VaultSession:
         body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Send with bounded retries on 5xx, 429 and connection errors, then map failures."""
+        """Send within one deadline (the session retries reads, see ``vault_http``), then
+        map failures; an answer that is not a JSON object is damaged."""
         import hvac.exceptions as hvac_errors
         import requests
 
-        transient = (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.Timeout,
-            hvac_errors.InternalServerError,
-            hvac_errors.BadGateway,
-            hvac_errors.VaultDown,
-            hvac_errors.RateLimitExceeded,
-            hvac_errors.UnexpectedError,
-        )
         log.debug("vault: %s %s", method, path)
-        attempt = 0
-        while True:
-            try:
+        try:
+            with deadline(self.settings.timeout):
                 answer = self._client.adapter.request(
                     method, f"/v1/{path}", params=params, json=body, headers=dict(headers or {})
                 )
-                return answer if isinstance(answer, dict) else {}
-            except transient as exc:
-                if attempt >= self.settings.retries:
-                    raise self._translate(exc, method, path, subject) from None
-                log.debug("vault: %s on %s, retrying", type(exc).__name__, path)
-            except (hvac_errors.VaultError, requests.exceptions.RequestException) as exc:
-                raise self._translate(exc, method, path, subject) from None
-            time.sleep(BACKOFF * 2**attempt)
-            attempt += 1
+        except (hvac_errors.VaultError, requests.RequestException, TransportError) as exc:
+            raise self._translate(exc, method, path, subject) from None
+        except RecursionError:  # json's decoder recurses once per level of nesting
+            raise self._unreadable(subject, "JSON nested too deeply") from None
+        if isinstance(answer, dict):
+            return answer
+        if getattr(answer, "status_code", None) == 204:
+            return {}
+        raise self._unreadable(subject, "something other than a JSON object")
+
+    def _unreadable(self, subject: str, what: str) -> ProviderError:
+        return ProviderError(
+            f"vault at {self.settings.address} answered the request for {subject} with {what}",
+            "check that VAULT_ADDR or address in [providers.vault] is a Vault server",
+        )
 
     def _translate(self, exc: Exception, method: str, path: str, subject: str) -> SecretdError:
         """One line of ours for hvac's or requests' exception; no token, no value."""
@@ -158,10 +165,22 @@ class VaultSession:
         import requests
 
         address = self.settings.address
-        if isinstance(exc, requests.exceptions.ReadTimeout):
+        if isinstance(exc, DeadlineExceeded | requests.exceptions.ReadTimeout):
             return ProviderError(
                 f"vault at {address} did not answer within {self.settings.timeout:g}s",
                 "check the server, or raise timeout in " + WHERE,
+            )
+        if isinstance(exc, ResponseTooLarge):
+            return ProviderError(
+                f"vault at {address} answered more than {size_text(exc.limit)} for {subject}",
+                "raise max_response_size in " + WHERE + " if such answers are expected",
+            )
+        if isinstance(exc, RedirectRefused | requests.exceptions.TooManyRedirects):
+            target = f"to {exc.target}" if isinstance(exc, RedirectRefused) else "in a loop"
+            return ProviderError(
+                f"vault at {address} redirected the request for {subject} {target}; "
+                f"secretd sends its token to {address} only",
+                "set VAULT_ADDR or address in " + WHERE + " to the server that answers",
             )
         if isinstance(exc, requests.exceptions.SSLError):
             return ProviderError(
@@ -215,13 +234,16 @@ class VaultSession:
             return
         if state.renewable:
             try:
-                auth = self._send("POST", "auth/token/renew-self", "token renewal", body={})["auth"]
+                subject = "token renewal"
+                answer = self._send("POST", "auth/token/renew-self", subject, body={})
+                auth = obj(answer.get("auth"), "auth", subject)
+                ttl = number(auth.get("lease_duration"), "auth.lease_duration", subject)
             except SecretdError as exc:
                 log.info("vault: token renewal failed (%s); logging in again", exc.message)
             else:
-                self._track(auth.get("lease_duration", 0), auth.get("renewable", False))
-                if auth.get("lease_duration", 0) >= state.period / 3:
-                    log.debug("vault: token renewed for %ss", auth.get("lease_duration"))
+                self._track(ttl, bool(auth.get("renewable")))
+                if ttl >= state.period / 3:
+                    log.debug("vault: token renewed for %ss", ttl)
                     return
                 log.info("vault: token is near its max TTL; logging in again")
         self.login()
@@ -250,10 +272,13 @@ class VaultSession:
                 raise LoginFailed(
                     f"vault {self.auth_name} login at auth/{mount} failed", exc.hint or exc.message
                 ) from None
-            auth = answer["auth"]
-            self._use_token(auth["client_token"])
-            self._track(auth["lease_duration"], auth["renewable"], auth["lease_duration"])
-            log.debug("vault: logged in with %s for %ss", self.auth_name, auth["lease_duration"])
+            subject = f"auth/{mount}"
+            auth = obj(answer.get("auth"), "auth", subject)
+            token = text(auth.get("client_token"), "auth.client_token", subject)
+            ttl = number(auth.get("lease_duration"), "auth.lease_duration", subject)
+            self._use_token(token)
+            self._track(ttl, bool(auth.get("renewable")), ttl)
+            log.debug("vault: logged in with %s for %ss", self.auth_name, ttl)
 
     def _adopt_token(self) -> None:
         token = self.settings.token
@@ -261,14 +286,20 @@ class VaultSession:
             token = read_file(str(self.settings.token_file), "token")
         self._use_token(str(token))
         try:
-            data = self._send("GET", "auth/token/lookup-self", "the token's own lookup")["data"]
+            subject = "the token's own lookup"
+            answer = self._send("GET", "auth/token/lookup-self", subject)
+            data = obj(answer.get("data"), "data", subject)
         except AccessDenied:
             # A token without the default policy may not look itself up; it can still
             # read secrets, so carry on and let it age without renewal.
             log.debug("vault: token lookup denied; not tracking its TTL")
             self._track(0, False, 0)
             return
-        self._track(data.get("ttl", 0), data.get("renewable", False), data.get("creation_ttl", 0))
+        self._track(
+            number(data.get("ttl"), "data.ttl", subject),
+            bool(data.get("renewable")),
+            number(data.get("creation_ttl"), "data.creation_ttl", subject),
+        )
 
     def _approle_body(self) -> dict[str, str]:
         settings = self.settings
@@ -283,24 +314,25 @@ class VaultSession:
     def _read_secret_id(self, path: str) -> str:
         """Read (and unwrap, and delete, as configured) the secret_id: once per process, at
         the first login, so no token of ours displaces the wrapping token's header."""
-        text = read_file(path, "secret_id")
-        self._credentials.add(text)
+        content = read_file(path, "secret_id")
+        self._credentials.add(content)
         if self.settings.remove_secret_id_file:
             Path(path).unlink()
         if not self.settings.secret_id_wrapped:
-            return text
+            return content
+        subject = f"the wrapped secret_id in {path}"
         try:
             answer = self._send(
-                "POST", "sys/wrapping/unwrap", f"the wrapped secret_id in {path}",
-                body={}, headers={"X-Vault-Token": text},
-            )  # fmt: skip
+                "POST", "sys/wrapping/unwrap", subject, body={}, headers={"X-Vault-Token": content}
+            )
         except (RequestRejected, AccessDenied):
             raise LoginFailed(
                 f"vault could not unwrap the secret_id in {path}: the wrapping token was "
                 "already used, has expired or is not a wrapping token",
                 "issue a new wrapped secret_id (someone else may have unwrapped this one)",
             ) from None
-        secret_id = str(answer["data"]["secret_id"])
+        data = obj(answer.get("data"), "data", subject)
+        secret_id = text(data.get("secret_id"), "data.secret_id", subject)
         self._credentials.add(secret_id)
         return secret_id
 

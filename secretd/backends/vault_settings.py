@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProviderError, UsageError
+from ._http import DEFAULT_MAX_SIZE, DEFAULT_TIMEOUT, Limits
 
 DEFAULT_ADDRESS = "https://127.0.0.1:8200"  # Vault's own default
 DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -51,7 +52,12 @@ class VaultSettings:
     jwt_file: str = DEFAULT_JWT_FILE
     auth_mount: str | None = None
     retries: int = 2
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT  # for a whole request, retries included
+    max_response_size: int = DEFAULT_MAX_SIZE
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.timeout, self.max_response_size)
 
     @classmethod
     def load(cls, config: Mapping[str, Any], environ: Mapping[str, str]) -> VaultSettings:
@@ -110,8 +116,8 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
             number = kind(value)
         except (TypeError, ValueError):
             raise UsageError(f"{WHERE} {key} = {value!r} is not a number") from None
-        if number < 0:
-            raise UsageError(f"{WHERE} {key} may not be negative")
+        if not 0 <= number <= 10**9:  # also refuses nan and inf
+            raise UsageError(f"{WHERE} {key} = {value!r} is out of range", "use 0 to 10^9")
         return number
     return str(value)
 

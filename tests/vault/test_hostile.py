@@ -1,0 +1,240 @@
+"""A Vault address that answers as no Vault would: a redirect to another host, a trickle,
+an endless body, 5xx on a request that creates something, damaged JSON. Each ends in one
+line within the configured limits; the token never leaves the configured host."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from secretd.backends.vault import VaultProvider
+from secretd.backends.vault_settings import VaultSettings
+from secretd.errors import ProviderError, SecretdError
+from secretd.refs import parse_ref
+from tests.conftest import Runner
+from tests.support.hostile_http import (
+    HostileServer,
+    Reply,
+    answer,
+    endless,
+    hostile_server,
+    raw,
+    redirect,
+    sequence,
+    trickle,
+)
+
+TOKEN = "s.hostile-test-token"
+READ = "GET /v1/secret/data/app"
+ISSUE = "POST /v1/pki/issue/web"
+REF = parse_ref("vault:secret/app#password")
+GOOD = answer({"data": {"data": {"password": "pw"}, "metadata": {"version": 3}}})
+
+
+def stock(server: HostileServer) -> HostileServer:
+    """What a real Vault answers for a token lookup, the mounts and one KV v2 secret."""
+    server.routes.update(
+        {
+            "GET /v1/auth/token/lookup-self": answer({"data": {"ttl": 0}}),
+            "GET /v1/sys/internal/ui/mounts/secret/app": answer(
+                {"data": {"type": "kv", "path": "secret/", "options": {"version": "2"}}}
+            ),
+            "GET /v1/sys/internal/ui/mounts/pki/issue/web": answer(
+                {"data": {"type": "pki", "path": "pki/"}}
+            ),
+            READ: GOOD,
+        }
+    )
+    return server
+
+
+@pytest.fixture
+def vault() -> Iterator[HostileServer]:
+    with hostile_server() as server:
+        yield stock(server)
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[HostileServer]:
+    """Another host (another port is another origin) that would answer anything."""
+    with hostile_server() as server:
+        server.fallback = GOOD
+        yield server
+
+
+def provider(server: HostileServer, **settings: Any) -> VaultProvider:
+    return VaultProvider(
+        VaultSettings.load({"address": server.url, "token": TOKEN, **settings}, {})
+    )
+
+
+def test_redirect_to_another_host_sends_it_nothing(
+    vault: HostileServer, elsewhere: HostileServer
+) -> None:
+    vault.routes[READ] = redirect(f"{elsewhere.url}/v1/secret/data/app?x=1")
+    with pytest.raises(ProviderError) as caught:
+        provider(vault).get(REF)
+    assert str(caught.value) == (
+        f"vault at {vault.url} redirected the request for secret/app to {elsewhere.url}; "
+        f"secretd sends its token to {vault.url} only: set VAULT_ADDR or address in "
+        "[providers.vault] to the server that answers"
+    )
+    assert elsewhere.seen == []
+    assert vault.hits(READ) == 1
+
+
+def test_redirect_at_the_first_request_from_the_cli(
+    secretd: Runner, vault: HostileServer, elsewhere: HostileServer
+) -> None:
+    vault.routes["GET /v1/auth/token/lookup-self"] = redirect(elsewhere.url + "/v1/x", 301)
+    env = {**os.environ, "VAULT_ADDR": vault.url, "VAULT_TOKEN": TOKEN}
+    result = secretd("run", "--secret", "db=vault:secret/app#password", "--", "true", env=env)
+    assert (result.returncode, result.stdout) == (125, "")
+    assert result.stderr == (
+        f"secretd: vault at {vault.url} redirected the request for the token's own lookup to "
+        f"{elsewhere.url}; secretd sends its token to {vault.url} only: set VAULT_ADDR or "
+        "address in [providers.vault] to the server that answers\n"
+    )
+    assert elsewhere.seen == []
+
+
+def test_redirect_on_the_same_host_is_followed(vault: HostileServer) -> None:
+    vault.routes[READ] = redirect("/v1/secret/data/moved")
+    vault.routes["GET /v1/secret/data/moved"] = GOOD
+    assert provider(vault).get(REF).value == b"pw"
+    assert [s.headers.get("X-Vault-Token") for s in vault.seen] == [TOKEN] * len(vault.seen)
+
+
+def test_trickling_server_ends_at_the_deadline(vault: HostileServer) -> None:
+    vault.routes[READ] = trickle(0.1)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        provider(vault, timeout=1).get(REF)
+    assert str(caught.value) == (
+        f"vault at {vault.url} did not answer within 1s: "
+        "check the server, or raise timeout in [providers.vault]"
+    )
+    assert time.monotonic() - started < 5  # a trickle of 100 kB would take 3 hours
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["announced", "unannounced"])
+def test_endless_body_is_refused_at_the_cap(vault: HostileServer, announce: bool) -> None:
+    vault.routes[READ] = endless(announce)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        provider(vault, max_response_size=4096).get(REF)
+    assert str(caught.value) == (
+        f"vault at {vault.url} answered more than 4 KiB for secret/app: "
+        "raise max_response_size in [providers.vault] if such answers are expected"
+    )
+    assert time.monotonic() - started < 5
+
+
+def test_a_post_that_fails_with_503_is_sent_once(vault: HostileServer) -> None:
+    vault.routes[ISSUE] = answer({"errors": ["try later"]}, 503)
+    with pytest.raises(ProviderError) as caught:
+        provider(vault, retries=2).get(parse_ref("vault:pki/issue/web?common_name=a#certificate"))
+    assert str(caught.value) == (
+        f"vault at {vault.url} is sealed or unavailable (HTTP 503): "
+        "unseal it, or wait for an active node"
+    )
+    assert vault.hits(ISSUE) == 1
+
+
+def test_a_read_that_fails_with_503_once_is_retried(vault: HostileServer) -> None:
+    vault.routes[READ] = sequence(answer({"errors": []}, 503), GOOD)
+    assert provider(vault, retries=2).get(REF).value == b"pw"
+    assert vault.hits(READ) == 2
+
+
+def test_a_read_that_keeps_failing_is_tried_three_times(vault: HostileServer) -> None:
+    vault.routes[READ] = answer({"errors": ["boom"]}, 500)
+    with pytest.raises(ProviderError) as caught:
+        provider(vault, retries=2).get(REF)
+    assert str(caught.value) == f"vault at {vault.url} failed on secret/app (InternalServerError)"
+    assert vault.hits(READ) == 3
+
+
+DAMAGED: dict[str, tuple[str, Reply, str]] = {
+    "data not an object": (READ, answer({"data": 5}), "data is not an object"),
+    "data.data a number": (
+        READ,
+        answer({"data": {"data": 5, "metadata": {"version": 1}}}),
+        "data.data is not an object",
+    ),
+    "no metadata": (
+        READ,
+        answer({"data": {"data": {"password": "x"}}}),
+        "data.metadata is not an object",
+    ),
+    "version a list": (
+        READ,
+        answer({"data": {"data": {"password": "x"}, "metadata": {"version": [1]}}}),
+        "data.metadata.version is not a number",
+    ),
+    "version infinite": (
+        READ,
+        raw(b'{"data": {"data": {"password": "x"}, "metadata": {"version": Infinity}}}'),
+        "data.metadata.version is not a number",
+    ),
+    "mount type missing": (
+        "GET /v1/sys/internal/ui/mounts/secret/app",
+        answer({"data": {"path": "secret/"}}),
+        "data.type is not a string",
+    ),
+    "mount elsewhere": (
+        "GET /v1/sys/internal/ui/mounts/secret/app",
+        answer({"data": {"type": "kv", "path": "other/"}}),
+        "data.path is not a mount holding secret/app",
+    ),
+    "kv version 7": (
+        "GET /v1/sys/internal/ui/mounts/secret/app",
+        answer({"data": {"type": "kv", "path": "secret/", "options": {"version": "7"}}}),
+        "data.options.version is not 1 or 2",
+    ),
+    "lookup ttl text": (
+        "GET /v1/auth/token/lookup-self",
+        answer({"data": {"ttl": "soon"}}),
+        "data.ttl is not a number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_damaged_answers_are_one_line(vault: HostileServer, case: str) -> None:
+    route, reply, what = DAMAGED[case]
+    vault.routes[route] = reply
+    with pytest.raises(ProviderError) as caught:
+        provider(vault).get(REF)
+    assert str(caught.value).endswith(
+        f": {what}: check that VAULT_ADDR or address in [providers.vault] is a Vault server"
+    )
+    assert str(caught.value).startswith("vault sent a damaged answer for ")
+
+
+@pytest.mark.parametrize(
+    ("reply", "what"),
+    [
+        (
+            raw(b"<html>proxy login</html>", content_type="text/html"),
+            "something other than a JSON object",
+        ),
+        (raw(b"[1, 2]"), "something other than a JSON object"),
+        (raw(b"[" * 100_000 + b"]" * 100_000), "JSON nested too deeply"),
+    ],
+    ids=["html", "a list", "deep nesting"],
+)
+def test_answers_that_are_no_json_object_are_one_line(
+    vault: HostileServer, reply: Reply, what: str
+) -> None:
+    vault.routes[READ] = reply
+    with pytest.raises(SecretdError) as caught:
+        provider(vault).get(REF)
+    assert str(caught.value) == (
+        f"vault at {vault.url} answered the request for secret/app with {what}: "
+        "check that VAULT_ADDR or address in [providers.vault] is a Vault server"
+    )
