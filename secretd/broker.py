@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .backends import Provider, load_provider
 from .config import Config
-from .errors import SecretdError
+from .errors import NotInStore, SecretdError, close_names
 from .spec import Secret, SecretRef
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,16 @@ class Broker:
     Args:
         config: provider settings and ``cache_ttl`` (seconds; 0 disables the cache).
         loader: builds the provider for a scheme (tests inject their own).
+        suggest: name close secrets when one is missing from the local store. Only for a
+            caller who may list them all (in-process); never in the daemon, where it would
+            tell one user the names of another's secrets.
     """
 
-    def __init__(self, config: Config, loader: ProviderLoader = load_provider) -> None:
+    def __init__(
+        self, config: Config, loader: ProviderLoader = load_provider, suggest: bool = False
+    ) -> None:
         self.config = config
+        self.suggest = suggest
         self._loader = loader
         self._providers: dict[str, Provider] = {}
         self._cache: dict[str, tuple[float, Secret]] = {}
@@ -62,9 +68,11 @@ class Broker:
                 for (index, ref), secret in zip(items, fetched, strict=True):
                     results[index] = secret
                     self._store(ref, secret)
-        except BaseException:
+        except BaseException as exc:
             done = sorted(results)
             self.release([refs[i] for i in done], [results[i] for i in done])
+            if self.suggest and isinstance(exc, NotInStore):
+                raise NotInStore(exc.name, close_names(exc.name, self._known_names())) from None
             raise
         log.debug("resolved %s", ", ".join(f"{r.name} ({r.scheme})" for r in refs))
         return [results[index] for index in range(len(refs))]
@@ -87,6 +95,16 @@ class Broker:
             except Exception as exc:  # noqa: BLE001 - a bug in one provider; revoke the others
                 # Only the type: an unmapped library error may quote a request or a token.
                 log.error("could not revoke the lease of %s: %s", secret.name, type(exc).__name__)
+
+    def _known_names(self) -> list[str]:
+        """The names a bare ``--secret NAME`` could have meant: bound ones and stored ones."""
+        from .store import LocalStore
+
+        try:
+            stored = [info.name for info in LocalStore.from_config(self.config).list_secrets()]
+        except SecretdError:
+            stored = []
+        return [*self.config.secrets, *stored]
 
     def _cached(self, ref: SecretRef) -> Secret | None:
         if self.config.cache_ttl <= 0:

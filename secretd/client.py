@@ -128,10 +128,12 @@ def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool =
                   ", ".join(from_env))  # fmt: skip
     chan = None if no_daemon or from_env else connect(config)
     if chan is None:
+        from .broker import Broker
         from .engine import Engine  # only without a daemon: the whole pipeline
 
         with SignalForwarder() as forwarder:
-            return Engine(config).run(spec, on_start=forwarder.attach)
+            engine = Engine(config, Broker(config, suggest=True))  # the caller's own names
+            return engine.run(spec, on_start=forwarder.attach)
     with chan, _stdio() as fds, _Relay(chan) as relay:
         wire = spec.to_json() | {"secrets": []}
         send(chan, request("run", spec=wire, secrets=list(secrets), cwd=os.getcwd()), fds)

@@ -63,6 +63,22 @@ class SecretNotFound(SecretdError):
     """A provider was reached and has no such secret (or field)."""
 
 
+class NotInStore(SecretNotFound):
+    """The local store has no secret ``name``; callers that may list names suggest close ones.
+
+    Args:
+        name: the name asked for.
+        hint: what to do; by default, how to create it.
+    """
+
+    def __init__(self, name: str, hint: str | None = None) -> None:
+        self.name = name
+        super().__init__(
+            f"secret {name!r} not found in the local store",
+            hint or f"create it: printf %s VALUE | secretd secret create {name} -",
+        )
+
+
 class ProviderError(SecretdError):
     """A provider could not be used: unreachable, denied, misconfigured, damaged."""
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .config import Config
-from .errors import SecretNotFound, StoreError, UsageError
+from .errors import NotInStore, SecretNotFound, StoreError, UsageError
 from .refs import check_name
 from .sealing import (
     KEYFILE,
@@ -92,11 +92,8 @@ def _new_id() -> str:
     return base64.b32encode(os.urandom(16)).decode().lower()[:25]
 
 
-def not_found(name: str) -> SecretNotFound:
-    return SecretNotFound(
-        f"secret {name!r} not found in the local store",
-        f"create it: printf %s VALUE | secretd secret create {name} -",
-    )
+def not_found(name: str) -> NotInStore:
+    return NotInStore(name)
 
 
 def check_value(name: str, value: bytes) -> bytes:

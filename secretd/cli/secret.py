@@ -9,16 +9,17 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from ..client import DaemonStore, daemon_store
-from ..errors import SecretNotFound, UsageError
+from ..errors import NotInStore, SecretNotFound, UsageError, close_names
 from ..refs import check_name
 from ..sealing import KEYFILE, PASSPHRASE
-from ..store import MAX_VALUE, LocalStore, SecretInfo, not_found
+from ..store import MAX_VALUE, LocalStore, SecretInfo
 from . import AppContext
 from .output import echo_table
 
@@ -63,7 +64,20 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def _for_each(names: Iterable[str], action: Callable[[str], None]) -> None:
+@contextmanager
+def _suggesting(store: LocalStore | DaemonStore, name: str) -> Iterator[None]:
+    """A missing ``name`` is reported with the close names the caller may list (through
+    the daemon: only those its policy shows the caller)."""
+    try:
+        yield
+    except SecretNotFound:  # the daemon's reply is a SecretNotFound: same line, no name
+        hint = close_names(name, (info.name for info in store.list_secrets()))
+        raise NotInStore(name, hint) from None
+
+
+def _for_each(
+    store: LocalStore | DaemonStore, names: Iterable[str], action: Callable[[str], None]
+) -> None:
     """Apply ``action`` to every name, then report all the missing ones in one line."""
     names = [check_name(name) for name in names]
     missing = []
@@ -73,7 +87,8 @@ def _for_each(names: Iterable[str], action: Callable[[str], None]) -> None:
         except SecretNotFound:
             missing.append(name)
     if len(missing) == 1:
-        raise not_found(missing[0])
+        with _suggesting(store, missing[0]):
+            raise NotInStore(missing[0])
     if missing:
         raise SecretNotFound(
             f"secrets {', '.join(map(repr, missing))} not found in the local store",
@@ -140,7 +155,9 @@ def rotate(app: AppContext, name: str, file: str | None) -> None:
     """Add a new version of NAME from FILE or stdin; older versions beyond the last few
     (keep_versions, default 5) are deleted."""
     check_name(name)
-    info = _secrets(app).rotate(name, read_value(file, name))
+    store = _secrets(app)
+    with _suggesting(store, name):
+        info = store.rotate(name, read_value(file, name))
     click.echo(f"{info.name}: version {info.version}")
 
 
@@ -171,7 +188,7 @@ def inspect(app: AppContext, names: tuple[str, ...]) -> None:
         found.append(inspect_json(store.inspect(name)))
 
     try:
-        _for_each(names, add)
+        _for_each(store, names, add)
     finally:
         if found:
             click.echo(json.dumps(found, indent=4))
@@ -188,7 +205,7 @@ def rm(app: AppContext, names: tuple[str, ...]) -> None:
         store.remove(name)
         click.echo(name)
 
-    _for_each(names, remove)
+    _for_each(store, names, remove)
 
 
 @click.group()

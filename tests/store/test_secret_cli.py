@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from secretd.broker import Broker
 from secretd.config import load_config
+from secretd.errors import NotInStore
+from secretd.refs import parse_ref
 from secretd.sealing import Passphrases
 from secretd.store import MAX_VALUE, LocalStore
 from tests.conftest import Runner
@@ -234,3 +237,36 @@ def test_a_state_directory_the_user_cannot_enter_is_one_line(
         f"check the permissions of {tmp_path}/state, or set SECRETD_STATE_DIR to a directory "
         "you own\n"
     )
+
+
+def test_a_missing_name_suggests_the_close_ones_the_user_has(
+    secretd: Runner, tmp_path: Path
+) -> None:
+    for name in ("api_key", "db_password"):
+        assert secretd("secret", "create", name, "-", input="v").returncode == 0
+    (tmp_path / "secretd.toml").write_text('[secrets.tls_cert]\nsource = "env:TLS_CERT"\n')
+    create = "create it: printf %s VALUE | secretd secret create zzz -"
+    for args, code, hint in [
+        (("run", "--secret", "api_kye", "--", "true"), 125, "did you mean 'api_key'?"),
+        (("run", "--secret", "tls_crt", "--", "true"), 125, "did you mean 'tls_cert'?"),
+        (("secret", "rotate", "db_pasword", "-"), 1, "did you mean 'db_password'?"),
+        (("secret", "inspect", "api-key"), 1, "did you mean 'api_key'?"),
+        (("secret", "rm", "zzz"), 1, create),
+    ]:
+        name = args[2]
+        stderr = f"secretd: secret {name!r} not found in the local store: {hint}\n"
+        result = secretd(*args, input="v")
+        assert (result.returncode, result.stderr) == (code, stderr), args
+
+
+def test_the_broker_suggests_names_only_when_asked(secretd: Runner) -> None:
+    """The daemon's broker never does: it would tell one user another's secret names."""
+    assert secretd("secret", "create", "api_key", "-", input="v").returncode == 0
+    config = load_config()
+    ref = parse_ref("api_kye")
+    with pytest.raises(NotInStore) as quiet:
+        Broker(config).resolve([ref])
+    assert quiet.value.hint == "create it: printf %s VALUE | secretd secret create api_kye -"
+    with pytest.raises(NotInStore) as helpful:
+        Broker(config, suggest=True).resolve([ref])
+    assert helpful.value.hint == "did you mean 'api_key'?"
