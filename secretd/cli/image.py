@@ -23,9 +23,11 @@ def image() -> None:
 @click.pass_obj
 def load(app: AppContext, source: Path, name: str | None) -> None:
     """Verify an image's layers, unpack them into the cache and store its name."""
-    from ..runtime.images import ImageStore
+    from ..runtime.images import ImageStore, Limits
 
-    for stored in ImageStore(app.config.state_dir).load(source, name):
+    for stored in ImageStore(app.config.state_dir, Limits.from_config(app.config)).load(
+        source, name
+    ):
         click.echo(f"Loaded image: {stored}")
 
 

@@ -15,10 +15,12 @@ swapping their whole directory (see docs/architecture.md).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import secrets as _random
-import shutil
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 from .. import _linux
 from ..spec import SecretFile
@@ -132,5 +134,98 @@ def replace_dir(
             _linux.exchange(parent_fd, staged, name)  # ``staged`` now holds the old set
     finally:
         if leftover is not None:
-            shutil.rmtree(leftover, dir_fd=parent_fd)
+            remove_tree(parent_fd, leftover)
         os.close(parent_fd)
+
+
+def walk(dir_fd: int) -> Iterator[tuple[int, str, os.stat_result]]:
+    """Every entry below ``dir_fd`` as ``(parent_fd, name, lstat)``, a directory's contents
+    before the directory itself, following no symlink and entering no other mount.
+
+    Iterative with two descriptors open at any depth: a tree thousands of levels deep
+    (which a container can make) needs neither recursion nor a descriptor per level. It
+    climbs back through ``..`` and checks that it arrives where it came from. The
+    ``parent_fd`` yielded stays open until the next step, so the caller may delete the
+    entry it was given.
+
+    Raises:
+        OSError: an entry cannot be read, or the tree was moved while it was walked.
+    """
+    fd = os.dup(dir_fd)
+    try:
+        top = os.fstat(fd)
+        pending = os.listdir(fd)
+        stack: list[tuple[list[str], str, os.stat_result]] = []
+        here = top
+        while True:
+            if pending:
+                name = pending.pop()
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode) or st.st_dev != top.st_dev:
+                    yield fd, name, st
+                    continue
+                child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                _same(os.fstat(fd), st)
+                stack.append((pending, name, here))
+                pending, here = os.listdir(fd), st
+            elif stack:
+                done = here
+                pending, name, here = stack.pop()
+                parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                _same(os.fstat(fd), here)
+                yield fd, name, done
+            else:
+                return
+    finally:
+        os.close(fd)
+
+
+def _same(found: os.stat_result, expected: os.stat_result) -> None:
+    if (found.st_dev, found.st_ino) != (expected.st_dev, expected.st_ino):
+        raise OSError(errno.ESTALE, "the directory tree changed while it was walked")
+
+
+def remove_tree(parent_fd: int, name: str) -> None:
+    """Delete ``name`` below ``parent_fd`` and everything in it (``rm -rf
+    --one-file-system`` at any depth; a mount inside makes it fail with EBUSY). A
+    symlink is removed, never followed; a missing ``name`` is not an error."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent_fd)
+        return
+    fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        for entry_parent, entry, entry_stat in walk(fd):
+            if stat.S_ISDIR(entry_stat.st_mode):
+                os.rmdir(entry, dir_fd=entry_parent)
+            else:
+                os.unlink(entry, dir_fd=entry_parent)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
+
+
+def remove_path(path: Path | str, ignore_errors: bool = False) -> None:
+    """``remove_tree`` for a path (its parent directories may be symlinks; it may not)."""
+    path = Path(path)
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            remove_tree(parent, path.name)
+        finally:
+            os.close(parent)
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def tree_size(dir_fd: int) -> int:
+    """The bytes of the files below ``dir_fd`` (their sizes, as ``du --apparent-size``)."""
+    return sum(st.st_size for _, _, st in walk(dir_fd) if not stat.S_ISDIR(st.st_mode))

@@ -4,27 +4,40 @@ Either may be a directory or a tar. Every JSON document reached through a digest
 index's manifests, their configs) is checked against that digest before it is believed;
 layers are checked when they are unpacked (layers.py). Images for another platform are
 refused, and a tag picks one image where a file holds several.
+
+The files come from someone else: each JSON document is read up to a size cap and every
+value is checked for its type before it is used, an index is read once per manifest
+however often it lists it, and indexes nest only so deep. Anything else is one
+``ImageError`` line, never a traceback.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from .images import ImageError, full_name
-from .layers import Blob, digest_of
+from .images import DAMAGED_HINT, ImageError, full_name
+from .layers import Blob
 
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
+MAX_JSON = 8 << 20  # bytes of one index, manifest or config
+MAX_INDEX_DEPTH = 4  # an index of indexes of ...: real ones nest once
+MAX_IMAGES = 4096  # distinct (manifest, name) pairs in one file
+KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number"}
+PLURALS = {dict: "objects", list: "lists", str: "strings", int: "numbers"}
+T = TypeVar("T")
 
 
 def _arch() -> str:
@@ -42,6 +55,32 @@ class Manifest:
     blobs: tuple[Blob, ...]
 
 
+def _get(data: Mapping[str, Any], key: str, kind: type[T], where: str) -> T | None:
+    """``data[key]`` if it is a ``kind`` (None when missing or null).
+
+    Raises:
+        ImageError: it is something else.
+    """
+    value = data.get(key)
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    raise ImageError(f"{where}: {key!r} is not {KINDS[kind]}", DAMAGED_HINT)
+
+
+def _items(data: Mapping[str, Any], key: str, kind: type[T], where: str) -> list[T]:
+    """``data[key]``, a list whose every item is a ``kind`` ([] when missing)."""
+    items = _get(data, key, list, where) or []
+    if not all(isinstance(item, kind) and not isinstance(item, bool) for item in items):
+        raise ImageError(f"{where}: {key!r} is not a list of {PLURALS[kind]}", DAMAGED_HINT)
+    return items
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ImageError(f"{where} is not a JSON object", DAMAGED_HINT)
+    return value
+
+
 class Source:
     """Files of an OCI layout or a docker archive, whether a directory or a tar."""
 
@@ -49,26 +88,29 @@ class Source:
         import tarfile
 
         self.path = path
+        self.where = repr(str(path))
         self.tar: tarfile.TarFile | None = None
+        self._documents: dict[tuple[str, str | None], Any] = {}
         if not path.is_dir():
             try:
                 self.tar = tarfile.open(path, "r:*")
                 self.members = {m.name.removeprefix("./"): m for m in self.tar if m.isreg()}
             except FileNotFoundError:
-                raise ImageError(f"image file {str(path)!r} does not exist") from None
-            except (OSError, tarfile.TarError) as exc:
-                raise ImageError(f"cannot read image file {str(path)!r}: {exc}") from None
+                raise ImageError(f"image file {self.where} does not exist") from None
+            except (OSError, tarfile.TarError, EOFError, ValueError) as exc:
+                self.close()
+                raise ImageError(f"cannot read image file {self.where}: {exc}") from None
 
     def has(self, name: str) -> bool:
         return name in self.members if self.tar else (self.path / name).is_file()
 
     def opener(self, name: str) -> Callable[[], IO[bytes]]:
-        if ".." in name.split("/") or name.startswith("/") or not self.has(name):
-            raise ImageError(f"{str(self.path)!r} has no file {name!r}", "the image is incomplete")
+        if (not isinstance(name, str) or "\0" in name or ".." in name.split("/")
+                or name.startswith("/") or not self.has(name)):
+            raise ImageError(f"{self.where} has no file {str(name)[:200]!r}",
+                             "the image is incomplete")
         if self.tar is None:
-            path = self.path / name
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-            return lambda: os.fdopen(os.open(path, flags), "rb")
+            return lambda: self._open_file(name)
         tar, member = self.tar, self.members[name]
 
         def open_member() -> IO[bytes]:
@@ -78,96 +120,156 @@ class Source:
 
         return open_member
 
+    def _open_file(self, name: str) -> IO[bytes]:
+        """A regular file of a layout directory: no symlink, no FIFO that would block."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path / name, flags)
+        except OSError as exc:
+            raise ImageError(f"cannot read {name!r} in {self.where}: {exc.strerror}",
+                             "the image is incomplete") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ImageError(f"{name!r} in {self.where} is not a regular file",
+                             "the image is incomplete")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+
     def json(self, name: str, digest: str | None = None) -> Any:
-        opener = self.opener(name)
-        if digest is not None and digest_of(opener)[0] != digest:
+        """The JSON document ``name``, checked against ``digest`` when one names it; read
+        once however often an index refers to it.
+
+        Raises:
+            ImageError: missing, too big, not JSON, or not what its digest says.
+        """
+        key = (name, digest)
+        if key not in self._documents:
+            self._documents[key] = self._read_json(name, digest)
+        return self._documents[key]
+
+    def _read_json(self, name: str, digest: str | None) -> Any:
+        with self.opener(name)() as fh:
+            raw = fh.read(MAX_JSON + 1)
+        if len(raw) > MAX_JSON:
+            raise ImageError(f"{name!r} in {self.where} is larger than {MAX_JSON} bytes",
+                             DAMAGED_HINT)
+        if digest is not None and "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
             raise ImageError(
-                f"{name!r} in {str(self.path)!r} does not match its digest",
+                f"{name!r} in {self.where} does not match its digest",
                 "the image file is damaged or was altered: use a good copy",
             )
-        with opener() as fh:
-            try:
-                return json.load(fh)
-            except ValueError:
-                raise ImageError(f"{name!r} in {str(self.path)!r} is not valid JSON") from None
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ImageError(f"{name!r} in {self.where} is not valid JSON", DAMAGED_HINT) \
+                from None
 
     def close(self) -> None:
         if self.tar is not None:
             self.tar.close()
 
 
-def _blob_path(digest: str) -> str:
-    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+def _blob_path(digest: Any) -> str:
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
         raise ImageError(f"unsupported digest {str(digest)[:80]!r}", "only sha256 is known")
     return "blobs/sha256/" + digest.partition(":")[2]
 
 
 def _check_platform(config: Mapping[str, Any], where: str) -> None:
     arch = _arch()
-    if config.get("os", "linux") != "linux" or config.get("architecture", arch) != arch:
+    system = _get(config, "os", str, where) or "linux"
+    machine = _get(config, "architecture", str, where) or arch
+    if system != "linux" or machine != arch:
         raise ImageError(
-            f"{where} is built for {config.get('os')}/{config.get('architecture')}, "
-            f"this host runs linux/{arch}",
+            f"{where} is built for {system[:40]}/{machine[:40]}, this host runs linux/{arch}",
             "use an image for this platform",
         )
 
 
 def _diff_ids(config: Mapping[str, Any], count: int, where: str) -> list[str]:
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    valid = all(isinstance(d, str) and DIGEST_RE.match(d) for d in diff_ids)
-    if len(diff_ids) != count or not valid:
+    rootfs = _get(config, "rootfs", dict, where) or {}
+    diff_ids = _items(rootfs, "diff_ids", str, f"{where}: rootfs")
+    if len(diff_ids) != count or not all(DIGEST_RE.fullmatch(d) for d in diff_ids):
         raise ImageError(f"{where}: the config's rootfs.diff_ids do not match its layers")
-    return list(diff_ids)
+    return diff_ids
+
+
+def _ref(entry: Mapping[str, Any], where: str) -> str:
+    annotations = _get(entry, "annotations", dict, where) or {}
+    for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+        value = _get(annotations, key, str, where)
+        if value:
+            return value
+    return ""
+
+
+def _for_this_host(entry: Mapping[str, Any], where: str) -> bool:
+    platform = _get(entry, "platform", dict, where) or {}
+    return (_get(platform, "architecture", str, where) or _arch()) == _arch()
 
 
 def _oci_manifests(source: Source, stem: str) -> list[Manifest]:
     found: list[Manifest] = []
-    pending = list(source.json("index.json").get("manifests") or [])
+    index = _object(source.json("index.json"), "index.json")
+    pending = [(entry, 0) for entry in _items(index, "manifests", dict, "index.json")]
+    seen: set[tuple[str, str]] = set()
     while pending:
-        entry = pending.pop(0)
-        digest = str(entry.get("digest"))
-        document = source.json(_blob_path(digest), digest)
-        if entry.get("mediaType") in INDEX_TYPES or document.get("manifests"):
-            arch = _arch()
-            pending += [
-                m for m in document.get("manifests") or []
-                if (m.get("platform") or {}).get("architecture", arch) == arch
-            ]
+        entry, depth = pending.pop(0)
+        path = _blob_path(entry.get("digest"))
+        digest, ref = "sha256:" + path.rpartition("/")[2], _ref(entry, "index.json")
+        if (digest, ref) in seen:
+            continue  # listed again (30,000 times, even): one image all the same
+        seen.add((digest, ref))
+        if len(seen) > MAX_IMAGES:
+            raise ImageError(f"{source.where} lists more than {MAX_IMAGES} images", DAMAGED_HINT)
+        where = f"manifest {digest[:19]}"
+        document = _object(source.json(path, digest), where)
+        if entry.get("mediaType") in INDEX_TYPES or "manifests" in document:
+            if depth >= MAX_INDEX_DEPTH:
+                raise ImageError(f"{source.where}: its indexes nest more than "
+                                 f"{MAX_INDEX_DEPTH} deep", DAMAGED_HINT)
+            pending += [(m, depth + 1) for m in _items(document, "manifests", dict, where)
+                        if _for_this_host(m, where)]
             continue
-        annotations = entry.get("annotations") or {}
-        ref = annotations.get("io.containerd.image.name") or annotations.get(
-            "org.opencontainers.image.ref.name", ""
-        )
         name = ref if "/" in ref or ":" in ref else f"{stem}:{ref or 'latest'}"
-        config_digest = str((document.get("config") or {}).get("digest"))
-        config = source.json(_blob_path(config_digest), config_digest)
-        layers = document.get("layers") or []
+        config_digest = (_get(document, "config", dict, where) or {}).get("digest")
+        config = _object(source.json(_blob_path(config_digest), config_digest),
+                         f"image {name}: config")
+        layers = _items(document, "layers", dict, where)
         diff_ids = _diff_ids(config, len(layers), f"image {name}")
         blobs = tuple(
             Blob(source.opener(_blob_path(layer.get("digest"))), layer["digest"], diff_id,
-                 layer.get("size"))
+                 _get(layer, "size", int, where))
             for layer, diff_id in zip(layers, diff_ids, strict=True)
         )
-        found.append(Manifest((name, ref), config_digest, config, blobs))
+        found.append(Manifest((name, ref), str(config_digest), config, blobs))
     return found
 
 
 def _docker_manifests(source: Source) -> list[Manifest]:
     found = []
-    for entry in source.json("manifest.json"):
-        config_name = entry.get("Config", "")
+    entries = source.json("manifest.json")
+    if not isinstance(entries, list):
+        raise ImageError("manifest.json is not a list", DAMAGED_HINT)
+    for entry in entries:
+        entry = _object(entry, "manifest.json: an entry")
+        config_name = _get(entry, "Config", str, "manifest.json") or ""
         named = "sha256:" + Path(config_name).name.removesuffix(".json")
-        checked = named if DIGEST_RE.match(named) else None  # docker save names it by digest
-        config = source.json(config_name, checked)
-        digest = checked or digest_of(source.opener(config_name))[0]
-        names = tuple(entry.get("RepoTags") or ())
-        layers = entry.get("Layers") or []
+        checked = named if DIGEST_RE.fullmatch(named) else None  # docker save names it so
+        config = _object(source.json(config_name, checked), f"{config_name!r}")
+        if checked is None:
+            with source.opener(config_name)() as fh:
+                checked = "sha256:" + hashlib.sha256(fh.read(MAX_JSON)).hexdigest()
+        names = tuple(_items(entry, "RepoTags", str, "manifest.json"))
+        layers = _items(entry, "Layers", str, "manifest.json")
         diff_ids = _diff_ids(config, len(layers), f"image {names[0] if names else config_name}")
+        # The archive names each layer only by its uncompressed content (diff_id):
+        # plain or gzip, it is checked against that as it is unpacked.
         blobs = tuple(
-            Blob(source.opener(layer), diff_id, diff_id)
+            Blob(source.opener(layer), None, diff_id)
             for layer, diff_id in zip(layers, diff_ids, strict=True)
         )
-        found.append(Manifest(names, digest, config, blobs))
+        found.append(Manifest(names, checked, config, blobs))
     return found
 
 
@@ -183,7 +285,7 @@ def manifests(source: Source, stem: str) -> list[Manifest]:
         found = _docker_manifests(source)
     else:
         raise ImageError(
-            f"{str(source.path)!r} is neither an OCI image layout nor a docker save archive",
+            f"{source.where} is neither an OCI image layout nor a docker save archive",
             "give a file written by 'docker save', 'podman save' or 'skopeo copy'",
         )
     for manifest in found:

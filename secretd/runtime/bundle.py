@@ -5,7 +5,8 @@ read-only paths and system mounts; Entrypoint, Cmd, Env, WorkingDir and User mer
 the flags the way Docker merges them; user and group names looked up in the image's own
 ``/etc/passwd`` and ``/etc/group``. Paths inside the image are resolved with every
 symlink kept inside the image's root, so a hostile image cannot make secretd read a host
-file while it looks up a user or a command.
+file while it looks up a user or a command; the files it reads must be regular files of
+a bounded size (a FIFO at ``/etc/passwd`` must not hang a run).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from ..errors import CommandNotFound, CommandNotRunnable, UsageError
 from ..spec import RunSpec
-from .images import ImageConfig
+from .images import ImageConfig, ImageError, workdir_problem
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAPABILITIES = [
@@ -41,6 +42,7 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 NOFILE_MAX = 1 << 20
 SECRET_OPTIONS = ["bind", "ro", "nosuid", "nodev", "noexec", "rprivate"]
 MAX_LINKS = 40
+MAX_ACCOUNTS_FILE = 4 << 20  # bytes of the image's /etc/passwd or /etc/group
 HOST_NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts")
 
 
@@ -101,11 +103,26 @@ def in_root(root: str, path: str) -> str:
 
 
 def _entries(root: str, path: str) -> list[list[str]]:
+    """The colon-separated lines of the image's ``path`` ([] when it has none).
+
+    Raises:
+        ImageError: it is not a regular file (a FIFO, a device) or is too large.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        with open(in_root(root, path), encoding="utf-8", errors="replace") as fh:
-            return [line.rstrip("\n").split(":") for line in fh if not line.startswith("#")]
+        fd = os.open(in_root(root, path), flags)
     except OSError:
         return []
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageError(f"the image's {path} is not a regular file",
+                             "the image is damaged or hostile")
+        data = fh.read(MAX_ACCOUNTS_FILE + 1)
+    if len(data) > MAX_ACCOUNTS_FILE:
+        raise ImageError(f"the image's {path} is larger than {MAX_ACCOUNTS_FILE} bytes",
+                         "the image is damaged or hostile")
+    text = data.decode("utf-8", errors="replace")
+    return [line.split(":") for line in text.split("\n") if not line.startswith("#")]
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,9 @@ def environment(spec: RunSpec, image: ImageConfig, user: User, hostname: str) ->
 def workdir(spec: RunSpec, image: ImageConfig) -> str:
     if spec.workdir and not spec.workdir.startswith("/"):
         raise UsageError(f"-w {spec.workdir!r} is not an absolute path", "give /PATH")
+    problem = workdir_problem(spec.workdir or "")
+    if problem:
+        raise UsageError(f"-w {problem}", "give a shorter path")
     return posixpath.normpath(posixpath.join("/", spec.workdir or image.workdir or "/"))
 
 

@@ -11,7 +11,9 @@ An image reference is one of
 
 archives.py reads layouts and archives, layers.py unpacks layers into
 ``<state_dir>/images/layers/<diff_id>``; this module resolves references and keeps the
-store: one small JSON record per name in ``<state_dir>/images/tags``.
+store: one small JSON record per name in ``<state_dir>/images/tags``. Everything an image
+says is checked for its type and size before it is used (``ImageConfig.from_json``), and
+what its layers may write into the cache is capped (``Limits``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RuntimeError_, UsageError
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .archives import Manifest
+    from .layers import Budget
 
 LOCAL_SCHEMES = ("oci:", "docker-archive:", "dir:")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
@@ -34,6 +41,13 @@ ESCAPES = (("%", "%25"), ("/", "%2F"), (":", "%3A"))
 LOAD_HINT = (
     "load it with 'secretd image load -i FILE', or give oci:PATH, docker-archive:PATH or dir:PATH"
 )
+MAX_WORKDIR_DEPTH = 128
+MAX_WORKDIR_LENGTH = 4095  # PATH_MAX, less its NUL
+SIZE_RE = re.compile(r"(\d+)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
+LIMIT_SETTINGS = {  # Limits field: ([providers.oci] key, environment variable)
+    "layer": ("max_layer_size", "SECRETD_OCI_MAX_LAYER_SIZE"),
+    "image": ("max_image_size", "SECRETD_OCI_MAX_IMAGE_SIZE"),
+}
 
 
 class ImageError(RuntimeError_):
@@ -51,15 +65,106 @@ class ImageConfig:
     user: str = ""
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> ImageConfig:
+    def from_json(cls, data: Any, where: str = "the image") -> ImageConfig:
+        """The image config's ``config`` object, each field checked for its type.
+
+        Raises:
+            ImageError: a field of the wrong type, or a WorkingDir no path can be.
+        """
         data = data or {}
+        if not isinstance(data, Mapping):
+            raise ImageError(f"{where}: its config is not a JSON object", DAMAGED_HINT)
+        workdir = _text(data, "WorkingDir", where)
+        problem = workdir_problem(workdir)
+        if problem:
+            raise ImageError(f"{where}: its WorkingDir {problem}", "fix the image's WorkingDir")
         return cls(
-            env=tuple(data.get("Env") or ()),
-            entrypoint=tuple(data.get("Entrypoint") or ()),
-            cmd=tuple(data.get("Cmd") or ()),
-            workdir=data.get("WorkingDir") or "",
-            user=data.get("User") or "",
+            env=_texts(data, "Env", where),
+            entrypoint=_texts(data, "Entrypoint", where),
+            cmd=_texts(data, "Cmd", where),
+            workdir=workdir,
+            user=_text(data, "User", where),
         )
+
+
+DAMAGED_HINT = "the image is damaged or was not written by an image tool"
+
+
+def _text(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or "\0" in value:
+        raise ImageError(f"{where}: {key} in its config is not a string", DAMAGED_HINT)
+    return value
+
+
+def _texts(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(item, str) and "\0" not in item for item in value
+    ):
+        raise ImageError(f"{where}: {key} in its config is not a list of strings", DAMAGED_HINT)
+    return tuple(value)
+
+
+def workdir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a working directory (too long or too deep), or None."""
+    if len(path.encode(errors="surrogateescape")) > MAX_WORKDIR_LENGTH:
+        return f"is longer than {MAX_WORKDIR_LENGTH} bytes"
+    if len([part for part in path.split("/") if part not in ("", ".")]) > MAX_WORKDIR_DEPTH:
+        return f"is more than {MAX_WORKDIR_DEPTH} directories deep"
+    return None
+
+
+def parse_size(value: object, setting: str) -> int:
+    """``8GiB``, ``512M``, ``100k`` or a number of bytes (binary units).
+
+    Raises:
+        UsageError: anything else.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not match or int(match[1]) == 0:
+        raise UsageError(f"{setting} = {str(value)[:40]!r} is not a size",
+                         "give bytes or a size such as 512MiB or 8GiB")
+    return int(match[1]) << (10 * " kmgt".index(match[2].lower() or " "))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one image may write into the layer cache: per layer and for all its layers
+    (the uncompressed tar's bytes). A 2 MB gzip can hold gigabytes of zeros."""
+
+    layer: int = 8 << 30
+    image: int = 32 << 30
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        """``SECRETD_OCI_MAX_LAYER_SIZE``/``_IMAGE_SIZE`` over ``[providers.oci]
+        max_layer_size``/``max_image_size``.
+
+        Raises:
+            UsageError: a value that is not a size.
+        """
+        settings = config.provider("oci")
+        found: dict[str, int] = {}
+        for field, (key, variable) in LIMIT_SETTINGS.items():
+            if os.environ.get(variable):
+                found[field] = parse_size(os.environ[variable], variable)
+            elif key in settings:
+                found[field] = parse_size(settings[key], f"[providers.oci] {key}")
+        return cls(**found)
+
+    def budget(self, image: str) -> Budget:
+        from .layers import Budget
+
+        return Budget(image, self.layer, self.image,
+                      hint="raise [providers.oci] max_layer_size/max_image_size "
+                      "(SECRETD_OCI_MAX_LAYER_SIZE/_IMAGE_SIZE) if you trust it")
 
 
 @dataclass(frozen=True)
@@ -85,7 +190,7 @@ def is_local(reference: str, state_dir: Path) -> bool:
 
 def full_name(name: str) -> str:
     """``busybox`` -> ``busybox:latest``, as Docker reads an untagged name."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid image name {name!r}", "use letters, digits and . _ / : @ -")
     return name if ":" in name.rpartition("/")[2] else f"{name}:latest"
 
@@ -114,7 +219,8 @@ class ImageRecord:
 class ImageStore:
     """secretd's images: name records plus the shared layer cache, under ``state_dir``."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.root = state_dir / "images"
         self.cache = self.root / "layers"
         self.tags = self.root / "tags"
@@ -145,23 +251,30 @@ class ImageStore:
             return Image(reference, f"dir:{path}", ImageConfig(), (path,))
         if colon and scheme in ("oci", "docker-archive"):
             from .archives import Source, manifests, pick
-            from .layers import unpack
 
             path, tag = _split_path(rest, scheme)
             source = Source(path)
             try:
                 manifest = pick(manifests(source, path.stem), tag, reference)
-                layers = tuple(unpack(blob, self.cache) for blob in manifest.blobs)
+                config = ImageConfig.from_json(manifest.config.get("config"), f"image {reference}")
+                layers = tuple(self._unpack(manifest, reference))
             finally:
                 source.close()
-            return Image(reference, manifest.id,
-                         ImageConfig.from_json(manifest.config.get("config")), layers)
+            return Image(reference, manifest.id, config, layers)
         record = self.get(full_name(reference))
         layers = tuple(self.cache / d.partition(":")[2] for d in record.layers)
         if not all(layer.is_dir() for layer in layers):
             raise ImageError(f"image {record.name} has lost layers from the cache",
                              f"load it again ({LOAD_HINT})")
-        return Image(reference, record.id, ImageConfig.from_json(record.config), layers)
+        config = ImageConfig.from_json(record.config, f"image {reference}")
+        return Image(reference, record.id, config, layers)
+
+    def _unpack(self, manifest: Manifest, image: str) -> list[Path]:
+        """Every layer of ``manifest``, unpacked into the cache within the limits."""
+        from .layers import unpack
+
+        budget = self.limits.budget(image)
+        return [unpack(blob, self.cache, budget) for blob in manifest.blobs]
 
     def tag_file(self, name: str) -> Path:
         for char, escaped in ESCAPES:
@@ -183,7 +296,6 @@ class ImageStore:
             ImageError: the file is not an image, or is damaged or unsafe.
         """
         from .archives import Source, manifests
-        from .layers import unpack
 
         source = Source(path)
         try:
@@ -195,11 +307,13 @@ class ImageStore:
                 names = [name] if name else [n for n in manifest.names[:1] if n]
                 if not names:
                     raise UsageError(f"an image in {path} has no name", "give one with --name")
-                layers = [unpack(blob, self.cache) for blob in manifest.blobs]
+                config = manifest.config.get("config") or {}
+                ImageConfig.from_json(config, f"image {names[0]}")
+                layers = self._unpack(manifest, names[0])
                 size = sum(_tree_size(layer) for layer in layers)
                 for each in names:
                     record = ImageRecord(
-                        full_name(each), manifest.id, manifest.config.get("config") or {},
+                        full_name(each), manifest.id, config,
                         tuple(b.diff_id for b in manifest.blobs), size,
                     )
                     self._write(record)
@@ -225,8 +339,7 @@ class ImageStore:
     def remove(self, name: str, in_use: set[str]) -> list[str]:
         """Forget ``name`` and delete layers no image and no container (``in_use``, cache
         directory names) needs any more; returns the deleted layer digests."""
-        import shutil
-
+        from ..mount.atomic import remove_path
         from .layers import reap_temporary
 
         record = self.get(full_name(name))
@@ -237,14 +350,16 @@ class ImageStore:
             deleted = []
             for layer in self.cache.iterdir() if self.cache.is_dir() else ():
                 if layer.name not in keep:
-                    shutil.rmtree(layer)
+                    remove_path(layer)
                     deleted.append("sha256:" + layer.name)
             return deleted
 
 
 def _tree_size(path: Path) -> int:
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            total += os.lstat(os.path.join(folder, name)).st_size
-    return total
+    from ..mount.atomic import DIR_FLAGS, tree_size
+
+    fd = os.open(path, DIR_FLAGS)
+    try:
+        return tree_size(fd)
+    finally:
+        os.close(fd)

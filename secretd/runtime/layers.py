@@ -6,11 +6,14 @@ temporary directory that is renamed into place only when the whole layer succeed
 Member paths are walked from a directory descriptor with ``O_NOFOLLOW``; a member that is
 absolute, climbs with ``..``, passes through a symlink, is a device node, or hard-links
 outside the layer stops the unpack, and the temporary directory is deleted. Nothing is
-ever written outside the cache.
+ever written outside the cache. What one layer, and all the layers of one image, may
+write is capped (``Budget``): a small compressed layer cannot fill the disk.
 
 Whiteouts are converted to overlayfs' own form, so stacking the layers as lower
 directories gives the image's file system: ``.wh.NAME`` becomes a 0/0 character device
 ``NAME``; ``.wh..wh..opq`` marks its directory opaque (``trusted.overlay.opaque=y``).
+A whiteout hides one name in its own directory, never ``.`` or ``..``; other
+``.wh..wh.`` names are aufs bookkeeping, skipped as Docker skips them.
 """
 
 from __future__ import annotations
@@ -26,11 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from ..mount.atomic import DIR_FLAGS, open_dir
+from ..mount.atomic import DIR_FLAGS, open_dir, remove_path, remove_tree
 from .images import ImageError
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+AUFS_META = ".wh..wh."
+NAME_MAX = 255
+PATH_MAX = 4096
+GZIP_MAGIC = b"\x1f\x8b"
+OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2"}
+DAMAGED = "the image file is damaged or was altered: load it again from a good copy"
+# Failures of the cache's own file system; anything else a member causes is its fault.
+HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES})
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
 TAR_END = 2 * tarfile.BLOCKSIZE
@@ -46,9 +57,35 @@ class Blob:
     """
 
     open: Callable[[], IO[bytes]]
-    digest: str
+    digest: str | None  # None: only the uncompressed content is named (docker save)
     diff_id: str
     size: int | None = None
+
+    @property
+    def short(self) -> str:
+        return (self.digest or self.diff_id)[:19]
+
+
+@dataclass
+class Budget:
+    """What the layers of one image may still write into the cache, and the image's name
+    for error messages. Layers already in the cache cost nothing."""
+
+    image: str
+    layer_limit: int
+    image_limit: int
+    spent: int = 0
+    hint: str = "raise the limit in secretd.toml ([providers.oci])"
+
+    def limit(self) -> int:
+        return min(self.layer_limit, self.image_limit - self.spent)
+
+    def exceeded(self, layer: str) -> ImageError:
+        if self.layer_limit <= self.image_limit - self.spent:
+            what = f"layer {layer} unpacks to more than {self.layer_limit} bytes"
+        else:
+            what = f"its layers unpack to more than {self.image_limit} bytes"
+        return ImageError(f"image {self.image}: {what}", self.hint)
 
 
 class _Readable(Protocol):
@@ -59,17 +96,20 @@ class _Hashing:
     """Reads through to ``raw`` while hashing, and keeps the last chunks read so the tar's
     end-of-archive blocks can be checked after tarfile has stopped."""
 
-    def __init__(self, raw: _Readable) -> None:
+    def __init__(self, raw: _Readable, limit: int, too_big: Callable[[], ImageError]) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
         self.length = 0
         self.recent: list[tuple[int, bytes]] = []
+        self.limit, self.too_big = limit, too_big
 
     def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
+        data = self.raw.read(min(size, CHUNK) if size >= 0 else CHUNK)
         self.hash.update(data)
         self.recent = [*self.recent[-2:], (self.length, data)]
         self.length += len(data)
+        if self.length > self.limit:
+            raise self.too_big()
         return data
 
     def drain(self) -> None:
@@ -93,106 +133,116 @@ def digest_of(opener: Callable[[], IO[bytes]]) -> tuple[str, int]:
     return "sha256:" + digest.hexdigest(), size
 
 
-def unpack(blob: Blob, cache: Path) -> Path:
+def unpack(blob: Blob, cache: Path, budget: Budget) -> Path:
     """The unpacked directory of ``blob`` in ``cache``, unpacking it on first use.
 
     Raises:
-        ImageError: the blob does not match its digest or size, is damaged, or holds a
-            member that would land outside the layer; nothing is left behind.
+        ImageError: the blob does not match its digest or size, is damaged, too big for
+            ``budget``, or holds a member that would land outside the layer; nothing is
+            left behind.
     """
     final = cache / blob.diff_id.partition(":")[2]
     if final.is_dir():
         return final
-    digest, size = digest_of(blob.open)
-    if digest != blob.digest or (blob.size is not None and size != blob.size):
-        raise ImageError(
-            f"layer {blob.digest[:19]} does not match its digest or size "
-            f"(read {digest[:19]}, {size} bytes)",
-            "the image file is damaged or was altered: load it again from a good copy",
-        )
+    where = f"image {budget.image}: layer {blob.short}"
+    with blob.open() as raw:
+        head = raw.read(6)
+    for magic, name in OTHER_COMPRESSIONS.items():
+        if head.startswith(magic):
+            raise ImageError(f"{where} is compressed with {name}",
+                             "secretd reads plain and gzip layers: recompress it with gzip")
+    # A docker save archive names only the uncompressed tar: a gzip layer in it is
+    # checked against its diff_id while it is unpacked, as docker load does.
+    expected = blob.digest or (None if head.startswith(GZIP_MAGIC) else blob.diff_id)
+    if expected is not None:
+        digest, size = digest_of(blob.open)
+        if digest != expected or (blob.size is not None and size != blob.size):
+            raise ImageError(
+                f"{where} does not match its digest or size (read {digest[:19]}, {size} bytes)",
+                DAMAGED,
+            )
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = cache / (TMP_PREFIX + os.urandom(8).hex())
     tmp.mkdir(mode=0o755)
     try:
-        _extract(blob, tmp)
+        budget.spent += _extract(blob, tmp, where, head.startswith(GZIP_MAGIC), budget)
         os.rename(tmp, final)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp, ignore_errors=True)
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and final.is_dir():
             return final  # unpacked concurrently by another run: theirs is as good
         raise ImageError(
-            f"cannot unpack layer {blob.digest[:19]}: {exc.strerror or exc}",
+            f"cannot unpack {where}: {exc.strerror or exc}",
             f"check free space and permissions under {cache}",
         ) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp, ignore_errors=True)
         raise
     return final
 
 
-def _extract(blob: Blob, dest: Path) -> None:
+def _extract(blob: Blob, dest: Path, where: str, gzipped: bool, budget: Budget) -> int:
+    """Unpack ``blob`` into ``dest``; returns the bytes of its uncompressed tar."""
     import gzip
     import zlib
 
-    short = blob.digest[:19]
-    with blob.open() as raw:
-        head = raw.read(2)
     try:
         with blob.open() as raw:
-            stream: _Readable = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
-            reader = _Hashing(stream)
+            stream: _Readable = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            reader = _Hashing(stream, budget.limit(), lambda: budget.exceeded(blob.short))
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
                 root = os.open(dest, DIR_FLAGS)
                 try:
                     for member in tar:
-                        _Member(root, member, short).apply(tar)
+                        _Member(root, member, where).apply(tar)
                 finally:
                     os.close(root)
                 end = tar.offset
             reader.drain()
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ImageError(
-            f"layer {short} is not a complete tar ({exc})",
-            "the image file is damaged or truncated: load it again from a good copy",
-        ) from None
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error,
+            ValueError, OverflowError) as exc:
+        raise ImageError(f"{where} is not a complete tar ({exc})", DAMAGED) from None
     if not reader.zeros_at(end, TAR_END):
-        raise ImageError(
-            f"layer {short} is truncated (no end-of-archive marker)",
-            "the image file is damaged or truncated: load it again from a good copy",
-        )
+        raise ImageError(f"{where} is truncated (no end-of-archive marker)", DAMAGED)
     if "sha256:" + reader.hash.hexdigest() != blob.diff_id:
         raise ImageError(
-            f"layer {short} does not match the image config's diff_id {blob.diff_id[:19]}",
-            "the image file is damaged or was altered: load it again from a good copy",
+            f"{where} does not match the image config's diff_id {blob.diff_id[:19]}", DAMAGED
         )
+    return reader.length
 
 
-def _clean(name: str, layer: str, what: str) -> list[str]:
-    """The components of a member path, refusing anything that leaves the layer."""
+def _clean(name: str, where: str, what: str) -> list[str]:
+    """The components of a member path, refusing anything that leaves the layer or that
+    no file system could hold."""
+
+    def refuse(why: str) -> ImageError:
+        return ImageError(f"{where}: {what} {name[:200]!r} {why}",
+                          "refusing to unpack an image that writes outside its own root")
+
     if name.startswith("/"):
-        raise ImageError(
-            f"layer {layer}: {what} {name!r} is an absolute path",
-            "refusing to unpack an image that writes outside its own root",
-        )
+        raise refuse("is an absolute path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ImageError(
-            f"layer {layer}: {what} {name!r} climbs out with '..'",
-            "refusing to unpack an image that writes outside its own root",
-        )
+        raise refuse("climbs out with '..'")
+    if "\0" in name:
+        raise refuse("holds a NUL byte")
+    if len(os.fsencode(name)) >= PATH_MAX or any(
+        len(os.fsencode(p)) > NAME_MAX for p in parts
+    ):
+        raise refuse(f"is longer than a path ({PATH_MAX}) or a name ({NAME_MAX}) may be")
     return parts
 
 
 class _Member:
     """One tar member, applied below the layer's root directory descriptor."""
 
-    def __init__(self, root: int, member: tarfile.TarInfo, layer: str) -> None:
-        self.root, self.member, self.layer = root, member, layer
-        self.parts = _clean(member.name, layer, "member")
+    def __init__(self, root: int, member: tarfile.TarInfo, where: str) -> None:
+        self.root, self.member, self.where = root, member, where
+        self.parts = _clean(member.name, where, "member")
 
     def refuse(self, why: str) -> ImageError:
         return ImageError(
-            f"layer {self.layer}: member {self.member.name!r} {why}",
+            f"{self.where}: member {self.member.name[:200]!r} {why}",
             "refusing to unpack this image",
         )
 
@@ -202,30 +252,44 @@ class _Member:
         member, name = self.member, self.parts[-1]
         if member.ischr() or member.isblk():
             raise self.refuse("is a device node; images may not carry device nodes")
+        if name != OPAQUE and any(p.startswith(AUFS_META) for p in self.parts):
+            return  # aufs' own hard-link and orphan bookkeeping: Docker skips it too
+        hidden = name[len(WHITEOUT) :] if name.startswith(WHITEOUT) else None
+        if hidden in ("", ".", ".."):
+            raise self.refuse(f"whites out {hidden!r}, which is not a name in its directory")
         parent = self._parent(self.parts[:-1])
         try:
-            if name == OPAQUE:
-                os.setxattr(parent, "trusted.overlay.opaque", b"y")
-            elif name.startswith(WHITEOUT):
-                hidden = name[len(WHITEOUT) :]
-                _remove(parent, hidden)
-                os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
-            elif member.isdir():
-                self._directory(parent, name)
-            elif member.isreg():
-                self._file(parent, name, tar)
-            elif member.issym():
-                self._symlink(parent, name)
-            elif member.islnk():
-                self._hardlink(parent, name)
-            elif member.isfifo():
-                _remove(parent, name)
-                os.mkfifo(name, 0o600, dir_fd=parent)
-                self._own(parent, name)
-            else:
-                raise self.refuse(f"has an unsupported type {member.type!r}")
+            self._apply(tar, parent, name, hidden)
+        except (ValueError, OverflowError) as exc:
+            raise self.refuse(f"has a field out of range ({exc})") from None
+        except OSError as exc:
+            if exc.errno in HOST_ERRNOS:
+                raise
+            raise self.refuse(f"cannot be unpacked ({exc.strerror or exc})") from None
         finally:
             os.close(parent)
+
+    def _apply(self, tar: tarfile.TarFile, parent: int, name: str, hidden: str | None) -> None:
+        member = self.member
+        if name == OPAQUE:
+            os.setxattr(parent, "trusted.overlay.opaque", b"y")
+        elif hidden is not None:
+            _remove(parent, hidden)
+            os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+        elif member.isdir():
+            self._directory(parent, name)
+        elif member.isreg():
+            self._file(parent, name, tar)
+        elif member.issym():
+            self._symlink(parent, name)
+        elif member.islnk():
+            self._hardlink(parent, name)
+        elif member.isfifo():
+            _remove(parent, name)
+            os.mkfifo(name, 0o600, dir_fd=parent)
+            self._own(parent, name)
+        else:
+            raise self.refuse(f"has an unsupported type {member.type!r}")
 
     def _parent(self, parts: list[str]) -> int:
         """Open (creating, 0755) the member's parent without following any symlink."""
@@ -265,6 +329,8 @@ class _Member:
 
     def _symlink(self, parent: int, name: str) -> None:
         target = self.member.linkname
+        if not target or "\0" in target or len(os.fsencode(target)) >= PATH_MAX:
+            raise self.refuse(f"is a symlink to {target[:200]!r}, which no path can be")
         if not target.startswith("/"):
             depth = len(self.parts) - 1
             for part in target.split("/"):
@@ -276,7 +342,7 @@ class _Member:
         self._own(parent, name)
 
     def _hardlink(self, parent: int, name: str) -> None:
-        parts = _clean(self.member.linkname, self.layer, "hard link target")
+        parts = _clean(self.member.linkname, self.where, "hard link target")
         if not parts:
             raise self.refuse("is a hard link to the layer's root")
         source_dir = self._existing_parent(parts[:-1])
@@ -315,7 +381,7 @@ def _remove(parent: int, name: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(mode):
-        shutil.rmtree(name, dir_fd=parent)
+        remove_tree(parent, name)
     else:
         os.unlink(name, dir_fd=parent)
 
@@ -325,4 +391,4 @@ def reap_temporary(cache: Path) -> None:
     if cache.is_dir():
         for entry in cache.iterdir():
             if entry.name.startswith(TMP_PREFIX):
-                shutil.rmtree(entry, ignore_errors=True)
+                remove_path(entry, ignore_errors=True)

@@ -27,7 +27,7 @@ from ..errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageEr
 from ..mount.tmpfs import HostMount
 from ..spec import RunSpec, SecretFile, SecretMount
 from . import Stdio, bundle
-from .images import ImageStore
+from .images import ImageStore, Limits
 from .ocistate import (
     Record,
     claim_name,
@@ -178,7 +178,7 @@ class OciRuntime:
             detached=spec.detach, remove=spec.remove or not spec.detach,
             owner=os.getpid(), owner_start=process_start(os.getpid()),
         )
-        store = ImageStore(self.config.state_dir)
+        store = ImageStore(self.config.state_dir, Limits.from_config(self.config))
         host_mount: HostMount | None = None
         pid = 0
         try:

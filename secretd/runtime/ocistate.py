@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
-import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _linux
 from ..config import Config
-from ..errors import RuntimeError_, UsageError
-from ..mount.atomic import DIR_FLAGS
+from ..errors import RuntimeError_, SecretdError, UsageError
+from ..mount.atomic import DIR_FLAGS, remove_path
 from ..mount.tmpfs import HostMount, Layout
 
 if TYPE_CHECKING:
     import subprocess
+
+log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 NAMES = ".names"
@@ -216,17 +218,13 @@ def teardown(directory: Path, record: Record, mount: HostMount | None = None,
         mount.remove()
     if keep_record:
         for name in ("rootfs", "upper", "work", "config.json", "pid"):
-            path = directory / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+            remove_path(directory / name)
         return
     if record.name:
         link = directory.parent / NAMES / record.name
         if os.path.islink(link) and os.readlink(link) == record.id:
             link.unlink()
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_path(directory, ignore_errors=True)
 
 
 def wait_owner(record: Record, timeout: float) -> bool:
@@ -285,10 +283,16 @@ def reap(config: Config) -> list[str]:
     still run or were being set up); returns their ids. Safe to run at any time."""
     reaped = []
     for directory, record in records(config):
-        if record.state() == "dead":
+        if record.state() != "dead":
+            continue
+        try:
             runc(record, "kill", record.id, "KILL")
             teardown(directory, record)
-            reaped.append(record.id)
+        except (OSError, SecretdError) as exc:  # one that resists must not keep the others
+            why = exc.line() if isinstance(exc, SecretdError) else type(exc).__name__
+            log.error("cannot take down container %s: %s", record.id[:12], why)
+            continue
+        reaped.append(record.id)
     return reaped
 
 

@@ -101,7 +101,7 @@ def _refused(secretd: Runner, tmp_path: Path, layer: Path, why: str) -> None:
     archive = busybox.docker_archive(tmp_path / "bad.tar", [layer])
     result = secretd("image", "load", "-i", str(archive))
     assert result.returncode == 1, result.stdout
-    assert result.stderr.startswith("secretd: layer sha256:"), result.stderr
+    assert result.stderr.startswith("secretd: image busybox:latest: layer sha256:"), result.stderr
     assert why in result.stderr
     assert len(result.stderr.splitlines()) == 1
     cache = Path(os.environ["SECRETD_STATE_DIR"]) / "images" / "layers"
