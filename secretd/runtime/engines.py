@@ -205,16 +205,19 @@ class Noted:
 
 
 def read_notes(path: Path) -> Noted | None:
-    """The notes of the engine mount at ``path``; ``None`` if it has none (not ours)."""
+    """The notes of the engine mount at ``path``; ``None`` if it has none, or notes that
+    are not what secretd writes (then it is not provably ours, and is left alone)."""
     try:
         owner = json.loads((path / OWNER_NOTE).read_text())
     except (OSError, ValueError):
         return None
     try:
         container: str | None = (path / CONTAINER_NOTE).read_text().strip() or None
-    except OSError:
+    except (OSError, ValueError):
         container = None
-    pid = int(owner.get("pid", 0))
+    pid = owner.get("pid", 0) if isinstance(owner, dict) else None
+    if type(pid) is not int:
+        return None
     return Noted(
         path=path,
         engine=str(owner.get("engine", "")),
@@ -299,9 +302,14 @@ def reap(runtime_dir: Path) -> list[str]:
         finally:
             engine.close()
         for noted in mounts:
-            if noted.container not in live:
+            if noted.container in live:
+                continue
+            try:
                 teardown(noted.path)
-                reaped.append(noted.path.name)
+            except MountError as exc:  # one mount that resists must not keep the others
+                log.error("%s", exc)
+                continue
+            reaped.append(noted.path.name)
     return reaped
 
 
@@ -342,16 +350,29 @@ class MountReaper:
                 self._stopped.wait(RETRY)
                 continue
             warned = False
-            reap_quietly(self.runtime_dir)
-            with self._lock:
-                self._stream = stream
-            if self._stopped.is_set():
+            try:
+                self._serve(stream)
+            except Exception as exc:  # noqa: BLE001 - the reaper must outlive any one event
+                # the type only: a message could quote a label or a note, anyone's text
+                log.error("mount reaper: %s; carrying on", type(exc).__name__)
+                self.ready.set()
                 stream.close()
-            self.ready.set()
-            for cid, label in stream:
-                self.destroyed(cid, label)
             self._stopped.wait(1.0)  # the stream ended: the engine restarts, or stop()
         self.engine.close()
+
+    def _serve(self, stream: EventStream) -> None:
+        """Reap, then handle each destroy event until the stream ends."""
+        reap_quietly(self.runtime_dir)
+        with self._lock:
+            self._stream = stream
+        if self._stopped.is_set():
+            stream.close()
+        self.ready.set()
+        for cid, label in stream:
+            try:
+                self.destroyed(cid, label)
+            except Exception as exc:  # noqa: BLE001 - one event must not end the others
+                log.error("mount reaper: %s on a destroy event; carrying on", type(exc).__name__)
 
     def destroyed(self, cid: str, label: str) -> None:
         """Handle one destroy event; labels anyone can set, so trust only our own notes."""
