@@ -17,6 +17,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..config import Config
 from ..errors import AccessDenied, ProviderError, SecretNotFound, UsageError
+from ._aws_transport import BoundedTransport
+from ._http import (
+    DEFAULT_MAX_SIZE,
+    DEFAULT_TIMEOUT,
+    DeadlineExceeded,
+    Limits,
+    RedirectRefused,
+    ResponseTooLarge,
+    deadline,
+    size_text,
+)
 
 if TYPE_CHECKING:
     import boto3
@@ -33,6 +44,8 @@ SETTINGS = {
     "max_attempts": int,
     "connect_timeout": (int, float),
     "read_timeout": (int, float),
+    "timeout": (int, float),
+    "max_response_size": int,
 }
 ACCESS_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 CREDENTIAL_CODES = frozenset(
@@ -51,6 +64,7 @@ DECRYPT_CODES = frozenset(
 )
 SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,12 @@ class AwsSettings:
     max_attempts: int = 3
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
+    timeout: float = DEFAULT_TIMEOUT  # for one lookup, retries included
+    max_response_size: int = DEFAULT_MAX_SIZE
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.timeout, self.max_response_size)
 
     @classmethod
     def from_config(cls, config: Config, override: str | None = None) -> AwsSettings:
@@ -110,6 +130,8 @@ def _check_keys(table: Mapping[str, Any], allowed: Mapping[str, Any], scheme: st
             raise UsageError(
                 f"[providers.{scheme}] {key} has the wrong type {type(value).__name__}"
             )
+        if isinstance(value, int | float) and not 0 <= value <= 10**9:  # refuses nan, inf
+            raise UsageError(f"[providers.{scheme}] {key} = {value!r} is out of range")
 
 
 class AwsClients(Generic[C]):
@@ -126,6 +148,7 @@ class AwsClients(Generic[C]):
         self._service = service
         self._injected = client
         self._session: boto3.Session | None = None
+        self._verify: bool | str = True
         self._clients: dict[str, C] = {}
         self._lock = threading.Lock()
 
@@ -144,23 +167,36 @@ class AwsClients(Generic[C]):
                     "set region in [providers.aws], AWS_REGION, or the profile",
                 )
             if region not in self._clients:
-                self._clients[region] = session.client(  # type: ignore[call-overload]
-                    self._service,
-                    region_name=region,
-                    endpoint_url=self.settings.endpoint_url,
-                    config=self.settings.botocore_config(),
+                self._clients[region] = self._bounded(
+                    session.client(  # type: ignore[call-overload]
+                        self._service,
+                        region_name=region,
+                        endpoint_url=self.settings.endpoint_url,
+                        config=self.settings.botocore_config(),
+                    )
                 )
             client = self._clients[region]
         return client, region, str(client.meta.endpoint_url)  # type: ignore[attr-defined]
 
+    def _bounded(self, client: Any) -> Any:
+        """``client`` with its requests sent within the settings' limits (``_http``)."""
+        settings = self.settings
+        timeouts = (settings.connect_timeout, settings.read_timeout)
+        endpoint = str(client.meta.endpoint_url)
+        BoundedTransport(endpoint, settings.limits, self._verify, timeouts).register(client)
+        return client
+
     def _new_session(self) -> boto3.Session:
         import boto3
+        import botocore.session
         from botocore.exceptions import ProfileNotFound
 
+        core = botocore.session.get_session()
+        if self.settings.profile:
+            core.set_config_variable("profile", self.settings.profile)
         try:
-            session = boto3.Session(
-                profile_name=self.settings.profile, region_name=self.settings.region
-            )
+            session = boto3.Session(botocore_session=core, region_name=self.settings.region)
+            self._verify = core.get_config_variable("ca_bundle") or True
         except ProfileNotFound:
             raise UsageError(
                 f"AWS profile {self.settings.profile!r} not found",
@@ -188,12 +224,14 @@ class AwsClients(Generic[C]):
             )
 
         def sts_client(service: str, **credentials: Any) -> Any:
-            return base.client(  # type: ignore[call-overload]
-                service,
-                region_name=base.region_name,
-                endpoint_url=self.settings.sts_endpoint_url,
-                config=self.settings.botocore_config(),
-                **credentials,
+            return self._bounded(
+                base.client(  # type: ignore[call-overload]
+                    service,
+                    region_name=base.region_name,
+                    endpoint_url=self.settings.sts_endpoint_url,
+                    config=self.settings.botocore_config(),
+                    **credentials,
+                )
             )
 
         fetcher = AssumeRoleCredentialFetcher(
@@ -244,10 +282,36 @@ class Call:
 def aws_errors(call: Call) -> Iterator[None]:
     """Map botocore's exceptions onto ours, one line each, without chaining their text."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError
 
     label = call.service.label
+    where = f"{label} at {call.endpoint}"
     try:
-        yield
+        with deadline(call.settings.timeout):
+            yield
+    except DeadlineExceeded:
+        raise ProviderError(
+            f"{where} did not answer within {call.settings.timeout:g}s "
+            f"({call.what}, {call.region})",
+            "try again, or raise timeout in [providers.aws]",
+        ) from None
+    except ResponseTooLarge as exc:
+        raise ProviderError(
+            f"{where} answered more than {size_text(exc.limit)} ({call.what}, {call.region})",
+            "raise max_response_size in [providers.aws] if such answers are expected",
+        ) from None
+    except RedirectRefused as exc:
+        raise ProviderError(
+            f"{where} redirected the request ({call.what}, {call.region}) to {exc.target}; "
+            f"secretd sends AWS requests to {call.endpoint} only",
+            "set endpoint_url in [providers.aws] to the endpoint that answers",
+        ) from None
+    except (ResponseParserError, RecursionError):
+        raise damaged(call, "not AWS's JSON") from None
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
+        if not _from_parsing(exc):
+            raise
+        raise damaged(call, "fields of the wrong type") from None
     except bx.ClientError as exc:
         raise _client_error(call, exc) from None
     except bx.ReadTimeoutError:
@@ -313,6 +377,34 @@ def _unreachable(call: Call, url: str) -> ProviderError:
         f"{label} at {where} unreachable ({call.what}, {call.region})",
         "check endpoint_url in [providers.aws], the network and the proxy settings",
     )
+
+
+def _from_parsing(exc: BaseException) -> bool:
+    """Whether botocore failed while reading an answer (its parsers trust the server's
+    types: a list where an object belongs is an AttributeError deep inside)."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__") in ("botocore.parsers", "botocore.endpoint"):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def damaged(call: Call, what: str) -> ProviderError:
+    return ProviderError(
+        call.line(f"{call.service.label} at {call.endpoint} sent a damaged answer ({what}) for"),
+        "check endpoint_url in [providers.aws]",
+    )
+
+
+KINDS: Mapping[type, str] = {str: "a string", int: "a number", dict: "an object", list: "a list"}
+
+
+def expect(call: Call, value: Any, name: str, kind: type[T]) -> T:
+    """``value`` if it has the type AWS's API promises; otherwise the answer is damaged."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise damaged(call, f"{name} is not {KINDS.get(kind, kind.__name__)}")
 
 
 def client_code(exc: ClientError) -> str:

@@ -19,7 +19,16 @@ from ..errors import SecretNotFound, UsageError
 from ..refs import split_locator
 from ..spec import Secret, SecretRef
 from . import BaseProvider
-from ._aws import ACCESS_CODES, AwsClients, AwsSettings, Call, Service, aws_errors, client_code
+from ._aws import (
+    ACCESS_CODES,
+    AwsClients,
+    AwsSettings,
+    Call,
+    Service,
+    aws_errors,
+    client_code,
+    expect,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -202,12 +211,14 @@ class AwsProvider(BaseProvider):
         self, ref: SecretRef, sel: Selector, call: Call, response: Mapping[str, Any]
     ) -> Secret:
         text = response.get("SecretString")
-        value: bytes = (
-            text.encode() if text is not None else bytes(response.get("SecretBinary", b""))
-        )
+        if text is not None:
+            value = expect(call, text, "SecretString", str).encode()
+        else:
+            value = expect(call, response.get("SecretBinary", b""), "SecretBinary", bytes)
         if sel.json_key:
             value = json_field(call, sel.json_key, value, text is not None)
-        return Secret(name=ref.name, version=str(response["VersionId"]), value=value)
+        version = expect(call, response.get("VersionId"), "VersionId", str)
+        return Secret(name=ref.name, version=version, value=value)
 
     def _batch_get(
         self, client: SecretsManagerClient, call: Call, ids: list[str]
@@ -228,7 +239,8 @@ class AwsProvider(BaseProvider):
                 log.debug("aws: no BatchGetSecretValue (%s); one call per secret", client_code(exc))
                 self._batch = False
                 return {}
-        return _match_ids(ids, response.get("SecretValues", []))
+        values = expect(call, response.get("SecretValues", []), "SecretValues", list)
+        return _match_ids(ids, [expect(call, v, "SecretValues[]", dict) for v in values])
 
     def version(self, ref: SecretRef) -> str:
         """The version id holding the requested stage, from DescribeSecret (no value read).
@@ -245,17 +257,16 @@ class AwsProvider(BaseProvider):
         log.debug("aws: DescribeSecret %s (%s)", sel.secret_id, call.region)
         with aws_errors(call):
             try:
-                stages = client.describe_secret(SecretId=sel.secret_id).get(
-                    "VersionIdsToStages", {}
-                )
+                described = client.describe_secret(SecretId=sel.secret_id)
             except ClientError as exc:
                 if client_code(exc) not in ACCESS_CODES:
                     raise
                 return self.get(ref).version
+        stages = expect(call, described.get("VersionIdsToStages", {}), "VersionIdsToStages", dict)
         stage = sel.stage or "AWSCURRENT"
         for version_id, labels in stages.items():
-            if stage in labels:
-                return version_id
+            if stage in expect(call, labels, "VersionIdsToStages{}", list):
+                return str(version_id)
         raise SecretNotFound(call.line(f"{SECRETS_MANAGER.label} has no"), "check the version")
 
 

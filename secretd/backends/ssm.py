@@ -13,14 +13,23 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..errors import ProviderError, SecretNotFound, UsageError
 from ..refs import check_target, split_locator
 from ..spec import Secret, SecretRef
 from . import BaseProvider
-from ._aws import ACCESS_CODES, AwsClients, AwsSettings, Call, Service, aws_errors, client_code
+from ._aws import (
+    ACCESS_CODES,
+    AwsClients,
+    AwsSettings,
+    Call,
+    Service,
+    aws_errors,
+    client_code,
+    expect,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -124,6 +133,15 @@ def tree_version(versions: Mapping[str, int]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
+def _parameters(call: Call, page: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    listed = expect(call, page.get("Parameters", []), "Parameters", list)
+    return [expect(call, parameter, "Parameters[]", dict) for parameter in listed]
+
+
+def _text(call: Call, parameter: Mapping[str, Any], key: str) -> str:
+    return expect(call, parameter.get(key), f"Parameters[].{key}", str)
+
+
 class SsmProvider(BaseProvider):
     """Parameter Store values, decrypted, one at a time or as a whole tree.
 
@@ -154,10 +172,11 @@ class SsmProvider(BaseProvider):
         name = f"{sel.name}:{sel.version}" if sel.version else sel.name
         log.debug("ssm: GetParameter %s (%s)", name, call.region)
         with aws_errors(call):
-            parameter = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
-        return Secret(
-            name=ref.name, version=str(parameter["Version"]), value=parameter["Value"].encode()
-        )
+            answer = client.get_parameter(Name=name, WithDecryption=True)
+        parameter = expect(call, answer.get("Parameter"), "Parameter", dict)
+        value = expect(call, parameter.get("Value"), "Parameter.Value", str)
+        version = expect(call, parameter.get("Version"), "Parameter.Version", int)
+        return Secret(name=ref.name, version=str(version), value=value.encode())
 
     def _tree(self, ref: SecretRef, sel: ParamSelector, client: SSMClient, call: Call) -> Secret:
         files: dict[str, bytes] = {}
@@ -168,10 +187,10 @@ class SsmProvider(BaseProvider):
                 Path=sel.name, Recursive=True, WithDecryption=True
             )
             for page in pages:
-                for parameter in page["Parameters"]:
-                    path = relative_path(call, sel.name, parameter["Name"])
-                    files[path] = parameter["Value"].encode()
-                    versions[path] = parameter["Version"]
+                for parameter in _parameters(call, page):
+                    path = relative_path(call, sel.name, _text(call, parameter, "Name"))
+                    files[path] = _text(call, parameter, "Value").encode()
+                    versions[path] = expect(call, parameter.get("Version"), "Version", int)
         if not files:
             raise SecretNotFound(call.line(f"{PARAMETER_STORE.label} has no"), "check the prefix")
         check_layout(call, files)
@@ -199,10 +218,10 @@ class SsmProvider(BaseProvider):
                     ParameterFilters=[{"Key": key, "Option": option, "Values": [value]}]
                 )
                 for page in pages:
-                    for meta in page["Parameters"]:
-                        name = meta["Name"]
+                    for meta in _parameters(call, page):
+                        name = _text(call, meta, "Name")
                         path = relative_path(call, sel.name, name) if sel.tree else name
-                        versions[path] = meta["Version"]
+                        versions[path] = expect(call, meta.get("Version"), "Version", int)
             except ClientError as exc:
                 if client_code(exc) not in ACCESS_CODES:
                     raise
