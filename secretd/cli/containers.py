@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError, printable
+from ..errors import UsageError
 from . import AppContext
 from .output import echo_table
 
@@ -65,8 +65,9 @@ def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
             "root",
         )
     shown = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
-    cells = (row["id"], row["name"] or "", image, shown, up, secrets, user)
-    return tuple(printable(str(cell)) for cell in cells)  # a command may hold any character
+    return tuple(
+        str(cell) for cell in (row["id"], row["name"] or "", image, shown, up, secrets, user)
+    )
 
 
 def _named(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -159,3 +159,15 @@ def test_stop_without_an_id_stops_nothing(world: World, daemon: Daemon) -> None:
     finally:
         sleeper.kill()
         sleeper.communicate()
+
+
+def test_tables_show_stored_labels_escaped(world: World, daemon: Daemon) -> None:
+    label = "web\n\x1b[2Jsecret   1"
+    created = client(
+        world, "secret", "create", "api_token", "-", "--label", f"team={label}", input="x"
+    )
+    assert created.returncode == 0, created.stderr
+    listed = client(world, "secret", "ls")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert row.startswith("api_token ") and row.endswith("team=web\\x0a\\x1b[2Jsecret   1")
