@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import __version__, _linux, protocol
+from . import __version__, _linux, protocol, safeopen
 from .config import Config
 from .engine import Engine
 from .errors import SecretdError, UsageError
@@ -258,7 +258,7 @@ class Daemon:
         if len(fds) != 3:
             raise ProtocolError("a run request carries 3 descriptors: stdin, stdout, stderr")
         texts, cwd = protocol.strings(message, "secrets"), message.get("cwd")
-        if not (cwd is None or isinstance(cwd, str) and cwd.startswith("/")):
+        if not (cwd is None or isinstance(cwd, str) and cwd.startswith("/") and "\0" not in cwd):
             raise ProtocolError("the cwd of a run request must be an absolute path")
         try:
             spec = RunSpec.from_json(message.get("spec") or {})
@@ -279,7 +279,9 @@ class Daemon:
 
         try:
             try:
-                status = self.engine.run(spec, (fds[0], fds[1], fds[2]), on_start=started)
+                trusted = self.policy.is_superuser(peer)
+                with safeopen.reading_for(peer.uid, peer.groups, trusted):
+                    status = self.engine.run(spec, (fds[0], fds[1], fds[2]), on_start=started)
             finally:
                 record.finish()  # before the reply: the client hangs up as soon as it has it
             log.info("run %s exited with status %d", record.id, status)

@@ -1,13 +1,21 @@
-"""``dotenv:PATH#KEY``: one value of a ``.env`` file, read with python-dotenv's rules."""
+"""``dotenv:PATH#KEY``: one value of a ``.env`` file, read with python-dotenv's rules.
+
+``${NAME}`` and ``${NAME:-default}`` expand from the keys defined above them in the same
+file, never from the environment: the file may be the caller's, and secretd's environment
+holds its own credentials (``VAULT_TOKEN``, ``SECRETD_PASSPHRASE``), which python-dotenv's
+own expansion would copy into the secret.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
-from dotenv import dotenv_values
 from dotenv.parser import parse_stream
+from dotenv.variables import parse_variables
 
+from .. import safeopen
 from ..config import Config
 from ..errors import SecretNotFound, UsageError
 from ..refs import split_locator
@@ -16,24 +24,34 @@ from . import BaseProvider
 from ._common import content_version
 from .file import read_file
 
+HINT = "use KEY=VALUE lines (python-dotenv's rules: quote a value with spaces or '#')"
+
 
 def parse_dotenv(path: Path, name: str) -> dict[str, str]:
     """All key/value pairs of a .env file; a malformed line is an error naming its number.
 
     Raises:
-        UsageError: the file has a line python-dotenv cannot parse (the line is not echoed).
+        UsageError: the file is not UTF-8, or has a line python-dotenv cannot parse (the
+            line is not echoed).
     """
-    try:
-        text = read_file(path, name).decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text", "save the .env file as UTF-8") from None
+    text = safeopen.decode(read_file(path, name), str(path))
+    pairs = []
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
-            raise UsageError(
-                f"cannot parse {path} at line {binding.original.line}",
-                "use KEY=VALUE lines (quote values with spaces or '#')",
-            )
-    values = dotenv_values(stream=io.StringIO(text), interpolate=True)
+            raise UsageError(f"cannot parse {path} at line {binding.original.line}", HINT)
+        if binding.key is not None:
+            pairs.append((binding.key, binding.value))
+    return expand(pairs)
+
+
+def expand(pairs: Iterable[tuple[str, str | None]]) -> dict[str, str]:
+    """python-dotenv's ``${NAME:-default}`` expansion over the file's own earlier keys only
+    (an unknown name gives its default, or nothing); ``KEY`` lines without ``=`` are left out."""
+    values: dict[str, str | None] = {}
+    for key, value in pairs:
+        if value is not None:
+            value = "".join(atom.resolve(values) for atom in parse_variables(value))
+        values[key] = value
     return {key: value for key, value in values.items() if value is not None}
 
 

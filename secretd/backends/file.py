@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import safeopen
 from ..config import Config
-from ..errors import ProviderError, SecretNotFound
+from ..errors import AccessDenied, ProviderError, SecretNotFound
 from ..spec import Secret, SecretRef
 from . import BaseProvider
 from ._common import content_version
 
 
 def read_file(path: Path, name: str) -> bytes:
-    """Read a file a reference names, with errors that say which secret wanted it."""
+    """Read a file a reference names (a regular file, smaller than 500 KiB; in the daemon,
+    by ``safeopen``'s rules for its caller), with errors that say which secret wanted it."""
     try:
-        return path.read_bytes()
+        return safeopen.read_file(path)
     except FileNotFoundError:
         raise SecretNotFound(f"secret {name!r}: file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ProviderError(f"secret {name!r}: {str(path)!r} is a directory") from None
+    except PermissionError as exc:
+        raise AccessDenied(f"secret {name!r}: cannot read {str(path)!r}: {exc.strerror}") from None
     except OSError as exc:
         raise ProviderError(f"secret {name!r}: cannot read {str(path)!r}: {exc.strerror}") from None
 

@@ -9,13 +9,15 @@ from typing import Any
 
 import click
 
-from .. import client
+from .. import client, safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import SecretdError, UsageError
 from ..exposure import check_env
 from ..refs import parse_refs
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef
 from . import AppContext
+
+ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are taken as written)"
 
 # Flags that land in the RunSpec field of the same name, as given.
 SPEC_FLAGS = (
@@ -40,25 +42,41 @@ def parse_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> tuple[tup
     ``KEY`` taken from secretd's own environment (omitted when unset)."""
     lines: list[tuple[str, str]] = []
     for path in env_files:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read --env-file {path}: {exc.strerror}") from None
-        for number, line in enumerate(text.splitlines(), 1):
-            stripped = line.strip()
-            if stripped and not stripped.startswith("#"):
-                lines.append((f"{path}:{number}", line.lstrip()))
+        lines += env_file_lines(path)
     lines += [("-e", value) for value in values]
     pairs: list[tuple[str, str]] = []
     for where, item in lines:
         name, eq, value = item.partition("=")
         if not name or any(c.isspace() for c in name):
-            raise UsageError(f"invalid variable name {name!r} in {where}", "use KEY=VALUE")
+            hint = "use KEY=VALUE" if where == "-e" else ENV_FILE_HINT
+            raise UsageError(f"invalid variable name {name!r} in {where}", hint)
         if eq:
             pairs.append((name, value))
         elif name in os.environ:
             pairs.append((name, os.environ[name]))
     return tuple(pairs)
+
+
+def env_file_lines(path: Path) -> list[tuple[str, str]]:
+    """The ``KEY[=VALUE]`` lines of an ``--env-file`` (a regular file smaller than 500 KiB),
+    each with the place it came from; values are literal, nothing is expanded.
+
+    Raises:
+        UsageError: the file cannot be read, is not UTF-8, or holds a NUL character.
+    """
+    try:
+        text = safeopen.decode(safeopen.read_file(path), f"--env-file {path}")
+    except OSError as exc:
+        raise UsageError(f"cannot read --env-file {path}: {exc.strerror}") from None
+    lines = []
+    for number, line in enumerate(text.split("\n"), 1):
+        where = f"--env-file {path} at line {number}"
+        if "\0" in line:
+            raise UsageError(f"NUL character in {where}", ENV_FILE_HINT)
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            lines.append((where, line.lstrip().removesuffix("\r")))
+    return lines
 
 
 def inherited_env(secrets: tuple[SecretRef, ...]) -> tuple[tuple[str, str], ...]:
