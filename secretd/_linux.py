@@ -21,7 +21,10 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
 
 CLONE_NEWNS = 0x00020000
+CLONE_PARENT = 0x00008000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
+SYS_CLONE3 = 435  # the same on every architecture, unlike clone(2)'s argument order
 
 RENAME_EXCHANGE = 0x2
 MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
@@ -104,6 +107,30 @@ def unshare(flags: int) -> None:
 
 def prctl(option: int, arg: int) -> None:
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
+
+
+class _CloneArgs(ctypes.Structure):
+    """``struct clone_args`` as of Linux 5.3 (CLONE_ARGS_SIZE_VER0)."""
+
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+            "tls",
+        )
+    ]  # fmt: skip
+
+
+def clone_sibling_init() -> int:
+    """Fork a process that is the first (PID 1) of a new PID namespace and a child of our
+    own parent (``clone3(CLONE_PARENT | CLONE_NEWPID)``), so the caller can leave at once.
+
+    Returns 0 in the new process and its pid (in our namespace) in the caller, like fork.
+    The new process starts as a copy of a single-threaded caller without the C library's
+    fork handlers: it may make system calls and exec, nothing more.
+    """
+    args = _CloneArgs(flags=CLONE_PARENT | CLONE_NEWPID)
+    return _syscall(SYS_CLONE3, "clone3", ctypes.byref(args), ctypes.sizeof(args))
 
 
 def _syscall(number: int, what: str, *args: object) -> int:

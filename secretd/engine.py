@@ -56,7 +56,7 @@ class Engine:
         runtime = load_runtime(runtime_name(spec, self.config), self.config)
         if spec.file_env:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
-        refs = list(spec.secrets)
+        refs = [mount.inside(ref, spec.secrets_dir) for ref in spec.secrets]
         secrets = self.broker.resolve(refs)
         detached = False
         try:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from ..spec import Secret, SecretFile, SecretMount, SecretRef
 from .tmpfs import size_for
+
+
+def inside(ref: SecretRef, secrets_dir: str) -> SecretRef:
+    """An absolute target in the secrets directory, as the relative target it is: a file of
+    the secrets tmpfs. Bound on its own it would need a mount point made inside that
+    read-only mount, and would not be replaced with its directory's other files."""
+    prefix = secrets_dir.rstrip("/") + "/"
+    if prefix != "/" and ref.target.startswith(prefix):
+        return dataclasses.replace(ref, target=ref.target[len(prefix) :])
+    return ref
 
 
 def files_for(ref: SecretRef, secret: Secret) -> list[SecretFile]:

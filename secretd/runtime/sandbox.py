@@ -1,30 +1,34 @@
-"""The sandbox runtime: a host command in a mount namespace of its own, no image needed.
+"""The sandbox runtime: a host command in mount and PID namespaces of its own, no image.
 
-The child unshares a mount namespace (and a user namespace when the caller is not root,
-mapping the caller to itself), mounts a tmpfs there and hands a directory descriptor of it
-to the parent, which writes the files. The child then binds the ``secrets/`` part over the
-secrets directory read-only, drops privileges and execs. The host never sees the mount;
-it dies with the command, or with secretd (``PR_SET_PDEATHSIG``), and the parent's
-descriptor lets it rotate files meanwhile.
+A forked child unshares a mount namespace (and a user namespace when the caller is not
+root, mapping the caller to itself), then clones the sandbox's init: the first process of
+a new PID namespace, made a child of secretd itself (``CLONE_PARENT``) so that the forked
+child can leave at once. The init mounts a fresh ``/proc`` and a tmpfs, hands a directory
+descriptor of the tmpfs to secretd, which writes the files, binds the ``secrets/`` part
+over the secrets directory read-only, drops privileges and execs ``tini``, which starts
+the command, forwards signals to its process group and reaps orphans (as ``docker run
+--init`` does). When tini exits (the command ended, or secretd killed it) the kernel kills
+every process left in the namespace; tini dies with secretd (``PR_SET_PDEATHSIG``). So no
+process, and with none the mount, outlives the run. The host never sees the mount, and
+secretd's descriptor lets it rotate files meanwhile.
 
 Missing mount points (``/run/secrets`` on a host that has none) are never created on the
-host: their parent directory is shadowed inside the namespace by a tmpfs holding bind
-mounts of everything the parent had, plus the new mount point.
+host: the nearest existing directory is shadowed inside the namespace by a read-only
+tmpfs holding bind mounts of everything it had, plus the new mount point.
 """
 
 from __future__ import annotations
 
-import errno
+import array
 import logging
 import os
+import shutil
 import signal
 import socket
-import stat
+import struct
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from .. import _linux
 from ..config import Config
 from ..errors import (
     CommandNotFound,
@@ -34,20 +38,14 @@ from ..errors import (
     SecretdError,
     UsageError,
 )
-from ..mount.tmpfs import SECRETS, detached_tmpfs, fill, layout
+from ..mount.tmpfs import fill, layout
 from ..spec import RunSpec, SecretFile, SecretMount
 from . import Stdio
-from .users import Identity, resolve_user
+from .nsinit import Plan, child
+from .users import resolve_user
 
 log = logging.getLogger(__name__)
-BIND_RO = (
-    _linux.MS_BIND
-    | _linux.MS_REMOUNT
-    | _linux.MS_RDONLY
-    | _linux.MS_NOSUID
-    | _linux.MS_NODEV
-    | _linux.MS_NOEXEC
-)
+INITS = ("tini", "tini-static")  # Debian's tini package has both
 FAILURES: dict[str, type[SecretdError]] = {
     "notfound": CommandNotFound,
     "noexec": CommandNotRunnable,
@@ -56,24 +54,8 @@ FAILURES: dict[str, type[SecretdError]] = {
 }
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What the child needs; computed in the parent so the child only makes syscalls."""
-
-    command: tuple[str, ...]
-    env: dict[str, str]
-    secrets_dir: str
-    size: int
-    binds: tuple[tuple[str, str], ...]
-    identity: Identity
-    userns: bool
-    workdir: str | None
-    stdio: Stdio
-    parent: int
-
-
 class SandboxProcess:
-    """A running sandboxed command (the Container protocol)."""
+    """A running sandboxed command (the Container protocol); ``pid`` is its tini's."""
 
     def __init__(self, pid: int, root_fd: int, owner: tuple[int, int], tty_fd: int | None):
         self.id = f"sandbox-{pid}"
@@ -95,7 +77,6 @@ class SandboxProcess:
             code = os.waitstatus_to_exitcode(raw)
             self._status = 128 - code if code < 0 else code
             self._reclaim_terminal()
-            self._kill_leftovers()
         return self._status
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
@@ -117,14 +98,6 @@ class SandboxProcess:
             if fd >= 0:
                 os.close(fd)
         self._root_fd = self._pidfd = -1
-
-    def _kill_leftovers(self) -> None:
-        """Processes the command left in its group would keep the namespace, and with it
-        the secrets, alive: they end with the command, as in a container."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def _reclaim_terminal(self) -> None:
         if self._tty_fd is not None:
@@ -152,9 +125,10 @@ class SandboxRuntime:
         return cls()
 
     def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> SandboxProcess:
-        """Fork, set the namespace up, write the files, exec.
+        """Fork, set the namespaces up, write the files, exec tini and the command.
 
         Raises:
+            RuntimeError_: tini is not installed (exit 125).
             MountError: the namespace or the tmpfs could not be set up (exit 125).
             CommandNotFound / CommandNotRunnable: exec failed (exit 127 / 126).
         """
@@ -165,7 +139,9 @@ class SandboxRuntime:
         owner = (0, 0) if root else (os.getuid(), os.getgid())
         if not root:
             _check_userns_owners(mount.files, owner)
-        plan = _Plan(
+        tty = stdio[0] if os.isatty(stdio[0]) else None
+        foreground = tty is not None and _in_foreground(tty)
+        plan = Plan(
             command=spec.command,
             env=dict(spec.env),
             secrets_dir=spec.secrets_dir,
@@ -176,17 +152,37 @@ class SandboxRuntime:
             workdir=spec.workdir,
             stdio=stdio,
             parent=os.getpid(),
+            init=find_init(),
+            new_session=tty is not None and not foreground,
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Each message then says which process sent it: the init's pid, in our namespace.
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _child(plan, theirs)
+            child(plan, theirs)
         theirs.close()
         with ours:
-            return _parent(pid, ours, mount.files, owner, stdio)
+            return _parent(pid, ours, mount.files, owner, tty if foreground else None)
+
+
+def find_init() -> str:
+    """The path of tini, the sandbox's PID 1, on secretd's own PATH.
+
+    Raises:
+        RuntimeError_: it is not installed.
+    """
+    for name in INITS:
+        path = shutil.which(name)
+        if path:
+            return os.path.abspath(path)
+    raise RuntimeError_(
+        "cannot start the sandbox: tini (its PID 1, as in 'docker run --init') is not on PATH",
+        "install it: apt-get install tini",
+    )
 
 
 def _check_userns_owners(files: Sequence[SecretFile], owner: tuple[int, int]) -> None:
@@ -200,33 +196,65 @@ def _check_userns_owners(files: Sequence[SecretFile], owner: tuple[int, int]) ->
 
 
 def _parent(
-    pid: int, sock: socket.socket, files: Sequence[SecretFile], owner: tuple[int, int], stdio: Stdio
+    child: int,
+    sock: socket.socket,
+    files: Sequence[SecretFile],
+    owner: tuple[int, int],
+    tty: int | None,
 ) -> SandboxProcess:
-    root_fd = -1
+    """Fill the init's tmpfs and see it exec; ``child`` (the forked helper) only clones
+    the init and leaves, so it sends nothing but its own failures."""
+    init = root_fd = -1
     try:
-        message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+        message, fds, sender = _receive(sock)
+        if sender is not None and sender != child:
+            init = sender
         if fds:
             root_fd = fds[0]
             if message == b"fd-noswap-refused":
                 log.debug("kernel refused tmpfs noswap; mounted the secrets without it")
             fill(root_fd, files, owner)
             sock.send(b"go")
-            message = sock.recv(4096)
+            message, _, _ = _receive(sock)
         if message:
             raise _failure(message)
+        if init < 0:
+            raise MountError("cannot set up the sandbox: its init ended before it started")
     except BaseException:
         if root_fd >= 0:
             os.close(root_fd)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+        for pid in (init, child):
+            if pid > 0:
+                _kill_and_reap(pid)
         raise
-    tty = stdio[0] if os.isatty(stdio[0]) else None
-    if tty is not None and not (_in_foreground(tty) and _give_terminal(tty, pid)):
-        tty = None
-    return SandboxProcess(pid, root_fd, owner, tty)
+    os.waitpid(child, 0)
+    return SandboxProcess(init, root_fd, owner, tty)
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
+def _receive(sock: socket.socket) -> tuple[bytes, list[int], int | None]:
+    """One message: ``(bytes, descriptors, pid of the sender)``; ``b""`` once every
+    process holding the other end has exec'd or exited."""
+    int_size = struct.calcsize("i")
+    room = socket.CMSG_SPACE(int_size) + socket.CMSG_SPACE(struct.calcsize("3i"))
+    message, ancillary, _, _ = sock.recvmsg(4096, room)
+    fds: list[int] = []
+    sender = None
+    for level, kind, data in ancillary:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_RIGHTS:
+            fds.extend(array.array("i", data[: len(data) - len(data) % int_size]))
+        elif kind == socket.SCM_CREDENTIALS:
+            sender = struct.unpack("3i", data[: struct.calcsize("3i")])[0]
+    return message, fds, sender
 
 
 def _in_foreground(tty: int) -> bool:
@@ -241,140 +269,3 @@ def _in_foreground(tty: int) -> bool:
 def _failure(message: bytes) -> SecretdError:
     kind, _, text = message.decode(errors="replace").partition(":")
     return FAILURES.get(kind, RuntimeError_)(text)
-
-
-def _child(plan: _Plan, sock: socket.socket) -> None:
-    """Runs between fork and exec: syscalls only, every failure reported to the parent."""
-    kind = "setup"
-    try:
-        _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != plan.parent:
-            os._exit(125)
-        os.setpgid(0, 0)
-        _enter_namespaces(plan.userns)
-        root_fd = _mount_secrets(plan, sock)
-        kind = "usage"
-        _become(plan.identity)
-        if plan.workdir:
-            os.chdir(plan.workdir)
-        _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != plan.parent:
-            os._exit(125)
-        os.close(root_fd)
-        for target, fd in enumerate(plan.stdio):
-            if fd != target:
-                os.dup2(fd, target)
-        for ignored_by_python in (signal.SIGPIPE, signal.SIGXFSZ):  # as subprocess does
-            signal.signal(ignored_by_python, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        kind = "exec"
-        os.execvpe(plan.command[0], list(plan.command), plan.env)
-    except BaseException as exc:  # noqa: B036 - report anything, then leave without cleanup
-        _report(sock, kind, exc, plan.command[0])
-        os._exit(127 if isinstance(exc, FileNotFoundError) and kind == "exec" else 126)
-    os._exit(125)
-
-
-def _report(sock: socket.socket, kind: str, exc: BaseException, command: str) -> None:
-    if kind == "exec" and isinstance(exc, OSError):
-        if exc.errno == errno.ENOENT:
-            line = f"notfound:cannot run {command!r}: command not found: check PATH or the name"
-        else:
-            line = f"noexec:cannot run {command!r}: {os.strerror(exc.errno or 0)}"
-    elif isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        line = f"{kind}:cannot set up the sandbox: {exc.strerror or exc}{where}"
-    else:
-        line = f"{kind}:cannot set up the sandbox: {type(exc).__name__}"
-    try:
-        sock.send(line.encode()[:4000])
-    except OSError:
-        pass
-
-
-def _enter_namespaces(userns: bool) -> None:
-    if userns:
-        uid, gid = os.getuid(), os.getgid()
-        _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNS)
-        # A non-dumpable parent (the daemon) leaves /proc/self/* owned by root, so the
-        # maps could not be written; exec resets dumpability anyway.
-        _linux.prctl(_linux.PR_SET_DUMPABLE, 1)
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1")
-    else:
-        _linux.unshare(_linux.CLONE_NEWNS)
-    _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
-
-
-def _mount_secrets(plan: _Plan, sock: socket.socket) -> int:
-    """Make a detached tmpfs, let the parent fill it, then attach read-only views of it."""
-    root_fd, noswap = detached_tmpfs(plan.size)
-    socket.send_fds(sock, [b"fd" if noswap else b"fd-noswap-refused"], [root_fd])
-    if sock.recv(16) != b"go":
-        os._exit(125)
-    for inner, target in ((SECRETS, plan.secrets_dir), *plan.binds):
-        _ensure_mountpoint(target, directory=inner == SECRETS)
-        view = _linux.clone_tree(root_fd, inner)
-        try:
-            _linux.attach(view, target)
-        finally:
-            os.close(view)
-        _linux.mount(None, target, None, BIND_RO)
-    return root_fd
-
-
-def _ensure_mountpoint(path: str, directory: bool) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        parent = os.path.dirname(path)
-        if parent in ("", "/"):
-            raise OSError(errno.EPERM, "will not shadow '/'", path) from None
-        _ensure_mountpoint(parent, directory=True)
-        _shadow(parent)
-        if directory:
-            os.mkdir(path, 0o755)
-        else:
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o444))
-        return
-    if stat.S_ISDIR(mode) != directory:
-        kind = "a directory" if directory else "a file"
-        raise OSError(errno.ENOTDIR if directory else errno.EISDIR, f"not {kind}", path)
-
-
-def _shadow(parent: str) -> None:
-    """Cover ``parent`` with a tmpfs that binds back everything it held (namespace only)."""
-    pfd = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        via = f"/proc/self/fd/{pfd}"
-        entries = os.listdir(via)
-        _linux.mount(
-            "secretd-shadow", parent, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "mode=0755"
-        )
-        for name in entries:
-            source, target = f"{via}/{name}", os.path.join(parent, name)
-            st = os.lstat(source)
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(source), target)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                os.mkdir(target, 0o755)
-            else:
-                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-            _linux.mount(source, target, None, _linux.MS_BIND | _linux.MS_REC)
-    finally:
-        os.close(pfd)
-
-
-def _become(identity: Identity) -> None:
-    if identity.uid == os.getuid() and identity.gid == os.getgid() and identity.groups is None:
-        return
-    os.setgroups(list(identity.groups or ()))
-    os.setgid(identity.gid)
-    os.setuid(identity.uid)

@@ -30,21 +30,22 @@ def start_client(world: World, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def sleeper(world: World, secrets_dir: str) -> tuple[subprocess.Popen[str], int]:
-    """A run whose command records its pid and sleeps; returns once it is running."""
-    pidfile = world.root / "pid"
-    script = f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; exec sleep 60"
+def sleeper(world: World, secrets_dir: str) -> tuple[subprocess.Popen[str], list[int]]:
+    """A run whose command sleeps; returns once it is running, with the host pids of the
+    run's processes (its tini and the command: only their namespace has the mount)."""
+    ready = world.root / "ready"
+    script = f"touch {ready}; exec sleep 60"
     proc = start_client(
         world, "--secrets-dir", secrets_dir, "--secret", "api_key", "--", "sh", "-c", script
     )
-    wait_for(pidfile.exists, "the command to start")
-    pid = int(pidfile.read_text())
-    assert mounts_at(secrets_dir) == [pid]  # only the command's namespace has the mount
-    return proc, pid
+    wait_for(ready.exists, "the command to start")
+    pids = mounts_at(secrets_dir)
+    assert len(pids) == 2, pids
+    return proc, pids
 
 
-def gone(pid: int) -> bool:
-    return not Path(f"/proc/{pid}").exists()
+def gone(pids: list[int]) -> bool:
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 def test_fifty_concurrent_runs_leak_nothing(world: World, daemon: Daemon) -> None:
@@ -75,10 +76,10 @@ def test_fifty_concurrent_runs_leak_nothing(world: World, daemon: Daemon) -> Non
 
 def test_killed_client_stops_the_command_and_its_mount(world: World, daemon: Daemon) -> None:
     secrets_dir = f"/run/secretd-test-{os.getpid()}-client"
-    proc, pid = sleeper(world, secrets_dir)
+    proc, pids = sleeper(world, secrets_dir)
     proc.kill()
     started = time.monotonic()
-    wait_for(lambda: gone(pid) and not mounts_at(secrets_dir), "the command to stop", timeout=2)
+    wait_for(lambda: gone(pids) and not mounts_at(secrets_dir), "the command to stop", timeout=2)
     assert time.monotonic() - started < 2
     proc.communicate(timeout=5)
     assert any("went away; stopping the command" in str(e["msg"]) for e in daemon.events())
@@ -99,9 +100,9 @@ def test_command_ignoring_sigterm_is_killed_after_the_grace(world: World, daemon
 
 def test_killed_daemon_leaves_no_command_mount_or_directory(world: World, daemon: Daemon) -> None:
     secrets_dir = f"/run/secretd-test-{os.getpid()}-daemon"
-    proc, pid = sleeper(world, secrets_dir)
+    proc, pids = sleeper(world, secrets_dir)
     daemon.kill()
-    wait_for(lambda: gone(pid) and not mounts_at(secrets_dir), "the command to die", timeout=2)
+    wait_for(lambda: gone(pids) and not mounts_at(secrets_dir), "the command to die", timeout=2)
     _, err = proc.communicate(timeout=5)
     assert proc.returncode == 125
     assert err == (

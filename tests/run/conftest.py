@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -43,3 +44,34 @@ def start_run(ready: Path, *args: str, **popen: object) -> subprocess.Popen[byte
         time.sleep(0.02)
     assert ready.exists(), "the command did not start"
     return proc  # type: ignore[no-any-return]
+
+
+def host_pids(marker: str) -> list[int]:
+    """Host pids of the processes whose command line holds ``marker`` (a sandbox's own
+    pids are those of its PID namespace, so the command cannot tell us its host pid)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def wait_gone(marker: str, deadline: float = 15.0) -> list[int]:
+    """Poll until no process holds ``marker`` (generous: the machine may be busy); the
+    pids still there when the deadline passes."""
+    end = time.monotonic() + deadline
+    while (left := host_pids(marker)) and time.monotonic() < end:
+        time.sleep(0.05)
+    return left
+
+
+def sleeper(seconds: int = 300) -> tuple[str, str]:
+    """``(shell words, marker)``: a ``sleep`` for a shell script, and the text only that
+    sleep's command line holds (quotes split it in the script, and in secretd's argv)."""
+    tag = str(random.randrange(10**6, 10**7))
+    return f'sleep {seconds}.{tag[:3]}""{tag[3:]}', f"{seconds}.{tag}"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import CANARY, host_secretd_mounts, start_run
+from .conftest import CANARY, host_secretd_mounts, sleeper, start_run, wait_gone
 
 pytestmark = pytest.mark.root
 
@@ -120,15 +119,12 @@ def test_host_sees_nothing_during_the_run(secretd, secret_file, tmp_path: Path) 
 def test_nothing_left_after_secretd_is_killed(secretd, secret_file, tmp_path: Path) -> None:
     path = secret_file(CANARY)
     ready = tmp_path / "ready"
-    command = f"echo $$ > {ready}.pid; touch {ready}; exec sleep 30"
+    sleep, marker = sleeper(30)
+    command = f"touch {ready}; exec {sleep}"
     proc = start_run(ready, "--secret", f"c=file:{path}", "--", "sh", "-c", command)
-    child = int((tmp_path / "ready.pid").read_text())
     proc.kill()
     proc.wait(timeout=5)
-    deadline = time.monotonic() + 2
-    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not Path(f"/proc/{child}").exists(), "the command outlived secretd"
+    assert wait_gone(marker) == [], "the command outlived secretd"
     assert host_secretd_mounts() == []
 
 

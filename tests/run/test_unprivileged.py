@@ -34,10 +34,16 @@ def as_nobody(shared: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def readable(directory: Path, text: str) -> Path:
+    """A value file 'nobody' can read, for a ``file:`` reference."""
+    path = directory / "value"
+    path.write_text(text)
+    path.chmod(0o644)
+    return path
+
+
 def test_nobody_gets_files_in_a_user_namespace(shared_dir: Path) -> None:
-    value = shared_dir / "value"
-    value.write_text("for-nobody")
-    value.chmod(0o644)
+    value = readable(shared_dir, "for-nobody")
     result = as_nobody(
         shared_dir,
         "run",
@@ -53,9 +59,7 @@ def test_nobody_gets_files_in_a_user_namespace(shared_dir: Path) -> None:
 
 
 def test_nobody_cannot_ask_for_another_owner(shared_dir: Path) -> None:
-    value = shared_dir / "value"
-    value.write_text("x")
-    value.chmod(0o644)
+    value = readable(shared_dir, "x")
     result = as_nobody(
         shared_dir, "run", "--secret", f"source=file:{value},target=k,uid=0", "--", "true"
     )
@@ -74,3 +78,25 @@ def test_nobody_sees_a_readonly_tmpfs(shared_dir: Path) -> None:
     )
     assert "Read-only file system" in result.stdout
     assert " tmpfs ro," in result.stdout
+
+
+def test_nobody_gets_a_pid_namespace_and_read_only_mounts(shared_dir: Path) -> None:
+    value = readable(shared_dir, "sub")
+    result = as_nobody(
+        shared_dir,
+        "run",
+        "--secret",
+        f"source=file:{value},target=/run/secrets/sub/k",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/1/comm; ls /proc | grep -c '^[0-9]*$'; cat /run/secrets/sub/k; echo; "
+        "touch /run/secrets/sub/x 2>&1; grep ' /run/secrets' /proc/self/mountinfo",
+    )
+    assert result.returncode == 0, result.stderr
+    init, count, content, touched, *mounts = result.stdout.splitlines()
+    assert (init, content) == ("tini", "sub")
+    assert int(count) <= 4
+    assert "Read-only file system" in touched
+    assert len(mounts) == 1
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(mounts[0].split()[5].split(","))
