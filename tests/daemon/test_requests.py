@@ -171,3 +171,10 @@ def test_tables_show_stored_labels_escaped(world: World, daemon: Daemon) -> None
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
     assert row.startswith("api_token ") and row.endswith("team=web\\x0a\\x1b[2Jsecret   1")
+
+
+def test_a_cwd_with_a_nul_is_refused(world: World, daemon: Daemon) -> None:
+    request = run(world, command=["true"]) | {"cwd": "/tmp\0/x"}
+    reply = answer(world, request, user=NOBODY)
+    assert reply["error"] == "the cwd of a run request must be an absolute path"
+    assert "internal error" not in daemon.logs()
