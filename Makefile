@@ -24,11 +24,11 @@ fuzz: setup
 demo: setup
 	@PATH="$(CURDIR)/$(BIN):$$PATH" tools/demo.sh
 
+# secretd against unshare, runc, podman, docker and a Swarm service, interleaved in one
+# run (as root, ~3 minutes): writes bench/REPORT.md and bench/report.png. The scripts in
+# bench/ also run alone for a closer look at one peer.
 bench: setup
-	$(BIN)/python bench/run_sandbox.py
-	$(BIN)/python bench/daemon.py
-	$(BIN)/python bench/run_image.py
-	$(BIN)/python bench/run_docker.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

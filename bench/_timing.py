@@ -11,9 +11,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 SECRETD = [sys.executable, "-m", "secretd"]
+Timer = Callable[[], float]
 
 
 def scratch_env(tmp: str) -> dict[str, str]:
@@ -35,18 +36,33 @@ def time_once(argv: Sequence[str], env: Mapping[str, str] | None = None) -> floa
     return elapsed
 
 
+def command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Timer:
+    """A timer that runs ``argv`` once and returns its wall seconds."""
+    return lambda: time_once(argv, env)
+
+
+def interleaved_samples(
+    timers: Mapping[str, Timer], rounds: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Wall seconds of each timer, taken in turn (A B C A B C ...) ``rounds`` times after
+    ``warmup`` rounds that are not kept."""
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    for index in range(warmup + rounds):
+        for name, timer in timers.items():
+            elapsed = timer()
+            if index >= warmup:
+                samples[name].append(elapsed)
+    return samples
+
+
 def interleaved(
     commands: Mapping[str, tuple[Sequence[str], Mapping[str, str] | None]],
     rounds: int,
     warmup: int = 2,
 ) -> dict[str, float]:
     """Median wall seconds of each command, run in turn ``rounds`` times after a warm-up."""
-    samples: dict[str, list[float]] = {name: [] for name in commands}
-    for index in range(warmup + rounds):
-        for name, (argv, env) in commands.items():
-            elapsed = time_once(argv, env)
-            if index >= warmup:
-                samples[name].append(elapsed)
+    timers = {name: command(argv, env) for name, (argv, env) in commands.items()}
+    samples = interleaved_samples(timers, rounds, warmup)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

@@ -15,39 +15,45 @@ interleaved; medians and ratios are printed. The issue's target: within 1.15x of
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from _timing import report, time_once  # noqa: E402
+from _timing import Timer, command, interleaved_samples, report  # noqa: E402
 
 from secretd.runtime.engines import socket_answers  # noqa: E402
 from tests.support.daemons import IMAGE, import_busybox, podman_env, start_dockerd, stop  # noqa: E402
 
 VALUE = b"bench-secret-value"
-Timer = Callable[[], float]
 
 
 def interleaved(timers: Mapping[str, Timer], rounds: int, warmup: int = 2) -> dict[str, float]:
     """Median seconds of each timer, taken in turn (A B C A B C ...)."""
-    samples: dict[str, list[float]] = {name: [] for name in timers}
-    for index in range(warmup + rounds):
-        for name, timer in timers.items():
-            elapsed = timer()
-            if index >= warmup:
-                samples[name].append(elapsed)
-    return {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
+    samples = interleaved_samples(timers, rounds, warmup)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def command(argv: list[str], env: Mapping[str, str]) -> Timer:
-    return lambda: time_once(argv, env)
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A loopback port nobody holds, below the ephemeral range (swarm's data path port
+    must be at most 49151)."""
+    for port in random.sample(range(20000, 32000), 200):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("no free port between 20000 and 32000")
 
 
 def cli(env: Mapping[str, str], *args: str, stdin: bytes | None = None) -> str:
@@ -75,14 +81,18 @@ def docker_engine(root: Path) -> Iterator[str]:
 
 
 @contextmanager
-def swarm_service(env: Mapping[str, str]) -> Iterator[Timer | None]:
-    """A timer for a one-task Swarm job with the secret, create to completion; ``None``
-    if swarm cannot be initialised. Leaves the swarm if it joined one."""
+def swarm_service(env: Mapping[str, str], container: Sequence[str]) -> Iterator[Timer | None]:
+    """A timer for a one-task Swarm job running ``container`` (image and command) with the
+    secret at /run/secrets/api_key, create to completion; ``None`` if swarm cannot be
+    initialised. A swarm it initialises listens on free loopback ports (another engine on
+    this machine may hold 2377) and is left afterwards; one that was there stays."""
     state = cli(env, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}").strip()
     joined = state == "inactive"
     if joined:
         init = subprocess.run(
-            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
+            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1",
+             "--listen-addr", f"127.0.0.1:{free_port()}",
+             "--data-path-port", str(free_port(socket.SOCK_DGRAM))],
             env=env, capture_output=True, check=False,
         )  # fmt: skip
         if init.returncode != 0:
@@ -91,7 +101,7 @@ def swarm_service(env: Mapping[str, str]) -> Iterator[Timer | None]:
             return
     cli(env, "docker", "secret", "create", "bench_api_key", "-", stdin=VALUE)
     create = ["docker", "service", "create", "--quiet", "--mode", "replicated-job",
-              "--secret", "source=bench_api_key,target=api_key", IMAGE, "true"]  # fmt: skip
+              "--secret", "source=bench_api_key,target=api_key", *container]  # fmt: skip
 
     def timer() -> float:
         start = time.perf_counter()
@@ -111,8 +121,9 @@ def swarm_service(env: Mapping[str, str]) -> Iterator[Timer | None]:
 
 
 @contextmanager
-def secretd_daemon(env: Mapping[str, str], runtime_dir: Path) -> Iterator[bool]:
-    """``secretd daemon`` on the runtime dir's socket, where ``secretd run`` looks first."""
+def secretd_daemon(env: Mapping[str, str], runtime_dir: Path) -> Iterator[int | None]:
+    """``secretd daemon`` on the runtime dir's socket, where ``secretd run`` looks first;
+    yields its pid once it listens, ``None`` if it did not start."""
     sock = runtime_dir / "secretd.sock"
     proc = subprocess.Popen(
         [sys.executable, "-m", "secretd", "daemon", "--socket", str(sock)],
@@ -122,7 +133,7 @@ def secretd_daemon(env: Mapping[str, str], runtime_dir: Path) -> Iterator[bool]:
     while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        yield sock.exists()
+        yield proc.pid if sock.exists() else None
     finally:
         proc.terminate()
         proc.wait(10)
@@ -159,7 +170,7 @@ def main() -> None:
             docker["  ... through secretd daemon"] = command(
                 [*run, "--runtime", "docker", IMAGE, "true"], env
             )
-        swarm = stack.enter_context(swarm_service(env))
+        swarm = stack.enter_context(swarm_service(env, [IMAGE, "true"]))
         if swarm is not None:
             docker["swarm service (1 task)"] = swarm
         medians = interleaved(docker, rounds)

@@ -48,7 +48,7 @@ def bare_runc(tmp: Path, env: dict[str, str]) -> Command:
     same cached layer, the secret in a directory bound read-only at /run/secrets."""
     layer = ImageStore(Path(env["SECRETD_STATE_DIR"])).resolve("busybox").layers[0]
     root = tmp / "bundle"
-    for name in ("rootfs", "upper", "work", "secrets"):
+    for name in ("rootfs", "upper", "work", "secrets", "etc"):
         (root / name).mkdir(parents=True)
     (root / "secrets" / "api_key").write_bytes(VALUE)
     subprocess.run(
@@ -60,7 +60,7 @@ def bare_runc(tmp: Path, env: dict[str, str]) -> Command:
     spec = RunSpec(command=("cat", "/run/secrets/api_key"), image="busybox")
     image = ImageConfig(env=(busybox.PATH_ENV,), cmd=("sh",))
     process = bundle.process_config(spec, image, str(root / "rootfs"), "bench", [])
-    mounts = bundle.user_mounts(spec, root / "secrets", [])
+    mounts = bundle.user_mounts(spec, root / "secrets", [], root / "etc", "bench")
     config = bundle.config(spec, process, "bench", mounts, "/secretd/bench")
     (root / "config.json").write_text(json.dumps(config))
     return (["runc", "--root", str(tmp / "runc"), "run", "--bundle", str(root), "bench"], None)
