@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .. import client, safeopen
+from .. import client, runtime, safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import SecretdError, UsageError
 from ..exposure import check_env
@@ -159,6 +160,24 @@ def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
     sys.exit(status)
 
 
+def image_or_program(app: AppContext, args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """``run app`` without ``--`` and without ``--runtime``: the image ``app`` if the
+    automatic runtime has it here, else the program ``app`` on the host (the way the
+    README's first line reads), else a usage error showing where ``--`` goes."""
+    name = args[0]
+    if ":" in name.rpartition("/")[2] or "@" in name or runtime.has_local_image(name, app.config):
+        return name, args[1:]  # NAME:TAG and NAME@DIGEST are images, pulled or not
+    if runtime.is_program(name):
+        return None, args
+    typed = sys.argv[1:]
+    first = len(typed) - len(args)
+    write = shlex.join(["secretd", *typed[:first], "--", *typed[first:]])
+    raise UsageError(
+        f"{name!r} is neither an image here nor a program on PATH",
+        f"for a host command, write: {write}; for an image, pull it first",
+    )
+
+
 def build_spec(
     app: AppContext,
     args: tuple[str, ...],
@@ -170,6 +189,8 @@ def build_spec(
     if not args:
         raise UsageError("no command given", "secretd run [OPTIONS] [IMAGE] -- CMD [ARG...]")
     image, command = (None, args) if no_image else (args[0], args[1:])
+    if image is not None and opts["runtime"] == "auto" and app.config.runtime == "auto":
+        image, command = image_or_program(app, args)
     labels = []
     for label in opts["labels"]:
         key, eq, value = label.partition("=")

@@ -6,11 +6,14 @@ image with runc; ``docker`` and ``podman`` hand the container to those engines.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from typing import Protocol
 
 from .. import plugins
 from ..config import Config
-from ..errors import UsageError
+from ..errors import RuntimeError_, UsageError
 from ..spec import Container, RunSpec, SecretMount
 
 GROUP = "secretd.runtimes"
@@ -57,6 +60,40 @@ def detect_image_runtime() -> tuple[str, str]:
 
     engine, why = detect_engine()
     return (engine, why) if engine else ("oci", f"{why}; using the integrated OCI runtime (runc)")
+
+
+def has_local_image(image: str, config: Config) -> bool:
+    """Whether the runtime ``--runtime auto`` picks would find ``image`` without pulling
+    it: in secretd's store or a file (oci), else in Docker or Podman, whichever answers."""
+    from .images import is_local
+
+    if is_local(image, config.state_dir):
+        return True
+    engine, _ = detect_image_runtime()
+    if engine == "docker":
+        from .docker import DockerEngine
+        from .engines import docker_host
+
+        docker = DockerEngine(docker_host())
+        try:
+            with docker.errors():
+                docker.client().inspect_image(image)  # type: ignore[no-untyped-call]
+            return True
+        except RuntimeError_:
+            return False
+        finally:
+            docker.close()
+    podman = shutil.which("podman") if engine == "podman" else None
+    if podman:
+        found = subprocess.run([podman, "image", "exists", image], capture_output=True)
+        return found.returncode == 0
+    return False
+
+
+def is_program(name: str) -> bool:
+    """Whether the sandbox could run ``name``: a program on PATH, or an executable's path."""
+    path = name if "/" in name else shutil.which(name)
+    return path is not None and os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def image_runtime(config: Config) -> tuple[str, str]:
