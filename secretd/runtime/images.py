@@ -304,7 +304,7 @@ class ImageStore:
                 raise UsageError(f"{path} holds {len(found)} images", "drop --name to load all")
             stored = []
             for manifest in found:
-                names = [name] if name else [n for n in manifest.names[:1] if n]
+                names = [full_name(n) for n in ([name] if name else manifest.names[:1]) if n]
                 if not names:
                     raise UsageError(f"an image in {path} has no name", "give one with --name")
                 config = manifest.config.get("config") or {}
@@ -313,7 +313,7 @@ class ImageStore:
                 size = sum(_tree_size(layer) for layer in layers)
                 for each in names:
                     record = ImageRecord(
-                        full_name(each), manifest.id, config,
+                        each, manifest.id, config,
                         tuple(b.diff_id for b in manifest.blobs), size,
                     )
                     self._write(record)
