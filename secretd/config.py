@@ -7,7 +7,9 @@ Every leaf value remembers where it came from, so ``secretd info`` can say why.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ ENV_SETTINGS = {
 TOP_LEVEL = {"state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level"}
 TABLES = {"secrets", "providers", "daemon", "policy"}
 PATH_SCHEMES = ("dotenv:", "file:")
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,11 @@ def _find(
             yield from _find(data[key], rest, (*keys, key))
 
 
+def _toml_key(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted with escapes."""
+    return key if BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
 def _check_setting(keys: tuple[str, ...], value: Any, setting: Setting, path: Path) -> None:
     """Refuse a value of the wrong type (named by its type only: it may be a credential)."""
     right_type = isinstance(value, setting.types) and (
@@ -176,7 +184,7 @@ def _check_setting(keys: tuple[str, ...], value: Any, setting: Setting, path: Pa
     )
     if right_type and setting.valid(value):
         return
-    table, key = ".".join(keys[:-1]), keys[-1]
+    table, key = ".".join(map(_toml_key, keys[:-1])), _toml_key(keys[-1])
     where = f"[{table}] {key}" if table else key
     shown = repr(value) if right_type else _TOML_TYPES.get(type(value), "a date or time")
     raise UsageError(f"{where} in {path} is {shown}", f"give {setting.expected}")

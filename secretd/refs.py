@@ -21,8 +21,9 @@ from urllib.parse import parse_qsl
 from .errors import UsageError
 from .spec import DEFAULT_MODE, DEFAULT_SECRETS_DIR, SecretRef
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
-SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
+# Used with fullmatch: "$" would also match before a trailing newline ("api_key\n").
+NAME_RE = re.compile(r"[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?")
+SCHEME_RE = re.compile(r"[a-z][a-z0-9+.-]*")
 NAME_MAX = 64
 PATH_MAX = 4096
 ELEMENT_MAX = 255
@@ -66,7 +67,7 @@ def split_locator(locator: str) -> Locator:
 
 def check_name(name: str, what: str = "secret name") -> str:
     """Raise a UsageError unless ``name`` follows Docker Swarm's rules for names."""
-    if not name or len(name) > NAME_MAX or not NAME_RE.match(name):
+    if not name or len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid {what} {name!r}",
             f"use 1-{NAME_MAX} letters, digits, '-', '_' or '.', "
@@ -155,7 +156,7 @@ def _derived_name(source: str, text: str) -> str:
     """A file name for a bare URI: its #fragment or the last element of its path."""
     loc = split_locator(source.partition(":")[2])
     candidate = loc.fragment or re.split(r"[/:]", loc.path.rstrip("/"))[-1]
-    if not candidate or len(candidate) > NAME_MAX or not NAME_RE.match(candidate):
+    if not candidate or len(candidate) > NAME_MAX or not NAME_RE.fullmatch(candidate):
         raise UsageError(
             f"cannot derive a secret name from {text!r}", f"name it: --secret NAME={source}"
         )
@@ -187,7 +188,7 @@ def parse_ref(
 
     source = fields["source"]
     binding: Binding | None = None
-    if ":" in source and not SCHEME_RE.match(source.partition(":")[0]):
+    if ":" in source and not SCHEME_RE.fullmatch(source.partition(":")[0]):
         raise UsageError(
             f"invalid source {source!r} in {kind} reference {text!r}",
             "write SCHEME:LOCATOR, e.g. vault:secret/app#key",

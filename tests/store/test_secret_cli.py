@@ -67,6 +67,7 @@ def test_a_value_on_the_command_line_is_taken_for_a_file_name(secretd: Runner) -
     [
         (("../x", "-"), f"secretd: invalid secret name '../x': {NAME_HINT}\n"),
         (("-", "-"), "secretd: invalid secret name '-': " + NAME_HINT + "\n"),
+        (("api_key\n", "-"), f"secretd: invalid secret name 'api_key\\n': {NAME_HINT}\n"),
         (("a" * 65, "-"), f"secretd: invalid secret name '{'a' * 65}': {NAME_HINT}\n"),
         (("ok", "--label"), "secretd: Option '--label' requires an argument\n"),
         (("ok", "--label", "=v", "-"), "secretd: invalid label '=v': use --label KEY=VALUE\n"),

@@ -177,6 +177,11 @@ def test_bad_files_are_usage_errors_naming_the_file(
             "[providers] vault in {file} is a string: give a table",
         ),
         ('daemon = "on"\n', ("info",), "daemon in {file} is a string: give a table"),
+        (  # a key with a newline stays on the line, quoted as TOML quotes it
+            '[secrets]\n"a\\nb" = 1\n',
+            ("info",),
+            '[secrets] "a\\nb" in {file} is an integer: give a table',
+        ),
         ("cache_ttl = 1979-05-27\n", ("info",), "cache_ttl in {file} is a date or time: "
          "give a number of seconds"),
     ],
