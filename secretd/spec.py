@@ -7,15 +7,12 @@ an exception: the dataclasses below redact them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import signal
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import UsageError
+from .typed import decode
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
 DEFAULT_MODE = 0o444
@@ -150,8 +147,7 @@ class RunSpec:
             UsageError: an unknown field, or a value of the wrong type (naming the field
                 and the type it must have), or a string holding NUL.
         """
-        spec: RunSpec = _decode(cls, data, "")
-        return spec
+        return decode(cls, data, "RunSpec")
 
 
 class Container(Protocol):
@@ -173,92 +169,3 @@ class Container(Protocol):
     def remove(self) -> None:
         """Release everything the container holds (idempotent)."""
         ...
-
-
-# -- the wire decoder: JSON values -> the nouns above, typed by their annotations ------
-
-_NOUNS: dict[Any, tuple[str, str]] = {
-    str: ("a string", "strings"),
-    int: ("an integer", "integers"),
-    bool: ("true or false", "booleans"),
-}
-_JSON_KINDS = {
-    str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-    list: "a list", dict: "an object", type(None): "null",
-}  # fmt: skip
-
-
-def _decode(kind: Any, value: Any, path: str) -> Any:
-    """``value`` (parsed JSON) as ``kind``; ``path`` names the place for errors."""
-    if typing.get_origin(kind) is types.UnionType:  # ``X | None``: the only unions used
-        if value is None:
-            return None
-        (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
-        return _decode_as(kind, value, path, f"{_expected(kind)[0]} or null")
-    return _decode_as(kind, value, path, _expected(kind)[0])
-
-
-def _decode_as(kind: Any, value: Any, path: str, expected: str) -> Any:
-    if kind in _NOUNS:
-        if type(value) is not kind:  # exactly: JSON's true is not the integer 1
-            raise _wrong(path, expected, value)
-        if kind is str and "\0" in value:
-            raise UsageError(f"RunSpec field {path!r} holds a NUL character")
-        return value
-    if typing.get_origin(kind) is tuple:
-        items = typing.get_args(kind)
-        if not isinstance(value, list) or items[-1] is not Ellipsis and len(value) != len(items):
-            raise _wrong(path, expected, value)
-        kinds = [items[0]] * len(value) if items[-1] is Ellipsis else items
-        pairs = enumerate(zip(kinds, value, strict=True))
-        return tuple(_decode(k, v, f"{path}[{i}]") for i, (k, v) in pairs)
-    if not isinstance(value, dict):
-        raise _wrong(path, expected, value)
-    hints = _hints(kind)
-    unknown = sorted(set(value) - set(hints))
-    if unknown:
-        names = ", ".join(map(repr, unknown))  # repr: a field name may hold anything
-        raise UsageError(f"{_place(path, kind)} has unknown fields: {names}")
-    missing = [
-        f.name
-        for f in dataclasses.fields(kind)
-        if f.name not in value
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise UsageError(f"{_place(path, kind)} lacks {', '.join(missing)}")
-    prefix = f"{path}." if path else ""
-    return kind(**{name: _decode(hints[name], v, prefix + name) for name, v in value.items()})
-
-
-@functools.cache
-def _hints(kind: type) -> dict[str, Any]:
-    return typing.get_type_hints(kind)
-
-
-def _expected(kind: Any) -> tuple[str, str]:
-    """What a value of ``kind`` is called in errors: (one, several)."""
-    if kind in _NOUNS:
-        return _NOUNS[kind]
-    if typing.get_origin(kind) is types.UnionType:
-        (inner,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
-        return f"{_expected(inner)[0]} or null", f"{_expected(inner)[1]} or nulls"
-    if typing.get_origin(kind) is tuple:
-        items = typing.get_args(kind)
-        if items[-1] is Ellipsis:
-            return f"a list of {_expected(items[0])[1]}", f"lists of {_expected(items[0])[1]}"
-        several = f"{len(items)} {_expected(items[0])[1]}"  # the pairs used hold one type
-        return f"a list of {several}", f"lists of {several}"
-    return f"a {kind.__name__} object", f"{kind.__name__} objects"
-
-
-def _place(path: str, kind: type) -> str:
-    return f"RunSpec field {path!r}" if path else kind.__name__
-
-
-def _wrong(path: str, expected: str, value: Any) -> UsageError:
-    got = _JSON_KINDS.get(type(value), type(value).__name__)
-    if not path:
-        return UsageError(f"a RunSpec must be a JSON object, not {got}")
-    return UsageError(f"RunSpec field {path!r} must be {expected}, not {got}")

@@ -27,6 +27,7 @@ from ..config import Config
 from ..errors import RuntimeError_, SecretdError, UsageError
 from ..mount.atomic import DIR_FLAGS, remove_path
 from ..mount.tmpfs import HostMount, Layout
+from ..typed import decode
 
 if TYPE_CHECKING:
     import subprocess
@@ -78,7 +79,13 @@ def save(directory: Path, record: Record) -> None:
 
 
 def load(directory: Path) -> Record:
-    return Record(**json.loads((directory / "meta.json").read_text()))
+    """A container's record, each field of the type it must have.
+
+    Raises:
+        OSError, ValueError: it cannot be read, or is not JSON.
+        UsageError: a field is missing, unknown or of another type (a damaged record).
+    """
+    return decode(Record, json.loads((directory / "meta.json").read_text()), "container record")
 
 
 def process_start(pid: int) -> int:
@@ -146,8 +153,8 @@ def records(config: Config) -> list[tuple[Path, Record]]:
         if not entry.name.startswith(".") and (entry / "meta.json").is_file():
             try:
                 found.append((entry, load(entry)))
-            except (OSError, ValueError, TypeError):
-                continue  # being written or taken down right now
+            except (OSError, ValueError, UsageError):
+                continue  # being written or taken down right now, or damaged
     return sorted(found, key=lambda item: item[1].created, reverse=True)
 
 

@@ -178,3 +178,24 @@ def test_a_cwd_with_a_nul_is_refused(world: World, daemon: Daemon) -> None:
     reply = answer(world, request, user=NOBODY)
     assert reply["error"] == "the cwd of a run request must be an absolute path"
     assert "internal error" not in daemon.logs()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [{"command": [1, "x"]}, {"owner": "1"}, {"created": "yesterday"}, {"name": ["a"]}],
+)
+def test_ps_skips_a_damaged_container_record(
+    world: World, daemon: Daemon, damage: dict[str, Any]
+) -> None:
+    good, bad = world.state / "containers" / ("a" * 64), world.state / "containers" / ("b" * 64)
+    for directory in (good, bad):
+        record = {
+            "id": directory.name, "image": "busybox", "command": ["sleep", "1"], "secrets": [],
+            "runc": "runc", "runc_root": "/nonexistent", "status": "exited", "exit_code": 0,
+        }  # fmt: skip
+        directory.mkdir(parents=True)
+        (directory / "meta.json").write_text(
+            json.dumps(record | damage if directory == bad else record)
+        )
+    listed = client(world, "ps", "-a", "-q")
+    assert (listed.returncode, listed.stderr, listed.stdout) == (0, "", "a" * 12 + "\n")
