@@ -5,6 +5,12 @@ it must answer); otherwise the client tries ``<runtime_dir>/secretd.sock`` and, 
 other than root, the system daemon's ``/run/secretd/secretd.sock``, and falls back to the
 engine in-process when neither answers. ``--no-daemon`` skips the daemon altogether.
 
+Nothing is sent to a socket before ``trust`` has checked that only the caller or root could
+have put it there and that root or the caller listens on it: ``/tmp/secretd-<uid>`` is
+anyone's to create, and an impostor there would get ``secret create``'s value or a run's
+terminal. A named socket (``SECRETD_HOST``) that fails the check is an error; a default
+one is skipped with a warning, and the work is done in-process.
+
 For ``run`` the client passes its stdin, stdout and stderr (its terminal, when it has one)
 to the daemon, so the command reads and writes them directly; the client then only
 relays signals and waits for the exit status. If the client dies, the daemon notices the
@@ -22,8 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import trust
 from .config import Config
-from .errors import RuntimeError_
+from .errors import RuntimeError_, Untrusted
 from .protocol import (
     SYSTEM_SOCKET,
     Channel,
@@ -38,6 +45,7 @@ from .protocol import (
 )
 from .signals import FORWARDED, SignalForwarder
 from .spec import RunSpec
+from .trust import RUNTIME_HINT
 
 if TYPE_CHECKING:
     from .store import SecretInfo
@@ -66,11 +74,18 @@ def connect(config: Config) -> Channel | None:
     """
     paths, named = candidates(config)
     for path in paths:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(str(path))
+            chan = _connect(path)
+        except Untrusted as exc:
+            if named:
+                raise Untrusted(
+                    f"refusing the daemon socket {path}: {exc.message}",
+                    "unset SECRETD_HOST, or name a daemon that root or you run",
+                ) from None
+            log.warning("ignored the daemon socket %s: %s; working without the daemon: %s",
+                        path, exc.message, RUNTIME_HINT)  # fmt: skip
+            continue
         except OSError as exc:
-            sock.close()
             if named:
                 raise RuntimeError_(
                     f"cannot reach the secretd daemon at {path}: {exc.strerror}",
@@ -79,8 +94,26 @@ def connect(config: Config) -> Channel | None:
             log.debug("no daemon at %s (%s)", path, exc.strerror)
             continue
         log.debug("using the daemon at %s", path)
-        return Channel(sock)
+        return chan
     return None
+
+
+def _connect(path: Path) -> Channel:
+    """A connection to the daemon at ``path``, once only root or the caller can have made it.
+
+    Raises:
+        OSError: nothing listens at ``path``.
+        Untrusted: someone else controls the path, the socket or the listening process.
+    """
+    trust.check_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+        trust.check_peer(sock, path)
+    except BaseException:
+        sock.close()
+        raise
+    return Channel(sock)
 
 
 def send(chan: Channel, message: Message, fds: Sequence[int] = ()) -> None:

@@ -99,6 +99,13 @@ class RuntimeError_(SecretdError):  # noqa: N801 - avoids shadowing the builtin
     """A container runtime failed before or around the command."""
 
 
+class Untrusted(RuntimeError_):
+    """A daemon socket or a runtime directory that someone other than the caller or root
+    controls: used, it would hand secrets to (or take commands from) that user."""
+
+    exit_code = 125
+
+
 class CommandNotFound(RuntimeError_):
     """The command to run does not exist (docker run's 127)."""
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import trust
 from .config import Config
 from .errors import (
     AccessDenied,
@@ -302,8 +303,9 @@ def listen(path: Path, mode: int = 0o660, group: str | None = "secretd") -> sock
 
     Raises:
         UsageError: another daemon answers at ``path``, or ``path`` is not a socket.
+        Untrusted: the socket's directory is a link, or someone else could change it.
     """
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    trust.runtime_dir(path.parent, "socket directory")
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import _linux
+from .. import _linux, trust
 from ..errors import MountError
 from ..spec import SecretFile, SecretMount
 from .atomic import DIR_FLAGS, write_files
@@ -127,8 +127,8 @@ class HostMount:
         Raises:
             MountError: the tmpfs cannot be mounted or filled; nothing is left behind.
         """
-        base = runtime_dir / "mounts"
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        base = trust.runtime_dir(runtime_dir) / "mounts"
+        base.mkdir(mode=0o700, exist_ok=True)
         path = base / secrets.token_hex(8)
         path.mkdir(mode=0o700)
         root_fd = -1

@@ -162,7 +162,8 @@ def test_resolve_check_answers_with_names_only(world: World, daemon: Daemon) -> 
 
 
 def test_ps_and_stop_respect_ownership(world: World, daemon: Daemon) -> None:
-    ready = world.root / "ready"
+    ready = world.root / "marks" / "ready"  # not world.root: a world-writable directory
+    ready.parent.mkdir()  # above the socket would make clients refuse it
     ready.parent.chmod(0o777)
     script = (
         f"cd {world.root} && exec {sys.executable} -m secretd run --name theirs --secret "
