@@ -26,6 +26,7 @@ from ._http import (
     RedirectRefused,
     ResponseTooLarge,
     deadline,
+    raised_in,
     size_text,
 )
 
@@ -309,7 +310,7 @@ def aws_errors(call: Call) -> Iterator[None]:
     except (ResponseParserError, RecursionError):
         raise damaged(call, "not AWS's JSON") from None
     except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
-        if not _from_parsing(exc):
+        if not raised_in(exc, ("botocore.parsers", "botocore.endpoint")):
             raise
         raise damaged(call, "fields of the wrong type") from None
     except bx.ClientError as exc:
@@ -377,17 +378,6 @@ def _unreachable(call: Call, url: str) -> ProviderError:
         f"{label} at {where} unreachable ({call.what}, {call.region})",
         "check endpoint_url in [providers.aws], the network and the proxy settings",
     )
-
-
-def _from_parsing(exc: BaseException) -> bool:
-    """Whether botocore failed while reading an answer (its parsers trust the server's
-    types: a list where an object belongs is an AttributeError deep inside)."""
-    frame = exc.__traceback__
-    while frame is not None:
-        if frame.tb_frame.f_globals.get("__name__") in ("botocore.parsers", "botocore.endpoint"):
-            return True
-        frame = frame.tb_next
-    return False
 
 
 def damaged(call: Call, what: str) -> ProviderError:

@@ -112,6 +112,18 @@ def read_capped(chunks: Iterable[bytes], limit: int, length: str | None = None) 
     return bytes(body)
 
 
+def raised_in(exc: BaseException, modules: tuple[str, ...]) -> bool:
+    """Whether ``exc`` passed through one of ``modules`` (say, a library's answer parser,
+    which trusts the server's types: a number where an object belongs is an
+    AttributeError deep inside)."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__")).startswith(modules):
+            return True
+        frame = frame.tb_next
+    return False
+
+
 class Deadline:
     """The end of one request: a timer that shuts down the sockets of every connection
     registered with it (through the connection classes below) when time is up."""

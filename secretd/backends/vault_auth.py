@@ -27,6 +27,7 @@ from ._http import (
     ResponseTooLarge,
     TransportError,
     deadline,
+    raised_in,
     size_text,
 )
 from .vault_http import new_session
@@ -147,6 +148,10 @@ class VaultSession:
             raise self._translate(exc, method, path, subject) from None
         except RecursionError:  # json's decoder recurses once per level of nesting
             raise self._unreadable(subject, "JSON nested too deeply") from None
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            if not raised_in(exc, ("hvac.",)):
+                raise
+            raise self._unreadable(subject, "an error hvac cannot read") from None
         if isinstance(answer, dict):
             return answer
         if getattr(answer, "status_code", None) == 204:

@@ -238,3 +238,14 @@ def test_answers_that_are_no_json_object_are_one_line(
         f"vault at {vault.url} answered the request for secret/app with {what}: "
         "check that VAULT_ADDR or address in [providers.vault] is a Vault server"
     )
+
+
+def test_error_answer_hvac_cannot_read_is_one_line(vault: HostileServer) -> None:
+    vault.routes["GET /v1/auth/token/lookup-self"] = raw(b"0", 400)
+    with pytest.raises(ProviderError) as caught:
+        provider(vault).get(REF)
+    assert str(caught.value) == (
+        f"vault at {vault.url} answered the request for the token's own lookup with an error "
+        "hvac cannot read: check that VAULT_ADDR or address in [providers.vault] is a Vault "
+        "server"
+    )
