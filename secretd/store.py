@@ -44,6 +44,7 @@ MAX_VALUE = 500 * 1024  # Docker Swarm's limit: values must be smaller than this
 DEFAULT_KEEP = 5
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0
+NEARLY_FULL = 1 << 20  # bytes free below which an SQLite failure is blamed on space
 
 SCHEMA = (
     "CREATE TABLE keyring (id INTEGER PRIMARY KEY CHECK (id = 1), kind TEXT NOT NULL,"
@@ -405,7 +406,7 @@ class LocalStore:
             yield conn
         except sqlite3.OperationalError as exc:
             raise StoreError(
-                f"the local store {self.path} cannot be used: {exc}", _hint(str(exc))
+                f"the local store {self.path} cannot be used: {exc}", _hint(str(exc), self.path)
             ) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(
@@ -430,12 +431,19 @@ class LocalStore:
             conn.execute("COMMIT")
 
 
-def _hint(error: str) -> str:
-    """What to do about an SQLite failure, from its text (sqlite3 has no error codes)."""
+def _hint(error: str, path: Path) -> str:
+    """What to do about an SQLite failure, from its text (sqlite3 has no error codes) and
+    the free space left (a full disk often shows as a "disk I/O error": the WAL's shared
+    memory file cannot grow)."""
     if "locked" in error or "busy" in error:
         return "another secretd is writing; try again"
-    if "full" in error:
-        return "free some space on its filesystem"
+    try:
+        space = os.statvfs(path.parent)
+        full = space.f_bavail * space.f_frsize < NEARLY_FULL
+    except OSError:
+        full = False
+    if full or "full" in error:
+        return f"free some space on the filesystem of {path.parent}"
     return "check its permissions"
 
 

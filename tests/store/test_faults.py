@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -13,13 +14,15 @@ import sys
 import time
 import traceback
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from secretd.config import load_config
-from secretd.errors import StoreError
+from secretd.errors import SecretNotFound, StoreError
+from secretd.sealing import Passphrases
 from secretd.store import LocalStore
 from tests.conftest import Runner
 from tests.store.storedb import StoreFactory, integrity, sealed_of, versions_of, write_sealed
@@ -264,9 +267,158 @@ def test_damaged_passphrase_settings_are_one_line(secretd: Runner, state_dir: Pa
     env = dict(os.environ, SECRETD_PASSPHRASE="pass phrase")
     assert secretd("secret", "create", "a", "-", input="v", env=env).returncode == 0
     with closing(sqlite3.connect(state_dir / "store.db")) as conn, conn:
-        conn.execute("UPDATE keyring SET kdf = '{\"kdf\": \"scrypt\", \"salt\": 7}'")
+        conn.execute('UPDATE keyring SET kdf = \'{"kdf": "scrypt", "salt": 7}\'')
     result = secretd("secret", "rotate", "a", "-", input="v", env=env)
     assert (result.returncode, result.stderr) == (
         1,
         "secretd: the local store's passphrase settings are damaged: restore it from a backup\n",
     )
+
+
+def canary_value(token: str) -> bytes:
+    """A large value (so a kill can land while it is written) made of one canary token."""
+    return (token + "\n").encode() * (400_000 // (len(token) + 1))
+
+
+def assert_no_canary(directory: Path, tokens: list[str]) -> None:
+    for name, data in files_under(directory).items():
+        for token in tokens:
+            assert token.encode() not in data, (name, token)
+
+
+def test_sigkilled_create_and_rotate_leave_every_secret_at_its_last_commit(
+    secretd: Runner, state_dir: Path, make_store: StoreFactory, tmp_path: Path
+) -> None:
+    """`secretd secret create`/`rotate` killed at random points, for about 12 seconds."""
+    rng = random.Random(7)
+    tokens: list[str] = []
+    committed: dict[str, tuple[int, bytes]] = {}
+    for name in ("kept", "rotated"):
+        tokens.append("canary-" + secrets.token_hex(16))
+        value = canary_value(tokens[-1])
+        assert secretd("secret", "create", name, "-", input=value).returncode == 0
+        committed[name] = (1, value)
+    deadline, outcomes = time.monotonic() + 12, set()
+    for attempt in range(200):
+        if time.monotonic() > deadline:
+            break
+        tokens.append("canary-" + secrets.token_hex(16))
+        value, source = canary_value(tokens[-1]), tmp_path / "value"
+        source.write_bytes(value)
+        name = "rotated" if attempt % 2 else f"new-{attempt}"
+        verb = "rotate" if name == "rotated" else "create"
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "secretd", "secret", verb, name, str(source)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(rng.uniform(0.0, 0.9))
+        writer.kill()
+        _, err = writer.communicate(timeout=60)
+        assert err == b""  # killed, or done: never a complaint
+
+        store = make_store()
+        assert integrity(store.path) == "ok"
+        before = committed.get(name, (0, b""))
+        try:
+            now = store.read(name)
+        except SecretNotFound:
+            now = before
+        assert now in (before, (before[0] + 1, value)), (attempt, now[0], before[0])
+        outcomes.add((writer.returncode, now == before))
+        committed[name] = now
+        for other, (version, expected) in committed.items():
+            if version:
+                assert store.read(other) == (version, expected), other
+        assert_no_canary(state_dir, tokens)
+    assert (-signal.SIGKILL, True) in outcomes, "no kill landed before a commit"
+    assert (-signal.SIGKILL, False) in outcomes or (0, False) in outcomes, "nothing committed"
+
+
+def test_a_killed_first_create_never_leaves_a_store_that_is_refused(
+    secretd: Runner, tmp_path: Path
+) -> None:
+    rng = random.Random(3)
+    for attempt in range(4):
+        env = dict(os.environ, SECRETD_STATE_DIR=str(tmp_path / f"state-{attempt}"))
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "secretd", "secret", "create", "a", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        time.sleep(rng.uniform(0.2, 0.8))
+        writer.kill()
+        writer.communicate(b"v", timeout=60)
+        again = secretd("secret", "create", "a", "-", input="v", env=env)
+        assert again.returncode == 0 or "already exists" in again.stderr, again.stderr
+        assert secretd("secret", "ls", "-q", env=env).stdout == "a\n"
+
+
+@pytest.fixture
+def tiny_state(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs as the state filesystem (the store needs some room for its WAL)."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mountpoint)], check=True
+    )
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Take every free block of ``directory``'s filesystem."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.mark.root  # mounts a tmpfs
+def test_a_full_state_filesystem_is_one_line_and_loses_nothing(
+    secretd: Runner, tiny_state: Path, tmp_path: Path
+) -> None:
+    state = tiny_state / "state"
+    env = dict(os.environ, SECRETD_STATE_DIR=str(state))
+    tokens = ["canary-" + secrets.token_hex(16) for _ in range(4)]
+    assert secretd("secret", "create", "a", "-", input=tokens[0], env=env).returncode == 0
+    assert secretd("secret", "rotate", "a", "-", input=tokens[1], env=env).returncode == 0
+    filler = fill(tiny_state)
+    big = tmp_path / "big"
+    big.write_bytes(canary_value(tokens[2]))
+    space = f"free some space on the filesystem of {state}"
+    for args, code in [
+        (("secret", "create", "b", str(big)), 1),
+        (("secret", "rotate", "a", str(big)), 1),
+        (("run", "--secret", "a", "--", "true"), 125),
+    ]:
+        result = secretd(*args, env=env)
+        assert result.returncode == code, (args, result.stderr)
+        assert (
+            result.stderr.startswith("secretd: the local store ") and result.stderr.count("\n") == 1
+        )
+        assert result.stderr.endswith(f": {space}\n"), result.stderr
+    fresh = dict(env, SECRETD_STATE_DIR=str(tiny_state / "fresh"))
+    result = secretd("secret", "create", "c", "-", input=tokens[3], env=fresh)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "No space left on device" in result.stderr or space in result.stderr
+    assert_no_canary(tiny_state, tokens)
+
+    filler.unlink()
+    store = LocalStore.from_config(load_config(environ=env), Passphrases({}))
+    assert integrity(store.path) == "ok"
+    assert (
+        store.read("a") == (2, tokens[1].encode()) and store.read("a", 1)[1] == tokens[0].encode()
+    )
+    assert [info.name for info in store.list_secrets()] == ["a"]
+    assert secretd("secret", "rotate", "a", "-", input="after", env=env).returncode == 0
