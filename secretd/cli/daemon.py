@@ -20,6 +20,7 @@ import click
 
 from .. import __version__, protocol
 from ..config import Config, load_config
+from ..errors import printable
 from ..policy import Policy
 from ..protocol import default_socket
 from ..refs import parse_mode
@@ -36,7 +37,7 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"{_stamp(record.created)} {record.levelname.lower()} {record.name}: " + (
-            record.getMessage()
+            printable(record.getMessage())  # a client's or a server's text stays on its line
         )
 
 

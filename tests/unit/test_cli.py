@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -234,3 +235,13 @@ def test_control_characters_from_a_server_are_escaped_on_one_line(secretd: Runne
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("secretd: ")
     assert "\\x1b[2J\\x1b]0;owned\\x07" in result.stderr and "all fine\\u202e" in result.stderr
     assert not any(not char.isprintable() for char in result.stderr.rstrip("\n"))
+
+
+def test_daemon_log_lines_escape_what_clients_and_servers_wrote() -> None:
+    from secretd.cli.daemon import _TextFormatter
+
+    record = logging.LogRecord(
+        "secretd.daemon", logging.INFO, __file__, 1, "run failed: %s", ("x\x1b[2J\nforged",), None
+    )
+    line = _TextFormatter().format(record)
+    assert line.endswith(" info secretd.daemon: run failed: x\\x1b[2J\\x0aforged")
