@@ -14,25 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import host_secretd_mounts, sleeper, wait_gone
+from .conftest import host_secretd_mounts, namespaces_mounting, sleeper, wait_gone
 
 pytestmark = pytest.mark.root
 
 ROUNDS = 8
 BUDGET = 15.0  # seconds of killing, in all
-
-
-def namespaces_mounting(path: str) -> list[int]:
-    """Pids of every process that has something mounted at ``path``, in any namespace."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/mountinfo") as fh:
-                if any(line.split()[4] == path for line in fh):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 def files_holding(value: bytes, *places: Path) -> list[str]:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import host_pids, host_secretd_mounts, sleeper, start_run, wait_gone
+from .conftest import (
+    host_pids,
+    host_secretd_mounts,
+    namespaces_mounting,
+    sleeper,
+    start_run,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.root
 
@@ -33,14 +40,18 @@ def test_sigkill_of_secretd_ends_every_process_of_the_run(secret_file, tmp_path:
     value = secret_file("kill-me")
     sleep, marker = sleeper()
     ready = tmp_path / "ready"
+    secrets_dir = f"/run/secretd-pidns-{os.getpid()}"
     script = f"(setsid {sleep} &); (trap '' TERM HUP; {sleep}) & touch {ready}; {sleep}"
-    proc = start_run(ready, "--secret", f"k=file:{value}", "--", "sh", "-c", script)
+    args = ("--secrets-dir", secrets_dir, "--secret", f"k=file:{value}", "--", "sh", "-c", script)
+    proc = start_run(ready, *args)
     try:
         assert len(wait_until_running(marker)) == 3
+        assert len(namespaces_mounting(secrets_dir)) >= 4  # tini, sh and its sleeps
     finally:
         proc.kill()
         proc.wait(timeout=10)
     assert wait_gone(marker) == [], "processes of the run outlived secretd"
+    assert namespaces_mounting(secrets_dir) == []
     assert host_secretd_mounts() == []
 
 
