@@ -45,7 +45,7 @@ from .nsinit import Plan, child
 from .users import resolve_user
 
 log = logging.getLogger(__name__)
-INITS = ("tini", "tini-static")  # Debian's tini package has both
+INITS = ("tini-static", "tini")  # Debian's tini has both; the static one starts faster
 FAILURES: dict[str, type[SecretdError]] = {
     "notfound": CommandNotFound,
     "noexec": CommandNotRunnable,
