@@ -140,6 +140,15 @@ class Config:
         return self.providers.get(scheme, {})
 
 
+def _is_file(path: Path) -> bool:
+    """Whether a config file is there; a directory on its way that the user cannot enter
+    is an error naming the file, since it may hold settings that matter."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -287,10 +296,10 @@ def load_config(
     )
     files: list[Path] = []
     project = Path(config_file) if config_file else cwd / PROJECT_CONFIG
-    if config_file and not project.is_file():
+    if config_file and not _is_file(project):
         raise UsageError(f"config file {project} does not exist")
     for path in (SYSTEM_CONFIG, user_config_path(environ), project):
-        if path.is_file():
+        if _is_file(path):
             _merge(merged, _read_toml(path), str(path), origins)
             files.append(path)
     env_layer = {key: environ[var] for var, key in ENV_SETTINGS.items() if environ.get(var)}

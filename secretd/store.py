@@ -400,7 +400,9 @@ class LocalStore:
             uri = f"file:{quote(str(path or self.path))}?mode=rw"  # never create it by accident
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the local store {self.path}: {exc}") from None
+            raise StoreError(
+                f"cannot open the local store {self.path}: {exc}", "check its permissions"
+            ) from None
         try:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left behind
             yield conn

@@ -240,6 +240,36 @@ def test_a_state_directory_the_user_cannot_enter_is_one_line(
     )
 
 
+@pytest.mark.root  # needs root to become 'nobody'
+def test_a_store_file_the_user_cannot_open_is_one_line(secretd: Runner) -> None:
+    with tempfile.TemporaryDirectory(prefix="secretd-nobody-") as own:
+        env = dict(os.environ, SECRETD_STATE_DIR=f"{own}/state", HOME=own)
+        assert secretd("secret", "create", "a", "-", input="v", env=env).returncode == 0
+        os.chown(own, 65534, 65534)
+        os.chown(f"{own}/state", 65534, 65534)  # the directory is nobody's, root's store.db not
+        nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        env["SECRETD_RUNTIME_DIR"] = f"{own}/run"
+        results = [
+            subprocess.run(
+                [*nobody, sys.executable, "-m", "secretd", "secret", "ls"],
+                env=env | config, cwd="/", capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            for config in ({"XDG_CONFIG_HOME": f"{own}/config"}, {})
+        ]
+    assert [(result.returncode, result.stderr) for result in results] == [
+        (
+            1,
+            f"secretd: cannot open the local store {own}/state/store.db: unable to open "
+            "database file: check its permissions\n",
+        ),
+        (  # the test's own XDG_CONFIG_HOME is under pytest's root-only directory
+            2,
+            f"secretd: cannot read {os.environ['XDG_CONFIG_HOME']}/secretd/config.toml: "
+            "Permission denied\n",
+        ),
+    ]
+
+
 def test_a_missing_name_suggests_the_close_ones_the_user_has(
     secretd: Runner, tmp_path: Path
 ) -> None:
