@@ -184,12 +184,13 @@ def _json(digests: list[str]) -> st.SearchStrategy[Any]:
     )
 
 
-@given(data=st.data(), docker=st.booleans(), tag=st.none() | st.text(max_size=8))
+@given(data=st.data(), docker=st.booleans(), packed=st.booleans(),
+       tag=st.none() | st.text(max_size=8))
 def test_any_index_manifest_and_config_loads_or_is_refused(
-    data: st.DataObject, docker: bool, tag: str | None
+    data: st.DataObject, docker: bool, packed: bool, tag: str | None
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="secretd-fuzz-", dir=SCRATCH) as tmp:
-        root = Path(tmp)
+        root = Path(tmp) / "image"
         (root / "blobs" / "sha256").mkdir(parents=True)
         digests: list[str] = []
         for _ in range(data.draw(st.integers(0, 4), label="blobs")):
@@ -202,6 +203,10 @@ def test_any_index_manifest_and_config_loads_or_is_refused(
         top = data.draw(_json(digests) | st.binary(max_size=16), label="top")
         raw_top = top if isinstance(top, bytes) else json.dumps(top).encode()
         (root / ("manifest.json" if docker else "index.json")).write_bytes(raw_top)
+        if packed:  # the same files as one tar (docker save, podman save --format oci-archive)
+            with tarfile.open(Path(tmp) / "image.tar", "w") as tar:
+                tar.add(root, arcname=".")
+            root = Path(tmp) / "image.tar"
         source = Source(root)
         try:
             found = manifests(source, "fuzz")
