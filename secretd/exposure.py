@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 # The words that make KEY a credential when fused with it (APIKEY, ACCOUNTKEY).
 KEY_KINDS = (
@@ -104,6 +104,7 @@ AUTHORIZATION = re.compile(
 )
 # A scheme starts a run of scheme characters and is short, so a long value costs linear time.
 URL = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s,;'\"<>]+")
+USERINFO_PASSWORD = re.compile(r"[^:]+://[^/?#@\s:]*:[^/?#@\s]+@")
 BARE_USERINFO = re.compile(r"^[^\s:/@]+:[^\s/@]+@[A-Za-z0-9.\-]+")
 # key=value fields of connection strings, libpq DSNs, query strings and option lists.
 # Keys are bounded so that a long value costs linear time.
@@ -201,15 +202,14 @@ def _looks_random(text: str) -> bool:
 
 
 def _url_reason(value: str) -> str | None:
+    # Parsed by hand, not with urlsplit: a malformed URL (``https://u:p@[bad``) still
+    # carries its password.
     for match in URL.finditer(value):
-        try:
-            parts = urlsplit(match.group())
-            password = parts.password
-        except ValueError:
-            continue
-        if password:
+        url = match.group()
+        if USERINFO_PASSWORD.match(url):
             return "value is a URL with a password"
-        for key, item in parse_qsl(parts.query):
+        query = url.partition("#")[0].partition("?")[2]
+        for key, item in parse_qsl(query):
             if item and (key.lower() in QUERY_SECRETS or name_reason(key, item)):
                 return "value is a URL with a secret parameter"
     if BARE_USERINFO.match(value):
@@ -227,7 +227,7 @@ def _json_fields(value: str) -> Iterator[tuple[str, Any]]:
         return
     try:
         data = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return
     stack = [data]
     while stack:

@@ -100,6 +100,12 @@ def test_a_url_name_is_judged_by_whether_the_url_carries_credentials() -> None:
     assert [e.reason for e in found] == ["value is a URL with a password"]
 
 
+@pytest.mark.parametrize("url", ["https://u:pw@[bad/x", "redis://:pw@host:99999999/0"])
+def test_a_malformed_url_still_shows_its_password(rules: str, url: str) -> None:
+    found = exposure.check_env([("BROKER", url)])
+    assert [e.reason for e in found] == ["value is a URL with a password"]
+
+
 def test_a_name_that_only_names_a_secret_still_has_its_value_checked() -> None:
     pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n-----END OPENSSH PRIVATE KEY-----"
     for name in ("GPG_KEY", "DB_PASSWORD_FILE", "JWT_PUBLIC_KEY"):
