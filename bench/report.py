@@ -97,7 +97,7 @@ def container_entries(
     for runtime, (image, peer, peer_timer) in runs.items():
         argv = [*run, "--no-daemon", *image, *READ]
         entries.append(Entry(f"secretd run ({runtime})", CONTAINER, command(argv, env), True, peer))
-        if daemon and runtime != "podman":
+        if daemon and runtime != "podman":  # podman through the daemon: 1 s a round more
             argv = [*run, *image, *READ]
             name = f"secretd run ({runtime}, daemon)"
             entries.append(Entry(name, CONTAINER, command(argv, env), True, peer))
