@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 Reply = Callable[[BaseHTTPRequestHandler], None]
+DROP = frozenset({"host", "content-length", "connection", "accept-encoding"})
 
 
 @dataclass
@@ -83,6 +86,30 @@ def endless(announce: bool) -> Reply:
     return reply
 
 
+def forward(target: str, before: Callable[[], Reply | None] = lambda: None) -> Reply:
+    """A reverse proxy to ``target``; ``before()`` may answer instead (a fault of the
+    moment: a 503, a stall)."""
+
+    def reply(handler: BaseHTTPRequestHandler) -> None:
+        instead = before()
+        if instead is not None:
+            instead(handler)
+            return
+        seen: Seen = handler.seen  # type: ignore[attr-defined]
+        headers = {k: v for k, v in seen.headers.items() if k.lower() not in DROP}
+        request = urllib.request.Request(
+            target + handler.path, data=seen.body or None, headers=headers, method=seen.method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, body, kind = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, body, kind = error.code, error.read(), error.headers
+        raw(body, status, kind.get("Content-Type", "application/json"))(handler)
+
+    return reply
+
+
 def sequence(*replies: Reply) -> Reply:
     """The first request gets the first reply, and so on; the last one repeats."""
     calls = iter(range(len(replies)))
@@ -113,6 +140,8 @@ class HostileServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            seen: Seen
+
             def handle_one(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 seen = Seen(
@@ -122,6 +151,7 @@ class HostileServer:
                     self.rfile.read(length),
                 )
                 server.seen.append(seen)
+                self.seen = seen  # for replies that need the request (a forwarding proxy)
                 try:
                     server.routes.get(server.key(seen), server.fallback)(self)
                 except OSError:

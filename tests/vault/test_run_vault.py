@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,6 @@ from tests.vault.servers import (
     is_revoked,
     leases,
     policy_token,
-    prepare,
     read_policy,
 )
 
@@ -113,42 +109,6 @@ def test_certificate_is_reissued_before_its_lease_ends(
     assert issued >= 2
     assert during.count(("update", "sys/leases/revoke")) == issued
     assert leases(openbao, "pki/issue/web/") == before
-
-
-def test_stopped_server_before_the_run(
-    secretd: Runner, own_openbao: BaoServer, tmp_path: Path
-) -> None:
-    write_config(tmp_path, own_openbao.address)
-    own_openbao.stop()
-    result = secretd("run", "--secret", "db=vault:secret/app#password", "--", "true")
-    assert result.returncode == 125
-    assert result.stdout == ""
-    assert result.stderr == (
-        f"secretd: vault at {own_openbao.address} unreachable: check that the server runs "
-        "and VAULT_ADDR or address in [providers.vault]\n"
-    )
-
-
-def test_stopped_server_during_the_run_keeps_the_files(
-    own_openbao: BaoServer, tmp_path: Path
-) -> None:
-    prepare(own_openbao)
-    write_config(tmp_path, own_openbao.address)
-    command = [
-        sys.executable, "-m", "secretd", "run", "--secret", TLS.format(ttl="3s"),
-        "--", "sh", "-c", f"{SHOW_TLS}; sleep 3; {SHOW_TLS}",
-    ]  # fmt: skip
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
-        time.sleep(1)
-        own_openbao.stop()
-        stdout, stderr = run.communicate(timeout=60)
-    assert run.returncode == 0, stderr
-    (first, _), (second, _) = pairs(stdout)
-    assert first.serial_number == second.serial_number
-    assert (
-        f"keeping tls alive failed; the command keeps its files: vault at "
-        f"{own_openbao.address} unreachable"
-    ) in stderr.decode()
 
 
 def test_debug_output_holds_no_token_or_value(
