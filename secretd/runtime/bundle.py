@@ -42,6 +42,7 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 NOFILE_MAX = 1 << 20
 SECRET_OPTIONS = ["bind", "ro", "nosuid", "nodev", "noexec", "rprivate"]
 MAX_LINKS = 40
+MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged"
 MAX_ACCOUNTS_FILE = 4 << 20  # bytes of the image's /etc/passwd or /etc/group
 HOST_NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts")
 
@@ -135,33 +136,54 @@ class User:
 
 def lookup_user(root: str, text: str) -> User:
     """``--user``/the image's User, as Docker resolves it against the image's files:
-    names must exist there; a numeric uid without an entry runs with gid 0.
+    names must exist there; a numeric uid without an entry runs with gid 0. Lines whose
+    ids are not numbers are skipped, as the C library skips them.
 
     Raises:
-        UsageError: a user or group name the image does not know.
+        UsageError: a user or group name the image does not know, an id out of range.
     """
     if not text:
         text = "0"
     user_text, _, group_text = text.partition(":")
-    passwd = [e for e in _entries(root, "/etc/passwd") if len(e) >= 7]
-    match = [e for e in passwd if (e[2] if user_text.isdigit() else e[0]) == user_text]
-    if not match and not user_text.isdigit():
+    passwd = [e for e in _entries(root, "/etc/passwd")
+              if len(e) >= 7 and _is_id(e[2]) and _is_id(e[3])]
+    uid_given = _number(user_text, "uid")
+    match = [e for e in passwd if (e[2] if uid_given is not None else e[0]) == user_text]
+    if not match and uid_given is None:
         raise UsageError(f"unable to find user {user_text}: no matching entries in passwd file",
                          "give a numeric uid or a user the image defines")
     name, uid, gid, home = (
         (match[0][0], int(match[0][2]), int(match[0][3]), match[0][5] or "/")
-        if match else ("", int(user_text), 0, "/")
+        if match else ("", uid_given or 0, 0, "/")
     )
-    groups = [e for e in _entries(root, "/etc/group") if len(e) >= 4 and e[2].isdigit()]
+    groups = [e for e in _entries(root, "/etc/group") if len(e) >= 4 and _is_id(e[2])]
     if group_text:
-        found = [e for e in groups if (e[2] if group_text.isdigit() else e[0]) == group_text]
-        if not found and not group_text.isdigit():
+        gid_given = _number(group_text, "gid")
+        found = [e for e in groups if (e[2] if gid_given is not None else e[0]) == group_text]
+        if not found and gid_given is None:
             raise UsageError(f"unable to find group {group_text}: no matching entries in group "
                              "file", "give a numeric gid or a group the image defines")
-        gid = int(found[0][2]) if found else int(group_text)
+        gid = int(found[0][2]) if found else gid_given or 0
     member = [e for e in groups if name and name in e[3].split(",") and int(e[2]) != gid]
     extra = tuple(int(e[2]) for e in member)
     return User(uid, gid, extra, home)
+
+
+def _is_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) <= MAX_ID
+
+
+def _number(text: str, what: str) -> int | None:
+    """``text`` as an id when it is a number (ASCII digits), None when it is a name.
+
+    Raises:
+        UsageError: a number too large to be an id.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    if int(text) > MAX_ID:
+        raise UsageError(f"{what} {text[:20]} is out of range", f"ids go up to {MAX_ID}")
+    return int(text)
 
 
 def command(spec: RunSpec, image: ImageConfig) -> list[str]:

@@ -153,6 +153,20 @@ def test_a_huge_etc_group_is_refused(secretd: Runner, tmp_path: Path, rootfs_lay
     _one_line(result, 125, "the image's /etc/group is larger than 4194304 bytes")
 
 
+def test_accounts_files_with_ids_that_are_not_numbers(
+    secretd: Runner, tmp_path: Path, rootfs_layer: Path
+) -> None:
+    passwd = "bad:x:abc:0::/:/bin/sh\nweird:x:\u00b2:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n"
+    group = "grp:x:zz:app\nstaff:x:50:app\n"
+    reference = _with_layer(tmp_path, rootfs_layer,
+                            [("etc/passwd", REG, passwd), ("etc/group", REG, group)])
+    assert run_ok(secretd, "run", "--rm", "-u", "app", reference, "id", "-G") == "1000 50\n"
+    for user in ("bad", "\u00b2", "app:grp"):
+        _one_line(secretd("run", "--rm", "-u", user, reference, "true"), 2, "unable to find")
+    _one_line(secretd("run", "--rm", "-u", "99999999999", reference, "true"), 2,
+              "uid 99999999999 is out of range")
+
+
 def _bomb(tmp_path: Path, name: str, size: int) -> Path:
     """A layer holding ``size`` zero bytes (a few kB once gzip-compressed)."""
     path = tmp_path / name
