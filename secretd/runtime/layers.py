@@ -94,14 +94,26 @@ class _Readable(Protocol):
 
 class _Hashing:
     """Reads through to ``raw`` while hashing, and keeps the last chunks read so the tar's
-    end-of-archive blocks can be checked after tarfile has stopped."""
+    end-of-archive blocks can be checked after tarfile has stopped. It also keeps the
+    layer's cost: the bytes read, or the bytes its files hold if that is more (a sparse
+    member of a few blocks may claim terabytes)."""
 
     def __init__(self, raw: _Readable, limit: int, too_big: Callable[[], ImageError]) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
         self.length = 0
+        self.stored = 0
         self.recent: list[tuple[int, bytes]] = []
         self.limit, self.too_big = limit, too_big
+
+    def cost(self) -> int:
+        return max(self.length, self.stored)
+
+    def charge(self, size: int) -> None:
+        """Count a file of ``size`` bytes about to be written."""
+        self.stored += size
+        if self.stored > self.limit:
+            raise self.too_big()
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(min(size, CHUNK) if size >= 0 else CHUNK)
@@ -194,7 +206,7 @@ def _extract(blob: Blob, dest: Path, where: str, gzipped: bool, budget: Budget) 
                 root = os.open(dest, DIR_FLAGS)
                 try:
                     for member in tar:
-                        _Member(root, member, where).apply(tar)
+                        _Member(root, member, where).apply(tar, reader.charge)
                 finally:
                     os.close(root)
                 end = tar.offset
@@ -208,7 +220,7 @@ def _extract(blob: Blob, dest: Path, where: str, gzipped: bool, budget: Budget) 
         raise ImageError(
             f"{where} does not match the image config's diff_id {blob.diff_id[:19]}", DAMAGED
         )
-    return reader.length
+    return reader.cost()
 
 
 def _clean(name: str, where: str, what: str) -> list[str]:
@@ -246,7 +258,7 @@ class _Member:
             "refusing to unpack this image",
         )
 
-    def apply(self, tar: tarfile.TarFile) -> None:
+    def apply(self, tar: tarfile.TarFile, charge: Callable[[int], None]) -> None:
         if not self.parts:
             return  # the layer's root itself: the cache directory stands for it
         member, name = self.member, self.parts[-1]
@@ -259,7 +271,7 @@ class _Member:
             raise self.refuse(f"whites out {hidden!r}, which is not a name in its directory")
         parent = self._parent(self.parts[:-1])
         try:
-            self._apply(tar, parent, name, hidden)
+            self._apply(tar, parent, name, hidden, charge)
         except (ValueError, OverflowError) as exc:
             raise self.refuse(f"has a field out of range ({exc})") from None
         except OSError as exc:
@@ -269,7 +281,8 @@ class _Member:
         finally:
             os.close(parent)
 
-    def _apply(self, tar: tarfile.TarFile, parent: int, name: str, hidden: str | None) -> None:
+    def _apply(self, tar: tarfile.TarFile, parent: int, name: str, hidden: str | None,
+               charge: Callable[[int], None]) -> None:
         member = self.member
         if name == OPAQUE:
             os.setxattr(parent, "trusted.overlay.opaque", b"y")
@@ -279,6 +292,7 @@ class _Member:
         elif member.isdir():
             self._directory(parent, name)
         elif member.isreg():
+            charge(member.size)
             self._file(parent, name, tar)
         elif member.issym():
             self._symlink(parent, name)

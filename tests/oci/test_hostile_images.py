@@ -196,6 +196,24 @@ def test_a_layer_that_unpacks_beyond_the_limit_is_refused(
     assert _cache(clean_environ) == []
 
 
+def test_a_sparse_member_counts_at_its_full_size(
+    secretd: Runner, tmp_path: Path, clean_environ: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECRETD_OCI_MAX_LAYER_SIZE", "1MiB")
+    (tmp_path / "files").mkdir()
+    with open(tmp_path / "files" / "hole", "wb") as fh:
+        fh.truncate(64 << 20)
+    layer = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--sparse", "--format=pax", "-cf", str(layer), "-C",
+                    str(tmp_path / "files"), "hole"], check=True)
+    assert layer.stat().st_size < 64 << 10  # a few blocks that claim 64 MiB
+    archive = busybox.docker_archive(tmp_path / "sparse-image.tar", [layer], repo_tag="sp:1")
+    _one_line(secretd("image", "load", "-i", str(archive)), 1,
+              "image sp:1: layer sha256:", "unpacks to more than 1048576 bytes")
+    assert _cache(clean_environ) == []
+
+
 def test_the_layers_of_one_image_share_one_limit(
     secretd: Runner, tmp_path: Path, clean_environ: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
