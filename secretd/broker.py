@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from . import safeopen
 from .backends import Provider, load_provider
 from .config import Config
 from .errors import NotInStore, SecretdError, close_names
@@ -40,7 +41,9 @@ class Broker:
         self.suggest = suggest
         self._loader = loader
         self._providers: dict[str, Provider] = {}
-        self._cache: dict[str, tuple[float, Secret]] = {}
+        # keyed by the caller too: in the daemon, a file read under one caller's checks
+        # must not reach another caller (see safeopen)
+        self._cache: dict[tuple[safeopen.Caller | None, str], tuple[float, Secret]] = {}
         self._lock = threading.Lock()
 
     def provider(self, scheme: str) -> Provider:
@@ -110,7 +113,7 @@ class Broker:
         if self.config.cache_ttl <= 0:
             return None
         with self._lock:
-            entry = self._cache.get(ref.source)
+            entry = self._cache.get((safeopen.current_caller(), ref.source))
             if entry is None or entry[0] < time.monotonic():
                 return None
             return dataclasses.replace(entry[1], name=ref.name)
@@ -118,4 +121,5 @@ class Broker:
     def _store(self, ref: SecretRef, secret: Secret) -> None:
         if self.config.cache_ttl > 0 and secret.lease_id is None:
             with self._lock:
-                self._cache[ref.source] = (time.monotonic() + self.config.cache_ttl, secret)
+                key = (safeopen.current_caller(), ref.source)
+                self._cache[key] = (time.monotonic() + self.config.cache_ttl, secret)

@@ -67,6 +67,12 @@ def reading_for(uid: int, groups: Iterable[int], trusted: bool) -> Iterator[None
         _caller.reset(token)
 
 
+def current_caller() -> Caller | None:
+    """Whom files are read for now (``None``: secretd's own user). A value read under one
+    caller's checks must not reach another: caches key their entries by it."""
+    return _caller.get()
+
+
 def read_file(path: str | os.PathLike[str], limit: int = LIMIT) -> bytes:
     """The contents of the regular file at ``path``, smaller than ``limit`` bytes.
 

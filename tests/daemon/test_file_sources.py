@@ -40,10 +40,12 @@ def as_nobody(script: str) -> None:
 
 
 @pytest.fixture
-def attacked(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[World, Path]]:
+def attacked(
+    world: World, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[tuple[World, Path]]:
     """A root daemon with Vault's token and the store passphrase in its environment, whose
     config binds ``api_*`` names to paths in a directory ``nobody`` owns (plus the
-    world's root-only ``api_key``)."""
+    world's root-only ``api_key``); an indirect parameter goes on top of the config."""
     monkeypatch.setenv("VAULT_TOKEN", TOKEN)
     monkeypatch.setenv("SECRETD_PASSPHRASE", PASSPHRASE)
     mine = world.root / "nobody"
@@ -54,7 +56,7 @@ def attacked(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Wo
         " printf 'A=x${VAULT_TOKEN}${SECRETD_PASSPHRASE}y\\n' > app.env"
     )
     bindings = "".join(f'[secrets.{n}]\nsource = "{s}"\n\n' for n, s in NAMES.items())
-    world.config.write_text(f"{CONFIG}\n{bindings}")
+    world.config.write_text(f"{getattr(request, 'param', '')}\n{CONFIG}\n{bindings}")
     daemon = Daemon(world)
     daemon.start()
     yield world, mine
@@ -124,3 +126,13 @@ def test_dotenv_never_expands_the_daemons_credentials(attacked: tuple[World, Pat
     for user in (NOBODY, None):
         result = cat(world, "api_env", user=user)
         assert (result.returncode, result.stdout) == (0, "xy"), result.stderr
+
+
+@pytest.mark.parametrize("attacked", ["cache_ttl = 600"], indirect=True)
+def test_a_cached_value_reaches_only_the_caller_it_was_read_for(
+    attacked: tuple[World, Path],
+) -> None:
+    world, mine = attacked
+    os.link(world.root / "db_password.txt", mine / "hard.txt")
+    assert cat(world, "api_hard", user=None).stdout == DB_PASSWORD
+    refused(cat(world, "api_hard"), "may not read it")
