@@ -47,13 +47,24 @@ WHITEOUTS = st.builds(
 )
 TYPES = st.sampled_from([
     tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
-    tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.CONTTYPE, b"Z",
+    tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE,
+    b"Z",
 ])
 
 
-def _member(canary: Path) -> st.SearchStrategy[tuple[str, bytes, str, int, int, int, bytes]]:
-    """(name, type, link target, mode, uid, mtime, data); names and targets aim at the
-    canary directory (absolute, with ``..`` or through earlier members) as often as not."""
+SPARSE = st.builds(  # PAX sparse headers (format 1.0): the map comes first in the data
+    lambda size, data: ({"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                         "GNU.sparse.realsize": str(size)}, data),
+    st.sampled_from([0, 10, 2**40]),
+    st.sampled_from([b"1\n0\n5\nhello", b"2\n0\n1\n9\n1\nab", b"x\n", b""]),
+)
+Member = tuple[str, bytes, str, int, int, int, bytes, dict[str, str] | None]
+
+
+def _member(canary: Path) -> st.SearchStrategy[Member]:
+    """(name, type, link target, mode, uid, mtime, data, sparse PAX headers); names and
+    targets aim at the canary directory (absolute, with ``..`` or through earlier
+    members) as often as not."""
     outward = st.sampled_from([
         str(canary), f"{canary}/kept", "../canary/kept", "../../canary", "../" * 8 + "tmp",
         "/etc/passwd", "/",
@@ -67,14 +78,16 @@ def _member(canary: Path) -> st.SearchStrategy[tuple[str, bytes, str, int, int, 
         st.sampled_from([0, 1000, 65534, 2**32 - 1, 2**32 + 1]),
         st.sampled_from([0, 1_700_000_000, -1, 2**40]),
         st.binary(max_size=64),
-    )
+        st.none() | SPARSE,
+    ).map(lambda m: (*m[:6], m[7][1], m[7][0]) if m[7] else (*m[:7], None))
 
 
-def _tar(members: list[tuple[str, bytes, str, int, int, int, bytes]]) -> bytes:
+def _tar(members: list[Member]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, kind, link, mode, uid, mtime, data in members:
+        for name, kind, link, mode, uid, mtime, data, sparse in members:
             info = tarfile.TarInfo(name)
+            info.pax_headers = dict(sparse or {})
             info.type, info.linkname, info.mode = kind, link, mode
             info.uid = info.gid = uid
             info.mtime = mtime
@@ -151,7 +164,7 @@ def test_a_layer_thousands_of_levels_deep_unpacks_and_is_removed() -> None:
     from secretd.mount.atomic import remove_path
 
     with _place() as (cache, canary):
-        raw = _tar([("/".join(["d"] * 2000) + "/f", tarfile.REGTYPE, "", 0o644, 0, 0, b"x")])
+        raw = _tar([("/".join(["d"] * 2000) + "/f", tarfile.REGTYPE, "", 0o644, 0, 0, b"x", None)])
         diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
         layer = unpack(Blob(lambda: io.BytesIO(raw), None, diff_id), cache,
                        Budget("deep", 1 << 20, 1 << 20))
