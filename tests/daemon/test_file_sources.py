@@ -5,6 +5,7 @@ link to a root-only file; expand the daemon's own credentials from a ``.env`` fi
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ NAMES = {
     "api_swap": "file:nobody/swap.txt",
     "api_through": "file:nobody/dir/db_password.txt",
     "api_hard": "file:nobody/hard.txt",
+    "api_acl": "file:acl/hard.txt",
     "api_env": "dotenv:nobody/app.env#A",
     "api_zero": "file:/dev/zero",
     "api_zero_env": "dotenv:/dev/zero#A",
@@ -109,6 +111,21 @@ def test_a_root_only_file_in_a_directory_the_caller_controls_is_refused(
     os.link(world.root / "db_password.txt", mine / "hard.txt")
     refused(cat(world, "api_hard"), f"may not read it, and could have changed '{mine}'")
     assert cat(world, "api_hard", user=None).stdout == DB_PASSWORD  # root may read it anyway
+
+
+def test_a_directory_an_acl_lets_the_caller_write_counts_as_its_own(
+    attacked: tuple[World, Path],
+) -> None:
+    """root's directory, mode bits closed to nobody, but an ACL entry lets nobody write."""
+    world, _ = attacked
+    acl = world.root / "acl"
+    acl.mkdir(mode=0o755)
+    entries = [(0x01, 7, -1), (0x02, 7, NOBODY), (0x04, 5, -1), (0x10, 7, -1), (0x20, 5, -1)]
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHi", *entry) for entry in entries)
+    os.setxattr(acl, "system.posix_acl_access", blob)
+    as_nobody(f"touch {acl}/mine")  # the ACL does let nobody write there
+    os.link(world.root / "db_password.txt", acl / "hard.txt")
+    refused(cat(world, "api_acl"), f"could have changed '{acl}'")
 
 
 def test_a_fifo_or_a_device_is_refused_at_once(attacked: tuple[World, Path]) -> None:
