@@ -185,16 +185,16 @@ SCALARS = (st.none() | st.booleans() | st.integers(-2, 2**64) | st.floats(allow_
                                                      ".image.index.v1+json", "/" * 3, "v1"]))
 
 
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(KEYS | st.text(max_size=3), inner,
+                                                         max_size=5)
+
+
 def _json(digests: list[str]) -> st.SearchStrategy[Any]:
     """JSON shaped like image documents, whose digests name the blobs that exist."""
     names = [f"{d[7:]}.json" for d in digests] + [f"blobs/sha256/{d[7:]}" for d in digests]
     leaves = SCALARS | (st.sampled_from(digests + names) if digests else st.nothing())
-    return st.recursive(
-        leaves,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS | st.text(max_size=3),
-                                                                    inner, max_size=5),
-        max_leaves=24,
-    )
+    return st.recursive(leaves, _nested, max_leaves=24)
 
 
 @given(data=st.data(), docker=st.booleans(), packed=st.booleans(),
