@@ -224,7 +224,7 @@ def teardown(directory: Path, record: Record, mount: HostMount | None = None,
     if mount is not None:
         mount.remove()
     if keep_record:
-        for name in ("rootfs", "upper", "work", "config.json", "pid"):
+        for name in ("rootfs", "upper", "work", "config.json", "pid", "hosts", "hostname"):
             remove_path(directory / name)
         return
     if record.name:

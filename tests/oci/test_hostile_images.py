@@ -121,6 +121,19 @@ def test_a_container_thousands_of_levels_deep_does_not_stop_the_daemon(
     assert mounts_under(clean_environ["runtime"]) == []
 
 
+def test_a_detached_container_thousands_of_levels_deep_is_taken_down_when_it_ends(
+    secretd: Runner, image: str, clean_environ: dict[str, Path]
+) -> None:
+    cid = run_ok(secretd, "run", "-d", image, "sh", "-c", _deep_dirs(DEPTH)).strip()
+    wait_for(lambda: "Exited (0)" in run_ok(secretd, "container", "ls", "-a"),
+             "the monitor to record the exit", timeout=60)
+    directory = clean_environ["state"] / "containers" / cid
+    wait_for(lambda: not (directory / "upper").exists(), "the upper layer to go", timeout=30)
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "meta.json", "runc.log", "stderr.log", "stdout.log"]
+    assert run_ok(secretd, "rm", cid[:12]) == f"{cid[:12]}\n"
+
+
 def test_a_working_directory_thousands_of_levels_deep_is_refused(
     secretd: Runner, image: str, tmp_path: Path, rootfs_layer: Path
 ) -> None:
