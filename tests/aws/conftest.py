@@ -8,13 +8,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -23,45 +17,21 @@ from typing import Any
 import pytest
 
 from secretd.config import Config
-from tests.aws.servers import ACCESS_KEY, SECRET_KEY, FakeAws, Moto
+from tests.aws.servers import ACCESS_KEY, SECRET_KEY, FakeAws, Moto, running_moto
 from tests.support.waiting import free_port
 
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    """Start ``moto_server`` from this interpreter's bin directory; stop it at the end."""
-    binary = Path(sys.executable).parent / "moto_server"
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(binary), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = Moto(url=f"http://127.0.0.1:{port}", log=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode}: {log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/moto-api/data.json", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer in 30s: {log.read_text()}")
-                time.sleep(0.1)
+    with running_moto(tmp_path_factory.mktemp("moto")) as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+
+@pytest.fixture
+def own_moto(tmp_path: Path, aws_env: None) -> Iterator[Moto]:
+    """A moto_server of this test's own, for tests that stop it."""
+    with running_moto(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

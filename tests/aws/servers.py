@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+
+import pytest
+
+from tests.support.waiting import free_port
 
 REGION = "us-east-1"
 ACCESS_KEY = "AKIAMOTOTESTKEY00001"
@@ -21,6 +30,16 @@ SECRET_KEY = "moto-test-secret-access-key-do-not-print"
 class Moto:
     url: str
     log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
@@ -37,6 +56,38 @@ class Moto:
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
         )
+
+
+@contextmanager
+def running_moto(workdir: Path) -> Iterator[Moto]:
+    """``moto_server`` from this interpreter's bin directory on a free port, until exit."""
+    binary = Path(sys.executable).parent / "moto_server"
+    port = free_port()
+    log = workdir / "moto.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = Moto(url=f"http://127.0.0.1:{port}", log=log, process=proc)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto_server exited with {proc.returncode}: {log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/moto-api/data.json", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer in 30s: {log.read_text()}")
+                time.sleep(0.1)
+        yield server
+    finally:
+        server.stop()
 
 
 Route = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
