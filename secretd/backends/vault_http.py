@@ -58,7 +58,8 @@ def new_session(base: str, limits: Limits, retries: int, verify: bool | str) -> 
 
         def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
             manager = super().proxy_manager_for(proxy, **kwargs)
-            manager.pool_classes_by_scheme = pool_classes()
+            if not proxy.lower().startswith("socks"):  # SOCKS pools have classes of their own
+                manager.pool_classes_by_scheme = pool_classes()
             return manager
 
         def send(  # type: ignore[override]  # passes requests' keywords on untouched

@@ -249,3 +249,20 @@ def test_error_answer_hvac_cannot_read_is_one_line(vault: HostileServer) -> None
         "hvac cannot read: check that VAULT_ADDR or address in [providers.vault] is a Vault "
         "server"
     )
+
+
+def test_the_deadline_holds_through_an_http_proxy(
+    vault: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy from the environment gets the same bounded connections."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", vault.url)
+    vault.routes["GET /v1/auth/token/lookup-self"] = trickle(0.1)
+    address = "http://vault.invalid:8200"
+    settings = VaultSettings.load({"address": address, "token": TOKEN, "timeout": 1}, {})
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match=f"^vault at {address} did not answer within 1s"):
+        VaultProvider(settings).get(REF)
+    assert time.monotonic() - started < 5
+    assert vault.seen[0].headers.get("X-Vault-Token") == TOKEN  # it went through the proxy
