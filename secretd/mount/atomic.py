@@ -160,11 +160,17 @@ def walk(dir_fd: int) -> Iterator[tuple[int, str, os.stat_result]]:
         while True:
             if pending:
                 name = pending.pop()
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # gone since it was listed: nothing to walk or remove
                 if not stat.S_ISDIR(st.st_mode) or st.st_dev != top.st_dev:
                     yield fd, name, st
                     continue
-                child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
                 os.close(fd)
                 fd = child
                 _same(os.fstat(fd), st)
@@ -203,13 +209,20 @@ def remove_tree(parent_fd: int, name: str) -> None:
     fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
     try:
         for entry_parent, entry, entry_stat in walk(fd):
-            if stat.S_ISDIR(entry_stat.st_mode):
-                os.rmdir(entry, dir_fd=entry_parent)
-            else:
-                os.unlink(entry, dir_fd=entry_parent)
+            _remove_entry(entry_parent, entry, entry_stat)
     finally:
         os.close(fd)
-    os.rmdir(name, dir_fd=parent_fd)
+    _remove_entry(parent_fd, name, st)
+
+
+def _remove_entry(parent_fd: int, name: str, st: os.stat_result) -> None:
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=parent_fd)
+        else:
+            os.unlink(name, dir_fd=parent_fd)
+    except FileNotFoundError:
+        pass  # removed by someone else meanwhile: as good
 
 
 def remove_path(path: Path | str, ignore_errors: bool = False) -> None:

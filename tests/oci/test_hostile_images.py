@@ -134,6 +134,25 @@ def test_a_detached_container_thousands_of_levels_deep_is_taken_down_when_it_end
     assert run_ok(secretd, "rm", cid[:12]) == f"{cid[:12]}\n"
 
 
+def test_two_removals_of_one_deep_tree_at_once_both_succeed(tmp_path: Path) -> None:
+    """``prune`` and a daemon's reap may take down one container together."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from secretd.mount.atomic import remove_path
+
+    level = tmp_path / "tree"
+    for _ in range(300):
+        level.mkdir()
+        for index in range(5):
+            (level / f"f{index}").write_text("x")
+        level = level / "d"
+    with ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(remove_path, tmp_path / "tree") for _ in range(2)]
+        for future in done:
+            future.result()
+    assert not (tmp_path / "tree").exists()
+
+
 def test_a_working_directory_thousands_of_levels_deep_is_refused(
     secretd: Runner, image: str, tmp_path: Path, rootfs_layer: Path
 ) -> None:
