@@ -48,3 +48,20 @@ def test_missing_extra_is_one_line_naming_it(
         f"secretd: the {scheme} provider needs the Python package {module!r}, which is not "
         f"installed: pip install 'secretd[{extra}]'\n"
     )
+
+
+def test_third_party_provider_that_cannot_be_imported_is_one_line(
+    secretd: Runner, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    dist = site / "broken_provider-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-provider\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[secretd.providers]\nbroken = broken_mod:Provider\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    result = secretd("run", "--secret", "db=broken:thing", "--", "true", env=env)
+    assert (result.returncode, result.stdout) == (125, "")
+    assert result.stderr == (
+        "secretd: the provider 'broken' (broken_mod:Provider) cannot be imported: "
+        "ModuleNotFoundError: reinstall the package that provides it (broken_mod)\n"
+    )
