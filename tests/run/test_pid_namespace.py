@@ -131,3 +131,25 @@ def _reaped(pid: int, statuses: list[int]) -> bool:
     if done == pid:
         statuses.append(os.waitstatus_to_exitcode(raw))
     return bool(statuses)
+
+
+def test_a_background_run_leaves_the_terminal_to_the_shell(tmp_path: Path) -> None:
+    """tini hands the terminal to the command's group; not when secretd runs in the
+    background (`secretd run ... &` from a shell), or the shell would lose its terminal."""
+    ready = tmp_path / "ready"
+    pid, terminal = pty.fork()  # the child plays the interactive shell
+    if pid == 0:
+        job = os.fork()
+        if job == 0:
+            os.setpgid(0, 0)  # a background job of that shell
+            argv = [sys.executable, "-m", "secretd", "run", "--", "sh", "-c"]
+            os.execv(sys.executable, [*argv, f"touch {ready}; sleep 2"])
+        os._exit(os.waitstatus_to_exitcode(os.waitpid(job, 0)[1]))
+    try:
+        wait_for(ready.exists)
+        assert os.tcgetpgrp(terminal) == pid, "the command took the terminal"
+        statuses: list[int] = []
+        wait_for(lambda: _reaped(pid, statuses))
+    finally:
+        os.close(terminal)
+    assert statuses == [0]
