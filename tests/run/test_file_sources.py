@@ -140,3 +140,23 @@ def test_in_process_reads_follow_symbolic_links(secretd, tmp_path: Path) -> None
     (tmp_path / "link").symlink_to(tmp_path / "real")
     result = secretd("run", "--no-daemon", "--secret", "k=file:link", "--", "cat", "/run/secrets/k")
     assert (result.returncode, result.stdout) == (0, "linked value"), result.stderr
+
+
+@pytest.mark.parametrize(("groups", "delivered"), [((65534,), True), ((65534, 4242), False)])
+def test_a_directory_a_group_of_the_caller_may_write_is_the_callers(
+    tmp_path: Path, groups: tuple[int, ...], delivered: bool
+) -> None:
+    """The daemon's rule, applied in this process: a root-only file in root's directory is
+    delivered to nobody, unless a group nobody is in may write that directory."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 0, 4242)
+    shared.chmod(0o775)
+    (shared / "key").write_text("root-only")
+    (shared / "key").chmod(0o600)
+    with safeopen.reading_for(65534, groups, trusted=False):
+        if delivered:
+            assert safeopen.read_file(shared / "key") == b"root-only"
+        else:
+            with pytest.raises(PermissionError, match=f"could have changed '{shared}'"):
+                safeopen.read_file(shared / "key")
