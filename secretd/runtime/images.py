@@ -283,10 +283,12 @@ class ImageStore:
 
     def get(self, name: str) -> ImageRecord:
         try:
-            data = json.loads(self.tag_file(name).read_text())
+            return _read_record(self.tag_file(name))
         except FileNotFoundError:
             raise ImageError(f"no image {name!r} in secretd's image store", LOAD_HINT) from None
-        return ImageRecord(**{**data, "layers": tuple(data["layers"])})
+        except (OSError, ValueError, TypeError, KeyError):
+            raise ImageError(f"the store's record of image {name!r} is damaged",
+                             f"load it again ({LOAD_HINT})") from None
 
     def load(self, path: Path, name: str | None = None) -> list[str]:
         """Verify and unpack every image in a layout or archive; returns the names stored.
@@ -332,9 +334,13 @@ class ImageStore:
     def records(self) -> list[ImageRecord]:
         if not self.tags.is_dir():
             return []
-        records = [json.loads(path.read_text()) for path in self.tags.glob("*.json")]
-        return sorted((ImageRecord(**{**r, "layers": tuple(r["layers"])}) for r in records),
-                      key=lambda record: record.name)
+        records = []
+        for path in self.tags.glob("*.json"):
+            try:
+                records.append(_read_record(path))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # damaged: 'secretd run' says so for its name
+        return sorted(records, key=lambda record: record.name)
 
     def remove(self, name: str, in_use: set[str]) -> list[str]:
         """Forget ``name`` and delete layers no image and no container (``in_use``, cache
@@ -353,6 +359,21 @@ class ImageStore:
                     remove_path(layer)
                     deleted.append("sha256:" + layer.name)
             return deleted
+
+
+def _read_record(path: Path) -> ImageRecord:
+    """A tag record, each field of the type secretd wrote.
+
+    Raises:
+        ValueError, TypeError, KeyError: it is damaged.
+    """
+    data = json.loads(path.read_text())
+    record = ImageRecord(**{**data, "layers": tuple(data["layers"])})
+    if not (isinstance(record.name, str) and isinstance(record.id, str)
+            and isinstance(record.config, dict) and type(record.size) is int
+            and all(isinstance(layer, str) for layer in record.layers)):
+        raise TypeError(f"{path} holds a field of the wrong type")
+    return record
 
 
 def _tree_size(path: Path) -> int:

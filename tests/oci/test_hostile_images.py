@@ -199,6 +199,19 @@ def test_accounts_files_with_ids_that_are_not_numbers(
               "uid 99999999999 is out of range")
 
 
+@pytest.mark.parametrize("damage", ["", "{", "[]", '{"name": "x"}', '{"layers": 5}'])
+def test_a_damaged_store_record_is_one_line(
+    secretd: Runner, image: str, busybox_tar: Path, clean_environ: dict[str, Path], damage: str
+) -> None:
+    run_ok(secretd, "image", "load", "-i", str(busybox_tar), "--name", "ok")
+    (clean_environ["state"] / "images" / "tags" / "busybox%3Alatest.json").write_text(damage)
+    assert run_ok(secretd, "image", "ls", "-q") == "ok:latest\n"
+    _one_line(secretd("run", "--rm", image, "true"), 125,
+              "the store's record of image 'busybox:latest' is damaged: load it again")
+    run_ok(secretd, "image", "load", "-i", str(busybox_tar))
+    assert run_ok(secretd, "run", "--rm", image, "echo", "ok") == "ok\n"
+
+
 def _bomb(tmp_path: Path, name: str, size: int) -> Path:
     """A layer holding ``size`` zero bytes (a few kB once gzip-compressed)."""
     path = tmp_path / name
