@@ -19,6 +19,8 @@ MS_MOVE = 0x2000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters
+M_ARENA_MAX = -8
 
 CLONE_NEWNS = 0x00020000
 CLONE_PARENT = 0x00008000
@@ -99,6 +101,12 @@ def exchange(dir_fd: int, first: str, second: str) -> None:
 
 def mlockall(flags: int) -> None:
     _check(_libc.mlockall(flags), "mlockall")
+
+
+def mallopt(param: int, value: int) -> None:
+    """Tune glibc's allocator (``M_MMAP_THRESHOLD``, ``M_ARENA_MAX``); 0 means refused."""
+    if _libc.mallopt(param, value) == 0:
+        raise OSError(0, f"mallopt({param}, {value}) refused")
 
 
 def unshare(flags: int) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from . import safeopen
 from .backends import Provider, load_provider
@@ -67,8 +67,7 @@ class Broker:
                 pending.setdefault(ref.scheme, []).append((index, ref))
         try:
             for scheme, items in pending.items():
-                fetched = self.provider(scheme).get_many([ref for _, ref in items])
-                for (index, ref), secret in zip(items, fetched, strict=True):
+                for index, ref, secret in self._fetch(self.provider(scheme), items):
                     results[index] = secret
                     self._store(ref, secret)
         except BaseException as exc:
@@ -79,6 +78,36 @@ class Broker:
             raise
         log.debug("resolved %s", ", ".join(f"{r.name} ({r.scheme})" for r in refs))
         return [results[index] for index in range(len(refs))]
+
+    @staticmethod
+    def _fetch(
+        provider: Provider, items: list[tuple[int, SecretRef]]
+    ) -> Iterator[tuple[int, SecretRef, Secret]]:
+        """Each distinct source once: a secret mounted under several targets is read, and
+        held in memory, once. A leased one is issued again for every further reference,
+        since each reference holds (and later gives back) a lease of its own."""
+        first: dict[str, tuple[int, SecretRef]] = {}
+        more: list[tuple[int, SecretRef]] = []
+        for index, ref in items:
+            if ref.source in first:
+                more.append((index, ref))
+            else:
+                first[ref.source] = (index, ref)
+        by_source: dict[str, Secret] = {}
+        for (index, ref), secret in zip(
+            first.values(), provider.get_many([ref for _, ref in first.values()]), strict=True
+        ):
+            by_source[ref.source] = secret
+            yield index, ref, secret
+        leased = [(i, ref) for i, ref in more if by_source[ref.source].lease_id is not None]
+        if leased:
+            again = provider.get_many([ref for _, ref in leased])
+            for (index, ref), secret in zip(leased, again, strict=True):
+                yield index, ref, secret
+        for index, ref in more:
+            shared = by_source[ref.source]
+            if shared.lease_id is None:
+                yield index, ref, dataclasses.replace(shared, name=ref.name)
 
     def version(self, ref: SecretRef) -> str:
         return self.provider(ref.scheme).version(ref)

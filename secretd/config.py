@@ -84,6 +84,10 @@ SETTINGS: dict[str, Setting] = {
     ),
     "daemon.read_timeout": _SECONDS,
     "daemon.max_connections": _COUNT,
+    "daemon.max_connections_per_user": _COUNT,
+    "daemon.max_secrets_per_run": _COUNT,
+    "daemon.max_bytes_per_run": _COUNT,
+    "daemon.max_bytes_per_user": _COUNT,
 }
 _TOML_TYPES = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
 _TOML_TYPES |= {list: "an array", dict: "a table"}

@@ -32,17 +32,18 @@ from . import __version__, _linux, protocol, safeopen
 from .config import Config
 from .engine import Engine
 from .errors import SecretdError, UsageError
+from .limits import Budget, Connections, Limits
 from .policy import Peer, Policy, authorise_run, bind, peer_of
 from .protocol import Channel, Closed, Message, ProtocolError
 from .signals import FORWARDED
-from .spec import Container, RunSpec
+from .spec import Container, RunSpec, SecretMount
 
 log = logging.getLogger(__name__)
 
 DISCONNECT_GRACE = 1.0
 STOP_TIMEOUT = 10.0
-MAX_CONNECTIONS = 256
 IDLE_THREAD = 30.0
+THREAD_STACK = 2 * 1024 * 1024  # deep enough for the recursion limit of C code (json)
 RUN_NAME_MAX = 128
 SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
 
@@ -57,6 +58,14 @@ def harden() -> None:
     """
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _linux.prctl(_linux.PR_SET_DUMPABLE, 0)
+    # What a run takes comes back when it ends: values above 128 KiB get mappings of their
+    # own, unmapped when freed (glibc would raise the threshold after the first free and
+    # keep later ones in heaps it cannot shrink), threads share two arenas instead of
+    # reserving 64 MiB each, and a thread's stack is 2 MiB, not 8 (with MCL_FUTURE, every
+    # reservation counts as locked memory until an idle thread retires).
+    _linux.mallopt(_linux.M_MMAP_THRESHOLD, 128 * 1024)
+    _linux.mallopt(_linux.M_ARENA_MAX, 2)
+    threading.stack_size(THREAD_STACK)
     if os.geteuid() != 0:
         log.info("not locking memory (not root): secrets may reach swap")
         return
@@ -143,14 +152,15 @@ class Daemon:
         self.listener = listener
         self.policy = policy or Policy.from_config(config)
         self.engine = Engine(config)
-        self.read_timeout = float(config.daemon.get("read_timeout", protocol.READ_TIMEOUT))
-        self.max_connections = int(config.daemon.get("max_connections", MAX_CONNECTIONS))
+        self.limits = Limits.from_config(config.daemon)
+        self.connections = Connections(self.limits)
+        self.budget = Budget(self.limits)
         self.runs: dict[str, RunRecord] = {}
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
         self._active = 0  # connections being served
         self._idle = 0  # threads waiting for a connection
-        self._queue: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[socket.socket, Peer]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self.handlers: dict[str, Callable[[Channel, Peer, Message, list[int]], None]] = {
             "ping": self._ping,
@@ -164,19 +174,22 @@ class Daemon:
 
     def serve(self) -> None:
         """Accept connections until ``shutdown()``; each is served by a thread of its own
-        (idle threads are reused: starting one costs more than a whole small request)."""
+        (idle threads are reused: starting one costs more than a whole small request).
+
+        A connection beyond its uid's or the daemon's limit gets one error frame and is
+        closed at once; root, the daemon's uid and administrators are always served."""
         while not self._stopping.is_set():
             conn, _ = self.listener.accept()
-            with self._lock:
-                busy = self._active >= self.max_connections
-                spawn = not busy and self._idle == 0
-                self._active += not busy
-                self._idle -= not busy and not spawn
-            if busy:
-                log.warning("refused a connection: %d connections open", self.max_connections)
-                conn.close()
+            peer = peer_of(conn)
+            refusal = self.connections.admit(peer.uid, self.policy.may_administer(peer))
+            if refusal is not None:
+                _refuse(conn, peer, refusal)
                 continue
-            self._queue.put(conn)
+            with self._lock:
+                spawn = self._idle == 0
+                self._active += 1
+                self._idle -= not spawn
+            self._queue.put((conn, peer))
             if spawn:
                 threading.Thread(target=self._worker, daemon=True).start()
 
@@ -198,7 +211,7 @@ class Daemon:
         follows the forking thread, which serves that run until the command is gone."""
         while True:
             try:
-                conn = self._queue.get(timeout=IDLE_THREAD)
+                conn, peer = self._queue.get(timeout=IDLE_THREAD)
             except queue.Empty:
                 with self._done:
                     if self._idle > 0:  # else a connection was just promised to an idle thread
@@ -206,23 +219,24 @@ class Daemon:
                         return
                 continue
             try:
-                self._connection(conn)
+                self._connection(conn, peer)
             except Exception as exc:  # noqa: BLE001 - one broken request must not stop others
                 at = traceback.extract_tb(exc.__traceback__)[-1]
                 log.error("internal error %s at %s:%s", type(exc).__name__, at.filename, at.lineno)
+            finally:
+                self.connections.release(peer.uid)
             with self._done:
                 self._active -= 1
                 self._idle += 1
                 self._done.notify_all()
 
-    def _connection(self, sock: socket.socket) -> None:
+    def _connection(self, sock: socket.socket, peer: Peer) -> None:
         chan = Channel(sock)
         fds: list[int] = []
         try:
-            peer = peer_of(sock)
             try:
                 self.policy.check_connect(peer)
-                message, fds = chan.receive(self.read_timeout, max_fds=protocol.MAX_FDS)
+                message, fds = chan.receive(self.limits.read_timeout, max_fds=protocol.MAX_FDS)
                 op = self._check_request(message)
                 log.debug("request op=%s uid=%d pid=%d", op, peer.uid, peer.pid)
                 self.handlers[op](chan, peer, message, fds)
@@ -265,6 +279,7 @@ class Daemon:
             _check_run_name(spec.name)
         except UsageError as exc:
             raise ProtocolError(f"malformed RunSpec: {exc.line()}") from None
+        self.budget.check_count(len(texts))
         spec, keys = authorise_run(self.policy, peer, self.config, spec, texts, cwd)
         record = RunRecord(peer, spec, keys)
         watcher = threading.Thread(target=self._watch, args=(chan, record), daemon=True)
@@ -277,13 +292,24 @@ class Daemon:
             record.attach(container)
             chan.send({"event": "started", "id": record.id, "container": container.id})
 
+        held: list[int] = []
+
+        def admit(planned: SecretMount) -> None:
+            size = sum(len(file.value) for file in planned.files)
+            self.budget.reserve(peer.uid, size)
+            held.append(size)
+
         try:
             try:
                 trusted = self.policy.is_superuser(peer)
                 with safeopen.reading_for(peer.uid, peer.groups, trusted):
-                    status = self.engine.run(spec, (fds[0], fds[1], fds[2]), on_start=started)
+                    status = self.engine.run(
+                        spec, (fds[0], fds[1], fds[2]), on_start=started, admit=admit
+                    )
             finally:
                 record.finish()  # before the reply: the client hangs up as soon as it has it
+                for size in held:
+                    self.budget.release(peer.uid, size)
             log.info("run %s exited with status %d", record.id, status)
             _reply(chan, {"event": "exit", "status": status})
         except SecretdError as exc:
@@ -405,6 +431,14 @@ def _check_run_name(name: str | None) -> None:
         raise UsageError(f"run name {name[:20]!r}... has more than {RUN_NAME_MAX} characters")
     if not name.isprintable():
         raise UsageError(f"run name {name!r} has a control character", "use printable ones")
+
+
+def _refuse(conn: socket.socket, peer: Peer, error: SecretdError) -> None:
+    """One error frame for a connection over its limit, without waiting on its reader."""
+    log.info("refused a connection of uid=%d pid=%d: %s", peer.uid, peer.pid, error.message)
+    conn.setblocking(False)  # a fresh socket's buffer holds one small frame
+    with Channel(conn) as chan:
+        _reply(chan, protocol.failure(error))
 
 
 def _reply(chan: Channel, message: Message) -> None:

@@ -20,7 +20,7 @@ from .config import Config
 from .errors import MountError, SecretdError
 from .refs import target_path
 from .runtime import Stdio, load_runtime, runtime_name
-from .spec import Container, RunSpec, Secret, SecretRef
+from .spec import Container, RunSpec, Secret, SecretMount, SecretRef
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,13 @@ class Engine:
         spec: RunSpec,
         stdio: Stdio = (0, 1, 2),
         on_start: Callable[[Container], None] | None = None,
+        admit: Callable[[SecretMount], None] | None = None,
     ) -> int:
         """Run ``spec`` to completion and return the command's exit status.
+
+        Args:
+            admit: sees the planned files before anything is mounted, and may refuse them
+                (the daemon's per-run and per-user limits); leases are given back.
 
         Raises:
             SecretdError: anything that failed before the command started.
@@ -60,7 +65,10 @@ class Engine:
         secrets = self.broker.resolve(refs)
         detached = False
         try:
-            container = runtime.launch(spec, mount.plan(refs, secrets), stdio)
+            planned = mount.plan(refs, secrets)
+            if admit is not None:
+                admit(planned)
+            container = runtime.launch(spec, planned, stdio)
             detached = spec.detach
             try:
                 log.debug("started %s with secrets %s", container.id, [r.name for r in refs])

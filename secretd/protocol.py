@@ -48,7 +48,6 @@ VERSION = 1
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1024 * 1024  # a 500 KiB secret, base64-encoded, fits with room to spare
 MAX_FDS = 3
-READ_TIMEOUT = 10.0
 SOCKET_NAME = "secretd.sock"
 SYSTEM_SOCKET = Path("/run/secretd") / SOCKET_NAME
 
