@@ -100,21 +100,16 @@ class SandboxProcess:
         self._root_fd = self._pidfd = -1
 
     def _reclaim_terminal(self) -> None:
+        """tini gave the terminal to the command's group; take it back, as a shell does."""
         if self._tty_fd is not None:
-            _give_terminal(self._tty_fd, os.getpgrp())
+            old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            try:
+                os.tcsetpgrp(self._tty_fd, os.getpgrp())
+            except OSError:
+                pass
+            finally:
+                signal.signal(signal.SIGTTOU, old)
             self._tty_fd = None
-
-
-def _give_terminal(fd: int, pgrp: int) -> bool:
-    """Make ``pgrp`` the terminal's foreground group, as a shell does for a job."""
-    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    try:
-        os.tcsetpgrp(fd, pgrp)
-        return True
-    except OSError:
-        return False
-    finally:
-        signal.signal(signal.SIGTTOU, old)
 
 
 class SandboxRuntime:
@@ -196,18 +191,18 @@ def _check_userns_owners(files: Sequence[SecretFile], owner: tuple[int, int]) ->
 
 
 def _parent(
-    child: int,
+    helper: int,
     sock: socket.socket,
     files: Sequence[SecretFile],
     owner: tuple[int, int],
     tty: int | None,
 ) -> SandboxProcess:
-    """Fill the init's tmpfs and see it exec; ``child`` (the forked helper) only clones
+    """Fill the init's tmpfs and see it exec; ``helper`` (the forked child) only clones
     the init and leaves, so it sends nothing but its own failures."""
     init = root_fd = -1
     try:
         message, fds, sender = _receive(sock)
-        if sender is not None and sender != child:
+        if sender is not None and sender != helper:
             init = sender
         if fds:
             root_fd = fds[0]
@@ -223,11 +218,11 @@ def _parent(
     except BaseException:
         if root_fd >= 0:
             os.close(root_fd)
-        for pid in (init, child):
+        for pid in (init, helper):
             if pid > 0:
                 _kill_and_reap(pid)
         raise
-    os.waitpid(child, 0)
+    os.waitpid(helper, 0)
     return SandboxProcess(init, root_fd, owner, tty)
 
 
