@@ -315,11 +315,8 @@ def authorise_run(
 
     Raises:
         AccessDenied: the policy refuses a secret, a user or an option.
-        UsageError: a malformed reference or ``--user``; ``--detach`` for a host command.
+        UsageError: a malformed reference or ``--user``.
     """
-    if spec.detach and spec.image is None:  # nothing would stop it, nor give its leases back
-        hint = "a host command runs in the foreground: drop -d"
-        raise UsageError("-d/--detach is for images", hint)
     superuser = policy.is_superuser(peer)
     bound = [bind(text, config) for text in texts]
     for item in bound:

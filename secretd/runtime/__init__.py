@@ -39,6 +39,9 @@ def available_runtimes() -> list[str]:
 def runtime_name(spec: RunSpec, config: Config) -> str:
     """Which runtime a run uses: the flag, then the config, then what the host offers."""
     if spec.image is None:
+        if spec.detach:  # nothing would stop it later, nor give its leases back
+            hint = "a host command runs in the foreground: drop -d"
+            raise UsageError("-d/--detach is for images", hint)
         if spec.runtime not in ("auto", "sandbox"):
             raise UsageError(f"--runtime {spec.runtime} needs an image", "give IMAGE before CMD")
         return "sandbox"

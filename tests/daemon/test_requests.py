@@ -140,6 +140,10 @@ def test_a_caller_other_than_root_cannot_detach_a_host_command(
     )
     assert reply["exit_code"] == 2
     assert not marker.exists()
+    # in-process alike: nothing would give its leases back after the run
+    alone = client(world, "run", "--no-daemon", "-d", "--", "touch", str(marker))
+    assert (alone.returncode, alone.stderr) == (2, f"secretd: {reply['error']}\n")
+    assert not marker.exists()
 
 
 def test_stop_without_an_id_stops_nothing(world: World, daemon: Daemon) -> None:
