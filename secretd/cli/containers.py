@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import UsageError, printable
 from . import AppContext
 from .output import echo_table
 
@@ -33,7 +33,7 @@ def ps(app: AppContext, show_all: bool, quiet: bool, fmt: str) -> None:
     rows = [r for r in rows if show_all or r["state"] != "exited"]
     if quiet:
         for row in rows:
-            click.echo(row["id"])
+            click.echo(printable(str(row["id"])))
     elif fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     else:
