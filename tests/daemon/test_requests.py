@@ -203,3 +203,15 @@ def test_ps_skips_a_damaged_container_record(
         )
     listed = client(world, "ps", "-a", "-q")
     assert (listed.returncode, listed.stderr, listed.stdout) == (0, "", "a" * 12 + "\n")
+
+
+def test_ps_quiet_escapes_an_id_from_a_record(world: World, daemon: Daemon) -> None:
+    directory = world.state / "containers" / ("c" * 64)
+    directory.mkdir(parents=True)
+    record = {
+        "id": "\x1b[2J" + "c" * 60, "image": "busybox", "command": ["true"], "secrets": [],
+        "runc": "runc", "runc_root": "/nonexistent", "status": "exited", "exit_code": 0,
+    }  # fmt: skip
+    (directory / "meta.json").write_text(json.dumps(record))
+    listed = client(world, "ps", "-a", "-q")
+    assert (listed.returncode, listed.stdout) == (0, "\\x1b[2J" + "c" * 8 + "\n")
