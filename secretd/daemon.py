@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 DISCONNECT_GRACE = 1.0
 STOP_TIMEOUT = 10.0
 IDLE_THREAD = 30.0
+ACCEPT_POLL = 1.0
 THREAD_STACK = 2 * 1024 * 1024  # deep enough for the recursion limit of C code (json)
 RUN_NAME_MAX = 128
 SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
@@ -177,9 +178,16 @@ class Daemon:
         (idle threads are reused: starting one costs more than a whole small request).
 
         A connection beyond its uid's or the daemon's limit gets one error frame and is
-        closed at once; root, the daemon's uid and administrators are always served."""
+        closed at once; root, the daemon's uid and administrators are always served.
+
+        ``accept()`` wakes every ``ACCEPT_POLL`` seconds: a SIGTERM the kernel hands to
+        another thread only flags Python's handler, which runs when this thread does."""
+        self.listener.settimeout(ACCEPT_POLL)
         while not self._stopping.is_set():
-            conn, _ = self.listener.accept()
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             peer = peer_of(conn)
             refusal = self.connections.admit(peer.uid, self.policy.may_administer(peer))
             if refusal is not None:

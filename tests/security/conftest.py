@@ -170,3 +170,15 @@ def impostors(attacker_dir: Path) -> Iterator[list[Impostor]]:
     for impostor in started:
         impostor.proc.kill()
         impostor.proc.wait(5)
+
+
+# The daemon's world (a root daemon, api_key granted to nobody, db_password to no one).
+from tests.daemon.conftest import (  # noqa: E402, F401 - fixtures, shared with tests/daemon
+    CANARY,
+    DB_PASSWORD,
+    Daemon,
+    World,
+    client,
+    daemon,
+    world,
+)
