@@ -162,9 +162,7 @@ class Limits:
     def budget(self, image: str) -> Budget:
         from .layers import Budget
 
-        return Budget(image, self.layer, self.image,
-                      hint="raise [providers.oci] max_layer_size/max_image_size "
-                      "(SECRETD_OCI_MAX_LAYER_SIZE/_IMAGE_SIZE) if you trust it")
+        return Budget(image, self.layer, self.image)
 
 
 @dataclass(frozen=True)

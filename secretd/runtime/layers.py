@@ -40,6 +40,8 @@ PATH_MAX = 4096
 GZIP_MAGIC = b"\x1f\x8b"
 OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2"}
 DAMAGED = "the image file is damaged or was altered: load it again from a good copy"
+LIMIT_HINT = ("raise [providers.oci] max_layer_size/max_image_size "
+              "(SECRETD_OCI_MAX_LAYER_SIZE/_IMAGE_SIZE) if you trust it")
 # Failures of the cache's own file system; anything else a member causes is its fault.
 HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES})
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -75,7 +77,6 @@ class Budget:
     layer_limit: int
     image_limit: int
     spent: int = 0
-    hint: str = "raise the limit in secretd.toml ([providers.oci])"
 
     def limit(self) -> int:
         return min(self.layer_limit, self.image_limit - self.spent)
@@ -85,7 +86,7 @@ class Budget:
             what = f"layer {layer} unpacks to more than {self.layer_limit} bytes"
         else:
             what = f"its layers unpack to more than {self.image_limit} bytes"
-        return ImageError(f"image {self.image}: {what}", self.hint)
+        return ImageError(f"image {self.image}: {what}", LIMIT_HINT)
 
 
 class _Readable(Protocol):
