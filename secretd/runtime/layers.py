@@ -195,7 +195,7 @@ def unpack(blob: Blob, cache: Path, budget: Budget) -> Path:
 
 
 def _extract(blob: Blob, dest: Path, where: str, gzipped: bool, budget: Budget) -> int:
-    """Unpack ``blob`` into ``dest``; returns the bytes of its uncompressed tar."""
+    """Unpack ``blob`` into ``dest``; returns its cost against the budget (``_Hashing``)."""
     import gzip
     import zlib
 
