@@ -44,6 +44,7 @@ DISCONNECT_GRACE = 1.0
 STOP_TIMEOUT = 10.0
 IDLE_THREAD = 30.0
 ACCEPT_POLL = 1.0
+ACCEPT_RETRY = 0.1
 THREAD_STACK = 2 * 1024 * 1024  # deep enough for the recursion limit of C code (json)
 RUN_NAME_MAX = 128
 SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
@@ -187,6 +188,10 @@ class Daemon:
             try:
                 conn, _ = self.listener.accept()
             except TimeoutError:
+                continue
+            except OSError as exc:  # out of descriptors: the clients holding them will go
+                log.error("cannot accept a connection: %s", exc.strerror or exc)
+                time.sleep(ACCEPT_RETRY)
                 continue
             peer = peer_of(conn)
             refusal = self.connections.admit(peer.uid, self.policy.may_administer(peer))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANARY, NOBODY, Daemon, World, client, wait_for
+from .conftest import CANARY, NOBODY, Daemon, World, client, ping, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -206,3 +207,22 @@ def test_runs_are_capped_per_run_and_per_user_and_memory_comes_back(
     after = {f: status_kib(capped.pid, f) for f in ("VmRSS", "VmLck")}
     for field, kib in baseline.items():
         assert after[field] <= kib * 1.1, (field, baseline, after)
+
+
+def test_running_out_of_descriptors_does_not_stop_the_daemon(world: World, daemon: Daemon) -> None:
+    """Root is never refused, so root's connections can exhaust RLIMIT_NOFILE: accept()
+    fails with EMFILE until the silent ones time out, and the daemon serves on."""
+    subprocess.run(["prlimit", f"--pid={daemon.pid}", "--nofile=48:48"], check=True)
+    socks = []
+    for _ in range(80):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(world.socket))
+        socks.append(sock)
+    wait_for(
+        lambda: any("cannot accept a connection" in str(e["msg"]) for e in daemon.events()),
+        "the daemon to run out of descriptors",
+    )
+    for sock in socks:
+        sock.close()
+    wait_for(lambda: ping(world.socket) is not None, "the daemon to answer again", timeout=20)
+    assert daemon.proc is not None and daemon.proc.poll() is None
