@@ -251,8 +251,15 @@ def _docker_manifests(source: Source) -> list[Manifest]:
     entries = source.json("manifest.json")
     if not isinstance(entries, list):
         raise ImageError("manifest.json is not a list", DAMAGED_HINT)
+    seen: set[str] = set()
     for entry in entries:
         entry = _object(entry, "manifest.json: an entry")
+        key = json.dumps(entry, sort_keys=True)
+        if key in seen:
+            continue  # listed again: one image all the same
+        seen.add(key)
+        if len(seen) > MAX_IMAGES:
+            raise ImageError(f"{source.where} lists more than {MAX_IMAGES} images", DAMAGED_HINT)
         config_name = _get(entry, "Config", str, "manifest.json") or ""
         named = "sha256:" + Path(config_name).name.removesuffix(".json")
         checked = named if DIGEST_RE.fullmatch(named) else None  # docker save names it so

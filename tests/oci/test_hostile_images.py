@@ -293,6 +293,15 @@ def test_an_index_listing_one_manifest_30000_times_is_read_once(
     assert run_ok(secretd, "run", "--rm", f"oci:{layout}", "echo", "ok") == "ok\n"
 
 
+def test_a_docker_manifest_listing_one_image_30000_times_is_read_once(
+    secretd: Runner, tmp_path: Path, rootfs_layer: Path
+) -> None:
+    files = busybox.docker_files([rootfs_layer])
+    files["manifest.json"] = json.dumps(json.loads(files["manifest.json"]) * 30_000).encode()
+    archive = busybox.write_tar(tmp_path / "many.tar", files)
+    assert run_ok(secretd, "image", "load", "-i", str(archive)) == "Loaded image: busybox:latest\n"
+
+
 def test_indexes_nested_too_deep_are_refused(
     secretd: Runner, tmp_path: Path, rootfs_layer: Path
 ) -> None:
