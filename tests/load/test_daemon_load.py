@@ -6,9 +6,11 @@ every lease revoked, its memory within 10 % of what it used after a warm-up roun
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -94,25 +96,33 @@ def mounts(pid: int | str, world: World) -> list[str]:
     return [p for p in points if p.startswith(str(world.root)) or p.startswith("/run/secrets")]
 
 
-def descriptors(pid: int) -> int:
-    """The daemon's descriptor count once it holds no client connection (its listener is
-    its only Unix socket; its connection to OpenBao stays open)."""
-    unix = {line.split()[-2] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+def descriptors(pid: int) -> Counter[str]:
+    """The daemon's descriptors by kind (``pipe``, ``unix``, a path...) once it holds no
+    client connection: its listener is then its only Unix socket. TCP sockets are left
+    out: its pool of keep-alive connections to OpenBao grows with the concurrency."""
 
-    def links() -> list[str]:
-        found = []
+    def kinds() -> Counter[str]:
+        unix = {line.split()[-2] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+        tcp = {
+            line.split()[9]
+            for name in ("tcp", "tcp6")
+            for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        }
+        found: Counter[str] = Counter()
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
-                found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
             except FileNotFoundError:  # closed meanwhile
                 continue
+            inode = link[8:-1] if link.startswith("socket:[") else None
+            if inode is None:
+                found[re.sub(r":\[\d+\]$", "", link)] += 1
+            elif inode not in tcp:
+                found["unix" if inode in unix else "socket"] += 1
         return found
 
-    def connections() -> int:
-        return sum(link.startswith("socket:[") and link[8:-1] in unix for link in links())
-
-    wait_for(lambda: connections() == 1, "the daemon to close its client connections")
-    return len(links())
+    wait_for(lambda: kinds()["unix"] == 1, "the daemon to close its client connections")
+    return kinds()
 
 
 def children(pid: int) -> list[str]:
