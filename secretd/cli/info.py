@@ -12,6 +12,7 @@ import click
 from .. import __version__
 from ..backends import available_schemes
 from ..config import Config
+from ..errors import printable
 from ..runtime import image_runtime
 from . import AppContext
 
@@ -86,4 +87,5 @@ def info(app: AppContext, fmt: str) -> None:
     """Show the effective configuration with each value's origin (never secret values)."""
     data = describe(app.config)
     data["image_runtime"] = dict(zip(("name", "why"), image_runtime(app.config), strict=True))
-    click.echo(json.dumps(data, indent=2) if fmt == "json" else "\n".join(render_text(data)))
+    lines = render_text(data)  # a cloned project's secretd.toml may hold terminal escapes
+    click.echo(json.dumps(data, indent=2) if fmt == "json" else "\n".join(map(printable, lines)))

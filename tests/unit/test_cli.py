@@ -245,3 +245,14 @@ def test_daemon_log_lines_escape_what_clients_and_servers_wrote() -> None:
     )
     line = _TextFormatter().format(record)
     assert line.endswith(" info secretd.daemon: run failed: x\\x1b[2J\\x0aforged")
+
+
+def test_info_escapes_control_characters_from_a_config_file(
+    secretd: Runner, tmp_path: Path
+) -> None:
+    (tmp_path / "secretd.toml").write_text(
+        '[secrets.api_key]\nsource = "vault:secret/app\\u001b[2J\\nforged#k"\n'
+    )
+    result = secretd("info")
+    assert result.returncode == 0 and "\x1b" not in result.stdout
+    assert "  api_key = vault:secret/app\\x1b[2J\\x0aforged#k  (" in result.stdout
