@@ -1,6 +1,7 @@
-"""The reference grammar users type: one parser for flags, ``secretd.toml`` and compose.
+"""The reference grammar users type: one parser for ``--secret``, ``[secrets.NAME]`` in
+``secretd.toml`` and the library (``secretd.parse_ref``); there is no compose support yet.
 
-Forms (see docs/references.md):
+Forms (the whole grammar, every scheme: docs/references.md):
 
 * ``api_key``: a name, bound in ``secretd.toml`` or found in the local store;
 * ``api_key=vault:secret/app#api_key``: bind a name to a provider URI;

@@ -113,7 +113,12 @@ def _strict(flag: bool, app: AppContext) -> bool:
     context_settings={"allow_interspersed_args": False, "ignore_unknown_options": False},
 )
 @click.option(
-    "--secret", "secrets", multiple=True, metavar="REF", help="Secret to mount (repeatable)."
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="REF",
+    help="Secret to mount (repeatable). SCHEME is local, env, dotenv, file, vault, aws or ssm "
+    "(docs/references.md).",
 )
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY[=VALUE]", help="Set a variable.")
 @click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read variables.")
