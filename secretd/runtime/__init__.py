@@ -82,7 +82,7 @@ def has_local_image(image: str, config: Config) -> bool:
             with docker.errors():
                 docker.client().inspect_image(image)  # type: ignore[no-untyped-call]
             return True
-        except RuntimeError_:
+        except (RuntimeError_, ImportError):  # no answer, or no SDK to ask with
             return False
         finally:
             docker.close()
