@@ -75,7 +75,13 @@ def host_entries(env: Mapping[str, str], daemon: int | None) -> list[Entry]:
     if daemon:
         through = command([*run, "--", "true"], env)
         entries.append(Entry("secretd run -- true (daemon)", HOST, through, True, peer))
-    return [*entries, Entry(peer, HOST, command(["unshare", "-m", "true"]))]
+    # The sandbox's own namespaces without secretd: a PID namespace with tini as PID 1.
+    tini = ["unshare", "-m", "-p", "-f", "--mount-proc", "tini", "--", "true"]
+    return [
+        *entries,
+        Entry(peer, HOST, command(["unshare", "-m", "true"])),
+        Entry("unshare -mpf tini -- true", HOST, command(tini)),
+    ]
 
 
 def container_entries(
@@ -227,8 +233,10 @@ def markdown(
     lines += [
         "",
         "What each run does: `secretd run --secret api_key -- true` mounts the secret in a",
-        "sandbox (mount namespace, tmpfs) and runs `true`; `unshare -m true` is the bare",
-        "namespace. The container runs read `/run/secrets/api_key` from a busybox image:",
+        "sandbox (mount and PID namespaces, tini as PID 1, a tmpfs) and runs `true`;",
+        "`unshare -m true` is the bare mount namespace, `unshare -mpf --mount-proc tini --",
+        "true` the sandbox's namespaces and init without secretd. The container runs read",
+        "`/run/secrets/api_key` from a busybox image:",
         "secretd's own `runc` bundle against bare `runc run` of an equivalent bundle",
         "(overlay of the same layer, the secret bound read-only); `docker run` binds a host",
         "file (plain Docker has no secrets); `podman run --secret` uses podman's secret store;",
