@@ -7,6 +7,8 @@ lease bookkeeping uses a recording provider, as tests/unit/test_engine_leases.py
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,8 @@ from secretd.backends import BaseProvider
 from secretd.spec import Secret, SecretRef
 from secretd.store import LocalStore
 from tests.unit.test_cli import HEAVY
+
+LIBRARY_MD = Path(__file__).parents[2] / "docs" / "library.md"
 
 
 class LeasingProvider(BaseProvider):
@@ -119,3 +123,23 @@ def test_mypy_sees_the_types(tmp_path: Path) -> None:
         result.stdout
     )
     assert "import-untyped" not in result.stdout
+
+
+def test_the_example_in_docs_library_md_runs_as_shown(tmp_path: Path) -> None:
+    """The example stays true: its code, run as the page says, prints what the page shows
+    (a stored secret and a CI variable in memory, then a sandboxed command reading one)."""
+    page = LIBRARY_MD.read_text()
+    code = re.search(r"```python\n(.*?)```", page, re.DOTALL)
+    shown = re.search(r"\$ DEPLOY_TOKEN=abc123 python example.py\n(.*?)```", page, re.DOTALL)
+    assert code and shown, "docs/library.md lost its example or its output"
+    (tmp_path / "example.py").write_text(code[1])
+    result = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        env={**os.environ, "DEPLOY_TOKEN": "abc123", "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == shown[1]
