@@ -59,7 +59,7 @@ def check_directory(directory: Path) -> None:
     fds = [os.open("/", _PATH_FLAGS | os.O_DIRECTORY)]
     names = [""]
     try:
-        _judge(os.fstat(fds[0]), "/", last=not pending)
+        _judge(os.fstat(fds[0]), "/", last=False)
         links = 0
         while pending:
             name = pending.pop()
@@ -88,7 +88,8 @@ def check_directory(directory: Path) -> None:
             names.append(name)
             if not stat.S_ISDIR(info.st_mode):
                 raise NotADirectoryError(20, "Not a directory", where)
-            _judge(info, where, last=not pending)
+            _judge(info, where, last=False)
+        _judge(os.fstat(fds[-1]), "/".join(names) or "/", last=True)  # where ``..`` led too
     finally:
         for fd in fds:
             os.close(fd)

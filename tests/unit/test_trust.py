@@ -40,6 +40,7 @@ def test_root_owned_directories_below_sticky_tmp_are_trusted(base: Path) -> None
 
 def test_a_sticky_world_writable_directory_is_never_the_last(base: Path) -> None:
     assert refused(Path("/tmp")) == "/tmp is writable by others (mode 1777)"
+    assert refused(base / "..") == "/tmp is writable by others (mode 1777)"
 
 
 def test_group_writable_and_foreign_directories_are_refused(base: Path) -> None:
