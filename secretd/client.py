@@ -143,8 +143,20 @@ def call(config: Config, message: Message, timeout: float | None = REPLY_TIMEOUT
         return None
     with chan:
         send(chan, message)
-        reply, _ = chan.receive(timeout)
+        try:
+            reply, _ = chan.receive(timeout)
+        except Closed:
+            raise _gone("before answering") from None
     return raise_for(reply)
+
+
+def _gone(when: str) -> RuntimeError_:
+    """The daemon hung up without a word: it died, or was stopped, mid-request."""
+    error = RuntimeError_(
+        f"the secretd daemon closed the connection {when}", "see the daemon's log"
+    )
+    error.exit_code = 125
+    return error
 
 
 def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool = False) -> int:
@@ -180,10 +192,7 @@ def _wait(chan: Channel, relay: _Relay) -> int:
         try:
             message, _ = chan.receive()
         except Closed:
-            raise RuntimeError_(
-                "the secretd daemon closed the connection before the command ended",
-                "see the daemon's log",
-            ) from None
+            raise _gone("before the command ended") from None
         event = raise_for(message).get("event")
         if event == "started":
             relay.started = True

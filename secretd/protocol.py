@@ -219,6 +219,12 @@ class Channel:
                 )
             except TimeoutError:
                 raise ProtocolError("timed out waiting for a complete frame") from None
+            except ConnectionResetError:
+                if first and got == 0:  # a peer killed with our frame unread
+                    raise Closed("the peer reset the connection") from None
+                raise ProtocolError(
+                    f"truncated frame: the peer reset after {got} of {size} bytes"
+                ) from None
             except OSError as exc:
                 raise ProtocolError(f"cannot read from the peer: {exc.strerror or exc}") from None
             _collect(ancillary, fds, max_fds)

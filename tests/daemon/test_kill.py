@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,3 +62,31 @@ def test_sigkill_of_the_daemon_takes_every_process_of_the_run_with_it(
         "see the daemon's log\n",
     )
     assert not Path(secrets_dir).exists()
+
+
+@pytest.mark.parametrize("args", [["secret", "create", "k", "-"], ["ps"]])
+def test_a_daemon_killed_before_it_answers_is_one_line(
+    world: World, daemon: Daemon, args: list[str]
+) -> None:
+    """Stopped, the daemon leaves the request unread; killed, it never answers."""
+    os.kill(daemon.pid, signal.SIGSTOP)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", *args],
+        cwd=world.root, env=world.env(SECRETD_HOST=world.host),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("value")
+    proc.stdin.close()
+    time.sleep(1)  # the client has sent its request and waits for the answer
+    daemon.kill()
+    proc.wait(30)
+    proc.stdout.close()
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert (proc.returncode, err) == (
+        125,
+        "secretd: the secretd daemon closed the connection before answering: "
+        "see the daemon's log\n",
+    )
