@@ -7,7 +7,8 @@ secret value (only names, paths, provider URIs without credentials).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 
 class SecretdError(Exception):
@@ -19,6 +20,10 @@ class SecretdError(Exception):
     """
 
     exit_code = 1
+    # What a failed request was about, for callers that need more than the line:
+    # ``provider``, ``method``, ``path`` where a library's exception was mapped
+    # (``_errormap``). Names only, never a value.
+    fields: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         self.message = message

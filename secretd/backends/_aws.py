@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from .._errormap import Build, ErrorMap, Names, Rule, mapped, only_from
 from ..config import Config
-from ..errors import AccessDenied, ProviderError, SecretNotFound, UsageError
+from ..errors import AccessDenied, ProviderError, SecretdError, SecretNotFound, UsageError
 from ._aws_transport import BoundedTransport
 from ._http import (
     DEFAULT_MAX_SIZE,
@@ -26,8 +28,6 @@ from ._http import (
     RedirectRefused,
     ResponseTooLarge,
     deadline,
-    raised_in,
-    size_text,
 )
 
 if TYPE_CHECKING:
@@ -258,6 +258,7 @@ class AwsClients(Generic[C]):
 class Service:
     """What differs between the AWS services behind one error mapper."""
 
+    scheme: str
     label: str
     permission: str
     not_found: frozenset[str]
@@ -281,60 +282,82 @@ class Call:
 
 @contextmanager
 def aws_errors(call: Call) -> Iterator[None]:
-    """Map botocore's exceptions onto ours, one line each, without chaining their text."""
+    """Map botocore's exceptions onto ours (``botocore_errors``) within the deadline."""
+    label = call.service.label
+    fields = {"provider": call.service.scheme, "region": call.region, "endpoint": call.endpoint}
+    with (
+        mapped(
+            botocore_errors(), fields, call=call, label=label, where=f"{label} at {call.endpoint}",
+            endpoint=call.endpoint, what=call.what, region=call.region,
+            prefix=f"secret {call.name!r}: " if call.name else "",
+            timeout=call.settings.timeout, read_timeout=call.settings.read_timeout,
+        ),
+        deadline(call.settings.timeout),
+    ):  # fmt: skip
+        yield
+
+
+@cache
+def botocore_errors() -> ErrorMap:
+    """botocore's and the bounded transport's exceptions as ours, most specific first;
+    none chains their text (a server's body, a signed URL)."""
     from botocore import exceptions as bx
     from botocore.parsers import ResponseParserError
 
-    label = call.service.label
-    where = f"{label} at {call.endpoint}"
-    try:
-        with deadline(call.settings.timeout):
-            yield
-    except DeadlineExceeded:
-        raise ProviderError(
-            f"{where} did not answer within {call.settings.timeout:g}s "
-            f"({call.what}, {call.region})",
+    return (
+        (DeadlineExceeded, Rule(
+            ProviderError, "{where} did not answer within {timeout:g}s ({what}, {region})",
             "try again, or raise timeout in [providers.aws]",
-        ) from None
-    except ResponseTooLarge as exc:
-        raise ProviderError(
-            f"{where} answered more than {size_text(exc.limit)} ({call.what}, {call.region})",
+        )),
+        (ResponseTooLarge, Rule(
+            ProviderError, "{where} answered more than {exc.size} ({what}, {region})",
             "raise max_response_size in [providers.aws] if such answers are expected",
-        ) from None
-    except RedirectRefused as exc:
-        raise ProviderError(
-            f"{where} redirected the request ({call.what}, {call.region}) to {exc.target}; "
-            f"secretd sends AWS requests to {call.endpoint} only",
+        )),
+        (RedirectRefused, Rule(
+            ProviderError, "{where} redirected the request ({what}, {region}) to {exc.target}; "
+            "secretd sends AWS requests to {endpoint} only",
             "set endpoint_url in [providers.aws] to the endpoint that answers",
-        ) from None
-    except (ResponseParserError, RecursionError):
-        raise damaged(call, "not AWS's JSON") from None
-    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
-        if not raised_in(exc, ("botocore.parsers", "botocore.endpoint")):
-            raise
-        raise damaged(call, "fields of the wrong type") from None
-    except bx.ClientError as exc:
-        raise _client_error(call, exc) from None
-    except bx.ReadTimeoutError:
-        raise ProviderError(
-            f"{label} at {call.endpoint} did not answer within "
-            f"{call.settings.read_timeout:g}s ({call.what}, {call.region})",
+        )),
+        ((ResponseParserError, RecursionError), _with_call(
+            lambda call, exc: damaged(call, "not AWS's JSON")
+        )),
+        ((TypeError, AttributeError, ValueError, KeyError, IndexError), only_from(
+            ("botocore.parsers", "botocore.endpoint"),
+            _with_call(lambda call, exc: damaged(call, "fields of the wrong type")),
+        )),
+        (bx.ClientError, _with_call(_client_error)),
+        (bx.ReadTimeoutError, Rule(
+            ProviderError, "{where} did not answer within {read_timeout:g}s ({what}, {region})",
             "try again, or raise read_timeout in [providers.aws]",
-        ) from None
-    except (bx.ConnectionError, bx.HTTPClientError) as exc:
-        raise _unreachable(call, str(exc.kwargs.get("endpoint_url") or "")) from None
-    except (bx.NoCredentialsError, bx.PartialCredentialsError):
-        raise ProviderError(
-            call.line(f"no AWS credentials found to reach {label} for"),
+        )),
+        ((bx.ConnectionError, bx.HTTPClientError), _with_call(
+            lambda call, exc: _unreachable(call, str(exc.kwargs.get("endpoint_url") or ""))
+        )),
+        ((bx.NoCredentialsError, bx.PartialCredentialsError), Rule(
+            ProviderError,
+            "{prefix}no AWS credentials found to reach {label} for {what} in {region}",
             "set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or [providers.aws] profile",
-        ) from None
-    except bx.ParamValidationError:
-        raise UsageError(call.line(f"{label} rejects the reference to"), "check the name") from None
-    except bx.BotoCoreError as exc:
-        raise ProviderError(call.line(f"{label} failed ({type(exc).__name__}) on")) from None
+        )),
+        (bx.ParamValidationError, Rule(
+            UsageError, "{prefix}{label} rejects the reference to {what} in {region}",
+            "check the name",
+        )),
+        (bx.BotoCoreError, Rule(
+            ProviderError, "{prefix}{label} failed ({kind}) on {what} in {region}"
+        )),
+    )  # fmt: skip
 
 
-def _client_error(call: Call, exc: ClientError) -> ProviderError | SecretNotFound:
+def _with_call(build: Callable[[Call, Any], SecretdError]) -> Build:
+    """A table entry that reads the whole ``Call`` (the service's codes, the role)."""
+
+    def entry(exc: Any, names: Names) -> SecretdError:
+        return build(cast(Call, names["call"]), exc)
+
+    return entry
+
+
+def _client_error(call: Call, exc: ClientError) -> SecretdError:
     meta = exc.response.get("ResponseMetadata", {})
     code = client_code(exc)
     label = call.service.label

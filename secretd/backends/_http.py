@@ -52,8 +52,9 @@ class DeadlineExceeded(TransportError):
 
 class ResponseTooLarge(TransportError):
     def __init__(self, limit: int) -> None:
-        super().__init__(f"an answer of more than {size_text(limit)}")
         self.limit = limit
+        self.size = size_text(limit)
+        super().__init__(f"an answer of more than {self.size}")
 
 
 class RedirectRefused(TransportError):
@@ -110,18 +111,6 @@ def read_capped(chunks: Iterable[bytes], limit: int, length: str | None = None) 
         if len(body) > limit:
             raise ResponseTooLarge(limit)
     return bytes(body)
-
-
-def raised_in(exc: BaseException, modules: tuple[str, ...]) -> bool:
-    """Whether ``exc`` passed through one of ``modules`` (say, a library's answer parser,
-    which trusts the server's types: a number where an object belongs is an
-    AttributeError deep inside)."""
-    frame = exc.__traceback__
-    while frame is not None:
-        if str(frame.tb_frame.f_globals.get("__name__")).startswith(modules):
-            return True
-        frame = frame.tb_next
-    return False
 
 
 class Deadline:

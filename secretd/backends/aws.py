@@ -130,7 +130,10 @@ def json_field(call: Call, key: str, value: bytes, is_text: bool) -> bytes:
 
 
 SECRETS_MANAGER = Service(
-    "AWS Secrets Manager", "secretsmanager:GetSecretValue", frozenset({"ResourceNotFoundException"})
+    "aws",
+    "AWS Secrets Manager",
+    "secretsmanager:GetSecretValue",
+    frozenset({"ResourceNotFoundException"}),
 )
 
 

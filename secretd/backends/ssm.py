@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PARAMETER_STORE = Service(
+    "ssm",
     "AWS Systems Manager Parameter Store",
     "ssm:GetParameter, ssm:GetParametersByPath",
     frozenset({"ParameterNotFound", "ParameterVersionNotFound"}),

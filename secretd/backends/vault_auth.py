@@ -2,9 +2,9 @@
 
 ``vault.py`` decides *what* to read; this module decides *how* (with the settings of
 ``vault_settings.py``): which identity (token, token file, AppRole, Kubernetes), when to renew or
-replace the token, how often to retry, and how hvac's exceptions become ours. hvac and
-requests are imported only when a session is created, so ``secretd --help`` never pays
-for them.
+replace the token, how often to retry, and which of our errors hvac's exceptions become
+(``vault_errors``, read by ``_errormap.mapped``). hvac and requests are imported only when
+a session is created, so ``secretd --help`` never pays for them.
 """
 
 from __future__ import annotations
@@ -16,20 +16,14 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._errormap import ErrorMap, Rule, mapped, only_from
 from ..errors import AccessDenied, ProviderError, SecretdError, SecretNotFound
-from ._http import (
-    DeadlineExceeded,
-    RedirectRefused,
-    ResponseTooLarge,
-    TransportError,
-    deadline,
-    raised_in,
-    size_text,
-)
+from ._http import DeadlineExceeded, RedirectRefused, ResponseTooLarge, TransportError, deadline
 from .vault_http import new_session
 from .vault_settings import WHERE, VaultSettings, read_file
 from .vault_shape import number, obj, text
@@ -38,6 +32,75 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.0
 CAPABILITY = {"GET": "read", "POST": "update", "PUT": "update", "DELETE": "delete"}
+
+
+NOT_VAULT = "check that VAULT_ADDR or address in {where} is a Vault server"
+
+
+@cache
+def vault_errors() -> ErrorMap:
+    """hvac's, requests' and the bounded transport's exceptions as ours, most specific
+    first; no token, no value, no server text but a 400's scrubbed reason."""
+    import hvac.exceptions as hv
+    import requests.exceptions as rq
+
+    redirected = "set VAULT_ADDR or address in {where} to the server that answers"
+    return (
+        ((DeadlineExceeded, rq.ReadTimeout), Rule(
+            ProviderError, "vault at {address} did not answer within {timeout:g}s",
+            "check the server, or raise timeout in {where}",
+        )),
+        (ResponseTooLarge, Rule(
+            ProviderError, "vault at {address} answered more than {exc.size} for {subject}",
+            "raise max_response_size in {where} if such answers are expected",
+        )),
+        (RedirectRefused, Rule(
+            ProviderError, "vault at {address} redirected the request for {subject} to "
+            "{exc.target}; secretd sends its token to {address} only", redirected,
+        )),
+        (rq.TooManyRedirects, Rule(
+            ProviderError, "vault at {address} redirected the request for {subject} in a "
+            "loop; secretd sends its token to {address} only", redirected,
+        )),
+        (rq.SSLError, Rule(
+            ProviderError, "vault at {address}: TLS verification failed",
+            "set VAULT_CACERT or cacert in {where}",
+        )),
+        (rq.RequestException, Rule(
+            ProviderError, "vault at {address} unreachable",
+            "check that the server runs and VAULT_ADDR or address in {where}",
+        )),
+        (hv.Forbidden, Rule(
+            AccessDenied, "vault denied access to {subject} ({auth} auth)",
+            "a policy of this identity must grant {capability!r} on {path!r}",
+        )),
+        (hv.Unauthorized, Rule(AccessDenied, "vault rejected the {auth} credentials")),
+        (hv.InvalidPath, Rule(
+            SecretNotFound, "vault has nothing at {subject}", "check the path {path!r}"
+        )),
+        (hv.InvalidRequest, Rule(
+            RequestRejected, "vault rejected the request for {subject}", "{reason}"
+        )),
+        (hv.VaultDown, Rule(
+            ProviderError, "vault at {address} is sealed or unavailable (HTTP 503)",
+            "unseal it, or wait for an active node",
+        )),
+        ((hv.VaultError, TransportError), Rule(
+            ProviderError, "vault at {address} failed on {subject} ({kind})"
+        )),
+        # json's decoder recurses once per level of nesting
+        (RecursionError, Rule(
+            ProviderError,
+            "vault at {address} answered the request for {subject} with JSON nested too deeply",
+            NOT_VAULT,
+        )),
+        ((AttributeError, TypeError, ValueError, KeyError), only_from(("hvac.",), Rule(
+            ProviderError,
+            "vault at {address} answered the request for {subject} with an error hvac cannot "
+            "read",
+            NOT_VAULT,
+        ))),
+    )  # fmt: skip
 
 
 class LoginFailed(AccessDenied):
@@ -134,95 +197,36 @@ class VaultSession:
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send within one deadline (the session retries reads, see ``vault_http``), then
-        map failures; an answer that is not a JSON object is damaged."""
-        import hvac.exceptions as hvac_errors
-        import requests
-
+        map failures (``vault_errors``); an answer that is not a JSON object is damaged."""
         log.debug("vault: %s %s", method, path)
-        try:
-            with deadline(self.settings.timeout):
-                answer = self._client.adapter.request(
-                    method, f"/v1/{path}", params=params, json=body, headers=dict(headers or {})
-                )
-        except (hvac_errors.VaultError, requests.RequestException, TransportError) as exc:
-            raise self._translate(exc, method, path, subject) from None
-        except RecursionError:  # json's decoder recurses once per level of nesting
-            raise self._unreadable(subject, "JSON nested too deeply") from None
-        except (AttributeError, TypeError, ValueError, KeyError) as exc:
-            if not raised_in(exc, ("hvac.",)):
-                raise
-            raise self._unreadable(subject, "an error hvac cannot read") from None
+        fields = {"provider": "vault", "method": method, "path": path}
+        with (
+            mapped(
+                vault_errors(), fields, address=self.settings.address, where=WHERE,
+                timeout=self.settings.timeout, subject=subject, path=path, auth=self.auth_name,
+                capability=CAPABILITY.get(method.upper(), method.lower()), reason=self._reason,
+            ),
+            deadline(self.settings.timeout),
+        ):  # fmt: skip
+            answer = self._client.adapter.request(
+                method, f"/v1/{path}", params=params, json=body, headers=dict(headers or {})
+            )
         if isinstance(answer, dict):
             return answer
         if getattr(answer, "status_code", None) == 204:
             return {}
-        raise self._unreadable(subject, "something other than a JSON object")
-
-    def _unreadable(self, subject: str, what: str) -> ProviderError:
-        return ProviderError(
-            f"vault at {self.settings.address} answered the request for {subject} with {what}",
-            "check that VAULT_ADDR or address in [providers.vault] is a Vault server",
+        raise ProviderError(
+            f"vault at {self.settings.address} answered the request for {subject} with "
+            "something other than a JSON object",
+            NOT_VAULT.format(where=WHERE),
         )
 
-    def _translate(self, exc: Exception, method: str, path: str, subject: str) -> SecretdError:
-        """One line of ours for hvac's or requests' exception; no token, no value."""
-        import hvac.exceptions as hvac_errors
-        import requests
-
-        address = self.settings.address
-        if isinstance(exc, DeadlineExceeded | requests.exceptions.ReadTimeout):
-            return ProviderError(
-                f"vault at {address} did not answer within {self.settings.timeout:g}s",
-                "check the server, or raise timeout in " + WHERE,
-            )
-        if isinstance(exc, ResponseTooLarge):
-            return ProviderError(
-                f"vault at {address} answered more than {size_text(exc.limit)} for {subject}",
-                "raise max_response_size in " + WHERE + " if such answers are expected",
-            )
-        if isinstance(exc, RedirectRefused | requests.exceptions.TooManyRedirects):
-            target = f"to {exc.target}" if isinstance(exc, RedirectRefused) else "in a loop"
-            return ProviderError(
-                f"vault at {address} redirected the request for {subject} {target}; "
-                f"secretd sends its token to {address} only",
-                "set VAULT_ADDR or address in " + WHERE + " to the server that answers",
-            )
-        if isinstance(exc, requests.exceptions.SSLError):
-            return ProviderError(
-                f"vault at {address}: TLS verification failed",
-                "set VAULT_CACERT or cacert in " + WHERE,
-            )
-        if isinstance(exc, requests.exceptions.RequestException):
-            return ProviderError(
-                f"vault at {address} unreachable",
-                "check that the server runs and VAULT_ADDR or address in " + WHERE,
-            )
-        auth = self.auth_name
-        if isinstance(exc, hvac_errors.Forbidden):
-            capability = CAPABILITY.get(method.upper(), method.lower())
-            return AccessDenied(
-                f"vault denied access to {subject} ({auth} auth)",
-                f"a policy of this identity must grant {capability!r} on {path!r}",
-            )
-        if isinstance(exc, hvac_errors.Unauthorized):
-            return AccessDenied(f"vault rejected the {auth} credentials")
-        if isinstance(exc, hvac_errors.InvalidPath):
-            return SecretNotFound(f"vault has nothing at {subject}", f"check the path {path!r}")
-        if isinstance(exc, hvac_errors.InvalidRequest):
-            reason = ", ".join(str(e) for e in (getattr(exc, "errors", None) or []))
-            return RequestRejected(f"vault rejected the request for {subject}", self._scrub(reason))
-        if isinstance(exc, hvac_errors.VaultDown):
-            return ProviderError(
-                f"vault at {address} is sealed or unavailable (HTTP 503)",
-                "unseal it, or wait for an active node",
-            )
-        return ProviderError(f"vault at {address} failed on {subject} ({type(exc).__name__})")
-
-    def _scrub(self, text: str) -> str | None:
+    def _reason(self, exc: Any) -> str:
         """Vault's error text, on one line, with every credential we hold blanked out."""
+        text = ", ".join(str(e) for e in (getattr(exc, "errors", None) or []))
         for credential in self._credentials:
             text = text.replace(credential, "<redacted>")
-        return re.sub(r"\s+", " ", text).strip(" *") or None
+        return re.sub(r"\s+", " ", text).strip(" *")
 
     def _use_token(self, token: str) -> None:
         self._credentials.add(token)

@@ -23,9 +23,11 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._errormap import ErrorMap, Rule, mapped
 from ..config import Config
 from ..errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
 from ..mount.tmpfs import HostMount
@@ -76,23 +78,11 @@ class DockerEngine:
 
     @contextmanager
     def errors(self) -> Iterator[None]:
-        """Map the SDK's exceptions onto ours, without chaining their text into tracebacks."""
-        import docker.errors
-        import requests.exceptions
-
-        try:
+        """Map the SDK's exceptions onto ours (``docker_errors``), without chaining their
+        text into tracebacks."""
+        fields = {"runtime": "docker", "host": self.host}
+        with mapped(docker_errors(), fields, host=self.host, detail=_explain):
             yield
-        except docker.errors.ImageNotFound as exc:
-            raise RuntimeError_(
-                f"image not found: {_explain(exc)}", "build it, or 'docker pull'/'docker load' it"
-            ) from None
-        except docker.errors.APIError as exc:
-            raise RuntimeError_(f"Docker refused the request: {_explain(exc)}") from None
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            raise RuntimeError_(
-                f"cannot reach Docker at {self.host}",
-                "start dockerd, or point DOCKER_HOST or 'docker context use' at it",
-            ) from None
 
     def live_ids(self) -> set[str]:
         """Ids of the containers (any state) that have a secretd mount."""
@@ -120,6 +110,25 @@ class DockerEngine:
                 log.debug("docker event stream ended")
 
         return EventStream(pairs(), stream.close)
+
+
+@cache
+def docker_errors() -> ErrorMap:
+    """The Docker SDK's (and requests') exceptions as ours, most specific first."""
+    import docker.errors as de
+    import requests.exceptions as rq
+
+    return (
+        (de.ImageNotFound, Rule(
+            RuntimeError_, "image not found: {detail}",
+            "build it, or 'docker pull'/'docker load' it",
+        )),
+        (de.APIError, Rule(RuntimeError_, "Docker refused the request: {detail}")),
+        ((de.DockerException, rq.RequestException), Rule(
+            RuntimeError_, "cannot reach Docker at {host}",
+            "start dockerd, or point DOCKER_HOST or 'docker context use' at it",
+        )),
+    )  # fmt: skip
 
 
 def _explain(exc: Any) -> str:
