@@ -12,6 +12,8 @@ import pytest
 from secretd.backends.aws import AwsProvider
 from secretd.backends.ssm import SsmProvider
 from secretd.config import Config
+from secretd.errors import SecretNotFound
+from secretd.refs import parse_ref
 from tests.aws.servers import REGION, Moto
 from tests.support.provider_contract import Backend, ProviderContract
 
@@ -51,6 +53,14 @@ class TestSecretsManager(ProviderContract):
     @pytest.fixture
     def provider(self, moto: Moto, config: Callable[..., Config]) -> AwsProvider:
         return AwsProvider.from_config(config(aws=settings(moto)))
+
+    def test_errors_name_the_request(
+        self, provider: AwsProvider, backend: SecretsManagerBackend, moto: Moto
+    ) -> None:
+        with pytest.raises(SecretNotFound) as caught:
+            provider.get(parse_ref(backend.absent("gone")))
+        fields = {"provider": "aws", "region": REGION, "endpoint": moto.url}
+        assert caught.value.fields == fields
 
 
 class ParameterStoreBackend(Backend):

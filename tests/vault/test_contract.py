@@ -8,6 +8,8 @@ import uuid
 import pytest
 
 from secretd.backends.vault import VaultProvider
+from secretd.errors import SecretNotFound
+from secretd.refs import parse_ref
 from tests.support.provider_contract import Backend, ProviderContract
 from tests.vault.servers import BaoServer, ProviderFactory, lease_exists
 
@@ -62,6 +64,13 @@ class TestVaultKV2(ProviderContract):
     @pytest.fixture
     def provider(self, provider: ProviderFactory) -> VaultProvider:
         return provider()
+
+    def test_errors_name_the_request(self, provider: VaultProvider, backend: VaultBackend) -> None:
+        ref = parse_ref(backend.absent("gone"))
+        with pytest.raises(SecretNotFound) as caught:
+            provider.get(ref)
+        path = ref.locator.split("#")[0].replace("secret/", "secret/data/", 1)
+        assert caught.value.fields == {"provider": "vault", "method": "GET", "path": path}
 
 
 class TestVaultKV1(TestVaultKV2):
