@@ -31,7 +31,7 @@ class Names(Mapping[str, object]):
 
     def __getitem__(self, key: str) -> object:
         value = self._values[key]
-        return value(self.exc) if callable(value) and key != "exc" else value
+        return value(self.exc) if callable(value) else value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
