@@ -71,6 +71,7 @@ COMMANDS = {
     "stop": "containers:stop",
     "rm": "containers:rm",
     "prune": "containers:prune",
+    "template": "template:template",
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 from secretd import __version__
 from tests.conftest import Runner
 
-HEAVY = ("boto3", "botocore", "hvac", "docker", "fuse", "detect_secrets")
+HEAVY = ("boto3", "botocore", "hvac", "docker", "fuse", "detect_secrets", "jinja2")
 PROBE = """
 import json, runpy, sys
 sys.argv = ["secretd", *sys.argv[2:]]
@@ -36,7 +36,15 @@ def test_version(secretd: Runner) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [("--help",), ("secret", "--help"), ("secret", "ls"), ("store", "--help"), ("info",)]
+    "args",
+    [
+        ("--help",),
+        ("secret", "--help"),
+        ("secret", "ls"),
+        ("store", "--help"),
+        ("info",),
+        ("template", "--help"),
+    ],
 )
 def test_light_commands_do_not_import_heavy_libraries(
     tmp_path: Path, args: tuple[str, ...]
