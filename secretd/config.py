@@ -31,7 +31,7 @@ ENV_SETTINGS = {
     "SECRETD_LOG_LEVEL": "log_level",
 }
 TOP_LEVEL = {"state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level"}
-TABLES = {"secrets", "providers", "daemon", "policy"}
+TABLES = {"secrets", "configs", "templates", "providers", "daemon", "policy"}
 PATH_SCHEMES = ("dotenv:", "file:")
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -71,6 +71,22 @@ SETTINGS: dict[str, Setting] = {
     "secrets.*.uid": _ID,
     "secrets.*.gid": _ID,
     "secrets.*.mode": _MODE,
+    **dict.fromkeys(("configs", "configs.*", "templates", "templates.*"), _TABLE),
+    "configs.*.source": Setting((str,), 'a source like "file:app.conf" or "vault:kv/app#conf"'),
+    "configs.*.target": _PATH,
+    "configs.*.uid": _ID,
+    "configs.*.gid": _ID,
+    "configs.*.mode": _MODE,
+    "templates.*.source": Setting((str,), 'a template file like "app.yml.tmpl"'),
+    "templates.*.target": _PATH,
+    "templates.*.uid": _ID,
+    "templates.*.gid": _ID,
+    "templates.*.mode": _MODE,
+    "templates.*.delimiters": Setting(
+        (list,),
+        'two strings, like ["[[", "]]"]',
+        lambda value: len(value) == 2 and all(isinstance(v, str) and v for v in value),
+    ),
     "providers.local.path": _PATH,
     "providers.local.key_file": _PATH,
     "providers.local.keep_versions": _COUNT,
@@ -134,6 +150,8 @@ class Config:
     runtime: str = "auto"
     log_level: str = "warning"
     secrets: Mapping[str, Binding] = field(default_factory=dict)
+    configs: Mapping[str, Binding] = field(default_factory=dict)
+    templates: Mapping[str, Binding] = field(default_factory=dict)
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     daemon: Mapping[str, Any] = field(default_factory=dict)
     policy: Mapping[str, Any] = field(default_factory=dict)
@@ -213,9 +231,13 @@ def _anchor(value: Any, base: Path) -> Any:
 
 
 def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    for entry in data.get("secrets", {}).values():
-        if isinstance(entry, dict) and "source" in entry:
-            entry["source"] = _anchor(entry["source"], base)
+    for table in ("secrets", "configs"):
+        for entry in data.get(table, {}).values():
+            if isinstance(entry, dict) and "source" in entry:
+                entry["source"] = _anchor(entry["source"], base)
+    for entry in data.get("templates", {}).values():  # a template's source is a plain path
+        if isinstance(entry, dict) and isinstance(entry.get("source"), str):
+            entry["source"] = str(base / entry["source"])
     local = data.get("providers", {}).get("local", {})
     for key in ("path", "key_file"):
         if isinstance(local, dict) and isinstance(local.get(key), str):
@@ -254,12 +276,15 @@ def _table_origin(origins: Mapping[str, str], dotted: str) -> str:
     return next((o for key, o in origins.items() if key.startswith(dotted + ".")), "config")
 
 
-def _binding(name: str, entry: Any, origin: str) -> Binding:
+def _binding(name: str, entry: Any, origin: str, table: str = "secrets") -> Binding:
     check_name(name)
-    where = f"[secrets.{name}] in {origin}"
+    where = f"[{table}.{name}] in {origin}"
     if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
-        raise UsageError(f"{where} has no source", 'add source = "SCHEME:LOCATOR"')
+        hint = 'add source = "PATH"' if table == "templates" else 'add source = "SCHEME:LOCATOR"'
+        raise UsageError(f"{where} has no source", hint)
+    delimiters = entry.get("delimiters")
     return Binding(
+        delimiters=(str(delimiters[0]), str(delimiters[1])) if delimiters else None,
         source=entry["source"],
         target=check_target(str(entry["target"]), where) if "target" in entry else None,
         uid=parse_id(entry["uid"], "uid", where) if "uid" in entry else None,
@@ -312,10 +337,13 @@ def load_config(
             _merge(merged, {key: env_layer[key]}, f"env {var}", origins)
     _merge(merged, {k: v for k, v in (flags or {}).items() if v is not None}, "flag", origins)
 
-    secrets = {
-        name: _binding(name, entry, _table_origin(origins, f"secrets.{name}"))
-        for name, entry in merged.get("secrets", {}).items()
-    }
+    secrets, configs, templates = (
+        {
+            name: _binding(name, entry, _table_origin(origins, f"{table}.{name}"), table)
+            for name, entry in merged.get(table, {}).items()
+        }
+        for table in ("secrets", "configs", "templates")
+    )
     try:
         cache_ttl = float(merged.get("cache_ttl", 0))
     except ValueError:
@@ -331,6 +359,8 @@ def load_config(
         runtime=str(merged.get("runtime", "auto")),
         log_level=str(merged.get("log_level", "warning")),
         secrets=secrets,
+        configs=configs,
+        templates=templates,
         providers=merged.get("providers", {}),
         daemon=merged.get("daemon", {}),
         policy=merged.get("policy", {}),

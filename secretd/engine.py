@@ -1,5 +1,6 @@
 """The run pipeline, the same code in the daemon and in-process:
-references -> secrets (broker) -> mount plan -> runtime -> supervise -> clean up.
+references -> secrets and configs (broker) -> templates rendered -> mount plan -> runtime
+-> supervise -> clean up.
 
 Supervising means waiting for the command while keeping leased secrets alive: each lease
 is renewed at 2/3 of its duration; when the provider refuses, the secret is issued anew
@@ -13,14 +14,29 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import mount
 from .broker import Broker
 from .config import Config
 from .errors import MountError, SecretdError
-from .refs import target_path
+from .refs import parse_ref, target_path
 from .runtime import Stdio, load_runtime, runtime_name
-from .spec import Container, RunSpec, Secret, SecretMount, SecretRef
+from .spec import (
+    DEFAULT_MODE,
+    SECRET_TEMPLATE_MODE,
+    Container,
+    RunSpec,
+    Secret,
+    SecretFile,
+    SecretMount,
+    SecretRef,
+    TemplateRef,
+)
+
+if TYPE_CHECKING:
+    from .templates import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +77,12 @@ class Engine:
         runtime = load_runtime(runtime_name(spec, self.config), self.config)
         if spec.file_env:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
-        refs = [mount.inside(ref, spec.secrets_dir) for ref in spec.secrets]
+        refs = [mount.inside(ref, spec.secrets_dir) for ref in (*spec.secrets, *spec.configs)]
         secrets = self.broker.resolve(refs)
         detached = False
         try:
-            planned = mount.plan(refs, secrets)
+            rendered = self._render(spec, refs, secrets, runtime.name)
+            planned = mount.plan(refs, secrets, rendered, spec.secrets_dir)
             if admit is not None:
                 admit(planned)
             container = runtime.launch(spec, planned, stdio)
@@ -82,6 +99,52 @@ class Engine:
                 _leave_leases(refs, secrets)
             else:
                 self.broker.release(refs, secrets)
+
+    def _render(
+        self, spec: RunSpec, refs: list[SecretRef], secrets: list[Secret], runtime: str
+    ) -> list[SecretFile]:
+        """Each ``--template`` as a file; a name it reads resolves as ``--secret NAME`` or
+        ``--config NAME`` would, reusing what this run already resolved. What only a
+        template read is given back at once: the rendered file holds it, no lease does."""
+        if not spec.templates:
+            return []
+        from .templates import render
+
+        held = {(ref.kind, ref.source): s for ref, s in zip(refs, secrets, strict=True)}
+        extra: tuple[list[SecretRef], list[Secret]] = ([], [])
+
+        def read(kind: str) -> Callable[[str], bytes]:
+            bindings = self.config.secrets if kind == "secret" else self.config.configs
+
+            def value(text: str) -> bytes:
+                ref = parse_ref(text, bindings, kind)
+                found = held.get((kind, ref.source))
+                if found is None:
+                    found = self.broker.resolve([ref])[0]
+                    held[(kind, ref.source)] = found
+                    extra[0].append(ref)
+                    extra[1].append(found)
+                return found.value
+
+            return value
+
+        run = {"name": spec.name or "", "image": spec.image or "", "runtime": runtime}
+        owner = _user_ids(spec.user)
+        files = []
+        try:
+            for template in spec.templates:
+                done = render(
+                    Path(template.source),
+                    secret=read("secret"),
+                    config=read("config"),
+                    env=dict(spec.env),
+                    run=run,
+                    delimiters=template.delimiters,
+                )
+                files.append(_template_file(mount.inside(template, spec.secrets_dir), done, owner))
+        finally:
+            self.broker.release(*extra)
+        return files
 
     def _supervise(self, container: Container, refs: list[SecretRef], secrets: list[Secret]) -> int:
         due = {i: _renew_at(s) for i, s in enumerate(secrets) if s.lease_id and s.lease_duration}
@@ -138,6 +201,27 @@ def _leave_leases(refs: list[SecretRef], secrets: list[Secret]) -> None:
             "leases of %s stay with the detached container, unrenewed, until their TTL ends",
             ", ".join(leased),
         )
+
+
+def _template_file(
+    template: TemplateRef, done: Rendered, owner: tuple[int | None, int | None]
+) -> SecretFile:
+    """A template that read a secret is a secret: on the secrets tmpfs, 0400 for the run's
+    user unless told otherwise; any other is a config (0444, root's unless told)."""
+    if done.reads_secrets:
+        uid = owner[0] if template.uid is None else template.uid
+        gid = owner[1] if template.gid is None else template.gid
+        mode = SECRET_TEMPLATE_MODE if template.mode is None else template.mode
+        return SecretFile(template.target, done.data, uid, gid, mode)
+    mode = DEFAULT_MODE if template.mode is None else template.mode
+    return SecretFile(template.target, done.data, template.uid, template.gid, mode, config=True)
+
+
+def _user_ids(user: str | None) -> tuple[int | None, int | None]:
+    """``--user UID[:GID]`` as numbers; a name (resolved inside an image) or no user leaves
+    the default owner, which is the run's user in an unprivileged sandbox."""
+    uid, _, gid = (user or "").partition(":")
+    return (int(uid) if uid.isdigit() else None, int(gid) if gid.isdigit() else None)
 
 
 def _renew_at(secret: Secret) -> float:

@@ -1,4 +1,5 @@
-"""The reference grammar users type: one parser for ``--secret``, ``[secrets.NAME]`` in
+"""The reference grammar users type: one parser for ``--secret``, ``--config``,
+``--template``, their ``[secrets.NAME]``/``[configs.NAME]``/``[templates.NAME]`` tables in
 ``secretd.toml`` and the library (``secretd.parse_ref``); there is no compose support yet.
 
 Forms (the whole grammar, every scheme: docs/references.md):
@@ -6,6 +7,10 @@ Forms (the whole grammar, every scheme: docs/references.md):
 * ``api_key``: a name, bound in ``secretd.toml`` or found in the local store;
 * ``api_key=vault:secret/app#api_key``: bind a name to a provider URI;
 * ``source=api_key,target=app.key,uid=1000,gid=1000,mode=0400``: Docker's long syntax.
+
+A config takes Docker Swarm's config defaults: target ``/<name>``, a relative target is
+relative to ``/``, mode 0444. A template's source is a file path and its target is
+required (here or in ``[templates.NAME]``).
 
 Every mistake is a ``UsageError`` that quotes the offending part, raised before anything
 is resolved or started.
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from .errors import UsageError
-from .spec import DEFAULT_MODE, DEFAULT_SECRETS_DIR, SecretRef
+from .spec import DEFAULT_MODE, DEFAULT_SECRETS_DIR, SecretRef, TemplateRef
 
 # Used with fullmatch: "$" would also match before a trailing newline ("api_key\n").
 NAME_RE = re.compile(r"[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?")
@@ -30,6 +35,7 @@ PATH_MAX = 4096
 ELEMENT_MAX = 255
 LONG_KEYS = frozenset({"source", "src", "target", "uid", "gid", "mode"})
 HINT = "see 'secretd run --help' for the reference grammar"
+KINDS = ("secret", "config", "template")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Binding:
     uid: int | None = None
     gid: int | None = None
     mode: int | None = None
+    delimiters: tuple[str, str] | None = None  # [templates.NAME] only
 
 
 @dataclass(frozen=True)
@@ -134,22 +141,22 @@ def check_target(target: str, context: str) -> str:
     return target
 
 
-def _split_long(text: str) -> dict[str, str]:
+def _split_long(text: str, kind: str = "secret") -> dict[str, str]:
     fields: dict[str, str] = {}
     for part in text.split(","):
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq or key not in LONG_KEYS:
             raise UsageError(
-                f"invalid field {part!r} in secret reference {text!r}",
+                f"invalid field {part!r} in {kind} reference {text!r}",
                 "use source=, target=, uid=, gid=, mode=",
             )
         key = "source" if key == "src" else key
         if key in fields:
-            raise UsageError(f"field {key!r} given twice in secret reference {text!r}")
+            raise UsageError(f"field {key!r} given twice in {kind} reference {text!r}")
         fields[key] = value
     if not fields.get("source"):
-        raise UsageError(f"secret reference {text!r} has no source", "add source=NAME")
+        raise UsageError(f"{kind} reference {text!r} has no source", "add source=NAME")
     return fields
 
 
@@ -167,11 +174,14 @@ def _derived_name(source: str, text: str) -> str:
 def parse_ref(
     text: str, bindings: Mapping[str, Binding] | None = None, kind: str = "secret"
 ) -> SecretRef:
-    """Parse one reference; bare names resolve through ``bindings``, else the local store.
+    """Parse one ``--secret`` or ``--config`` reference; bare names resolve through
+    ``bindings`` (``[secrets.*]`` or ``[configs.*]``), else the local store.
 
     Raises:
         UsageError: quoting the offending part of ``text``.
     """
+    if kind not in KINDS[:2]:
+        raise ValueError(f"parse_ref takes a secret or a config, not {kind!r}")
     bindings = bindings or {}
     if not text.strip():
         raise UsageError(f"empty {kind} reference", HINT)
@@ -179,7 +189,7 @@ def parse_ref(
         raise UsageError(f"{kind} reference contains a NUL byte", HINT)
     head, eq, rest = text.partition("=")
     if eq and head.strip() in LONG_KEYS:
-        fields = _split_long(text)
+        fields = _split_long(text, kind)
     elif eq and ":" not in head:  # a "=" after "scheme:" belongs to a URI query
         fields = {"name": check_name(head, f"{kind} name"), "source": rest}
     else:
@@ -215,21 +225,79 @@ def parse_ref(
         gid = parse_id(fields["gid"], "gid", text)
     if "mode" in fields:
         mode = parse_mode(fields["mode"], text)
+    if kind == "config":
+        target = posixpath.join("/", target)
     return SecretRef(
-        name=name, source=source, target=check_target(target, text), uid=uid, gid=gid, mode=mode
+        name=name,
+        source=source,
+        target=check_target(target, text),
+        uid=uid,
+        gid=gid,
+        mode=mode,
+        kind=kind,
     )
 
 
-def target_path(ref: SecretRef, secrets_dir: str = DEFAULT_SECRETS_DIR) -> str:
+def parse_template(text: str, bindings: Mapping[str, Binding] | None = None) -> TemplateRef:
+    """Parse one ``--template``: ``source=PATH,target=T[,uid=,gid=,mode=]``, or a NAME
+    bound by ``[templates.NAME]``. The source is a template file, never a provider URI;
+    a relative source stays relative (the CLI anchors it to its working directory).
+
+    Raises:
+        UsageError: quoting the offending part of ``text``.
+    """
+    if not text.strip():
+        raise UsageError("empty template reference", HINT)
+    if "\0" in text:
+        raise UsageError("template reference contains a NUL byte", HINT)
+    head, eq, _ = text.partition("=")
+    binding: Binding | None = None
+    if eq and head.strip() in LONG_KEYS:
+        fields = _split_long(text, "template")
+    else:
+        binding = (bindings or {}).get(check_name(text, "template name"))
+        if binding is None:
+            raise UsageError(
+                f"template {text!r} is not bound in secretd.toml",
+                f"add [templates.{text}] or write source=PATH,target=/PATH",
+            )
+        fields = {"source": binding.source, "name": text}
+    target = fields.get("target") or (binding.target if binding else None)
+    if not target:
+        raise UsageError(
+            f"template reference {text!r} has no target", "add target=/PATH (where it lands)"
+        )
+    target = check_target(posixpath.join("/", target), text)
+    name = check_name(fields.get("name") or posixpath.basename(target), "template name")
+    uid = parse_id(fields["uid"], "uid", text) if "uid" in fields else None
+    gid = parse_id(fields["gid"], "gid", text) if "gid" in fields else None
+    mode = parse_mode(fields["mode"], text) if "mode" in fields else None
+    if binding is not None:
+        uid, gid, mode = binding.uid, binding.gid, binding.mode
+    return TemplateRef(
+        name=name,
+        source=fields["source"],
+        target=target,
+        uid=uid,
+        gid=gid,
+        mode=mode,
+        delimiters=binding.delimiters if binding else None,
+    )
+
+
+def target_path(ref: SecretRef | TemplateRef, secrets_dir: str = DEFAULT_SECRETS_DIR) -> str:
     """Where the file lands, as seen from inside the container or sandbox."""
     if ref.target.startswith("/"):
         return ref.target
     return posixpath.join(secrets_dir, ref.target)
 
 
-def check_unique_targets(refs: Iterable[SecretRef], secrets_dir: str = DEFAULT_SECRETS_DIR) -> None:
-    """Two references may not land on the same path (or one inside the other's file)."""
-    seen: dict[str, SecretRef] = {}
+def check_unique_targets(
+    refs: Iterable[SecretRef | TemplateRef], secrets_dir: str = DEFAULT_SECRETS_DIR
+) -> None:
+    """Two references (secrets, configs, templates) may not land on the same path, nor
+    one inside the other's file."""
+    seen: dict[str, SecretRef | TemplateRef] = {}
     for ref in refs:
         path = target_path(ref, secrets_dir)
         for other_path, other in seen.items():
@@ -238,10 +306,12 @@ def check_unique_targets(refs: Iterable[SecretRef], secrets_dir: str = DEFAULT_S
                 or path.startswith(other_path + "/")
                 or other_path.startswith(path + "/")
             ):
-                raise UsageError(
-                    f"secrets {other.name!r} and {ref.name!r} both target {path!r}",
-                    "give one of them another target=",
+                both = (
+                    f"{ref.kind}s {other.name!r} and {ref.name!r}"
+                    if ref.kind == other.kind
+                    else f"{other.kind} {other.name!r} and {ref.kind} {ref.name!r}"
                 )
+                raise UsageError(f"{both} both target {path!r}", "give one of them another target=")
         seen[path] = ref
 
 

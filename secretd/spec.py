@@ -16,14 +16,17 @@ from .typed import decode
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
 DEFAULT_MODE = 0o444
+SECRET_TEMPLATE_MODE = 0o400  # a rendered template that read a secret: for its owner only
 
 
 @dataclass(frozen=True)
 class SecretRef:
     """A request for one secret: where it comes from and where it lands.
 
-    ``target`` is relative to the secrets directory unless absolute. ``uid``/``gid`` of
-    ``None`` mean "the default owner" (root, or the caller inside a user namespace).
+    ``target`` is relative to the secrets directory unless absolute (a config's is always
+    absolute). ``uid``/``gid`` of ``None`` mean "the default owner" (root, or the caller
+    inside a user namespace). ``kind`` is ``"secret"`` or ``"config"``: a config lands on a
+    tmpfs that allows exec, and ``local:`` reads it from the store's configs.
     """
 
     name: str
@@ -32,6 +35,7 @@ class SecretRef:
     uid: int | None = None
     gid: int | None = None
     mode: int = DEFAULT_MODE
+    kind: str = "secret"
 
     @property
     def scheme(self) -> str:
@@ -41,6 +45,22 @@ class SecretRef:
     def locator(self) -> str:
         """The provider-specific part of the source URI, after ``scheme:``."""
         return self.source.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """A template to render into a file: ``source`` is an absolute path to the template,
+    ``target`` an absolute path in the container. ``mode`` of ``None``: 0400 if it read a
+    secret, else 0444. ``delimiters`` replace ``{{``/``}}`` (Helm and Go files use them)."""
+
+    name: str
+    source: str
+    target: str
+    uid: int | None = None
+    gid: int | None = None
+    mode: int | None = None
+    delimiters: tuple[str, str] | None = None
+    kind: str = "template"
 
 
 @dataclass(frozen=True)
@@ -78,11 +98,13 @@ class SecretFile:
     gid: int | None = None
     mode: int = DEFAULT_MODE
     group: str | None = None
+    config: bool = False  # on the configs tmpfs, which allows exec (a config may be a script)
 
     def __repr__(self) -> str:
         return (
             f"SecretFile(target={self.target!r}, value=<redacted {len(self.value)} bytes>, "
-            f"uid={self.uid}, gid={self.gid}, mode={self.mode:#o}, group={self.group!r})"
+            f"uid={self.uid}, gid={self.gid}, mode={self.mode:#o}, group={self.group!r}, "
+            f"config={self.config})"
         )
 
     __str__ = __repr__
@@ -91,10 +113,12 @@ class SecretFile:
 @dataclass(frozen=True)
 class SecretMount:
     """The files one run gets: relative targets land in the secrets directory, absolute
-    ones at their own path (each bound read-only on its own). ``size`` caps the tmpfs."""
+    ones at their own path (see mount/tmpfs.py for how they are bound). ``size`` caps the
+    tmpfs."""
 
     files: tuple[SecretFile, ...]
     size: int
+    secrets_dir: str = DEFAULT_SECRETS_DIR
 
     def relative(self) -> list[SecretFile]:
         return [f for f in self.files if not f.target.startswith("/")]
@@ -113,6 +137,8 @@ class RunSpec:
 
     command: tuple[str, ...] = ()
     secrets: tuple[SecretRef, ...] = ()
+    configs: tuple[SecretRef, ...] = ()
+    templates: tuple[TemplateRef, ...] = ()
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold credentials
     image: str | None = None
     runtime: str = "auto"

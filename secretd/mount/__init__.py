@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TypeVar
 
-from ..spec import Secret, SecretFile, SecretMount, SecretRef
+from ..spec import DEFAULT_SECRETS_DIR, Secret, SecretFile, SecretMount, SecretRef, TemplateRef
 from .tmpfs import size_for
 
+R = TypeVar("R", SecretRef, TemplateRef)
 
-def inside(ref: SecretRef, secrets_dir: str) -> SecretRef:
+
+def inside(ref: R, secrets_dir: str) -> R:
     """An absolute target in the secrets directory, as the relative target it is: a file of
     the secrets tmpfs. Bound on its own it would need a mount point made inside that
     read-only mount, and would not be replaced with its directory's other files."""
@@ -20,15 +23,25 @@ def inside(ref: SecretRef, secrets_dir: str) -> SecretRef:
 
 
 def files_for(ref: SecretRef, secret: Secret) -> list[SecretFile]:
-    """The files one resolved secret becomes: one, or one per key of a tree."""
+    """The files one resolved secret or config becomes: one, or one per key of a tree."""
+    config = ref.kind == "config"
     if secret.tree is None:
-        return [SecretFile(ref.target, secret.value, ref.uid, ref.gid, ref.mode)]
+        return [SecretFile(ref.target, secret.value, ref.uid, ref.gid, ref.mode, config=config)]
     return [
-        SecretFile(f"{ref.target}/{path}", value, ref.uid, ref.gid, ref.mode, group=ref.target)
+        SecretFile(
+            f"{ref.target}/{path}", value, ref.uid, ref.gid, ref.mode, ref.target, config
+        )
         for path, value in sorted(secret.tree.items())
     ]
 
 
-def plan(refs: Sequence[SecretRef], secrets: Sequence[Secret]) -> SecretMount:
+def plan(
+    refs: Sequence[SecretRef],
+    secrets: Sequence[Secret],
+    extra: Sequence[SecretFile] = (),
+    secrets_dir: str = DEFAULT_SECRETS_DIR,
+) -> SecretMount:
+    """Every file of a run: the resolved references', then ``extra`` (rendered templates)."""
     files = tuple(f for ref, s in zip(refs, secrets, strict=True) for f in files_for(ref, s))
-    return SecretMount(files=files, size=size_for(files))
+    files += tuple(extra)
+    return SecretMount(files=files, size=size_for(files), secrets_dir=secrets_dir)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import _linux
-from ..mount.tmpfs import MOUNT_FLAGS, SECRETS, detached_tmpfs
+from ..mount.tmpfs import CONFIGS, MOUNT_FLAGS, SECRETS, detached_tmpfs
 from . import Stdio
 from .users import Identity
 
@@ -40,7 +40,7 @@ class Plan:
     env: dict[str, str]
     secrets_dir: str
     size: int
-    binds: tuple[tuple[str, str], ...]
+    binds: tuple[tuple[str, str], ...]  # (path in the tmpfs, target), parents first
     identity: Identity
     userns: bool
     workdir: str | None
@@ -48,6 +48,7 @@ class Plan:
     parent: int
     init: str
     new_session: bool  # a terminal we do not own: keep the command from taking it
+    exec_configs: bool = False  # configs/ is bound without noexec, so the tmpfs is made so
 
 
 def child(plan: Plan, sock: socket.socket) -> None:
@@ -166,18 +167,21 @@ def _write(path: str, text: str) -> None:
 
 def _mount_secrets(plan: Plan, sock: socket.socket) -> int:
     """Make a detached tmpfs, let the parent fill it, then attach read-only views of it."""
-    root_fd, noswap = detached_tmpfs(plan.size)
+    root_fd, noswap = detached_tmpfs(plan.size, noexec=not plan.exec_configs)
     socket.send_fds(sock, [b"fd" if noswap else b"fd-noswap-refused"], [root_fd])
     if sock.recv(16) != b"go":
         os._exit(125)
     for inner, target in ((SECRETS, plan.secrets_dir), *plan.binds):
-        _ensure_mountpoint(target, directory=inner == SECRETS)
+        st = os.stat(inner, dir_fd=root_fd, follow_symlinks=False)
+        _ensure_mountpoint(target, directory=stat.S_ISDIR(st.st_mode))
         view = _linux.clone_tree(root_fd, inner)
         try:
             _linux.attach(view, target)
         finally:
             os.close(view)
-        _linux.mount(None, target, None, BIND_RO)
+        # a config may be a script: its views alone allow exec
+        flags = BIND_RO & ~_linux.MS_NOEXEC if inner.startswith(CONFIGS + "/") else BIND_RO
+        _linux.mount(None, target, None, flags)
     return root_fd
 
 

@@ -38,8 +38,8 @@ from ..errors import (
     SecretdError,
     UsageError,
 )
-from ..mount.tmpfs import fill, layout
-from ..spec import RunSpec, SecretFile, SecretMount
+from ..mount.tmpfs import fill, layout, uses_configs
+from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretFile, SecretMount
 from . import Stdio
 from .nsinit import Plan, child
 from .users import resolve_user
@@ -57,13 +57,21 @@ FAILURES: dict[str, type[SecretdError]] = {
 class SandboxProcess:
     """A running sandboxed command (the Container protocol); ``pid`` is its tini's."""
 
-    def __init__(self, pid: int, root_fd: int, owner: tuple[int, int], tty_fd: int | None):
+    def __init__(
+        self,
+        pid: int,
+        root_fd: int,
+        owner: tuple[int, int],
+        tty_fd: int | None,
+        secrets_dir: str = DEFAULT_SECRETS_DIR,
+    ):
         self.id = f"sandbox-{pid}"
         self.pid = pid
         self._pidfd = os.pidfd_open(pid)
         self._root_fd = root_fd
         self._owner = owner
         self._tty_fd = tty_fd
+        self._secrets_dir = secrets_dir
         self._status: int | None = None
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -80,7 +88,7 @@ class SandboxProcess:
         return self._status
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
-        fill(self._root_fd, files, self._owner)
+        fill(self._root_fd, files, self._owner, self._secrets_dir)
 
     def signal(self, signum: signal.Signals) -> None:
         if self._status is None:
@@ -141,7 +149,8 @@ class SandboxRuntime:
             env=dict(spec.env),
             secrets_dir=spec.secrets_dir,
             size=mount.size,
-            binds=layout(mount.files).binds,
+            binds=layout(mount.files, spec.secrets_dir).binds(os.path.lexists),
+            exec_configs=uses_configs(mount.files, spec.secrets_dir),
             identity=identity,
             userns=not root,
             workdir=spec.workdir,
@@ -161,7 +170,7 @@ class SandboxRuntime:
             child(plan, theirs)
         theirs.close()
         with ours:
-            return _parent(pid, ours, mount.files, owner, tty if foreground else None)
+            return _parent(pid, ours, mount, owner, tty if foreground else None)
 
 
 def find_init() -> str:
@@ -193,7 +202,7 @@ def _check_userns_owners(files: Sequence[SecretFile], owner: tuple[int, int]) ->
 def _parent(
     helper: int,
     sock: socket.socket,
-    files: Sequence[SecretFile],
+    mount: SecretMount,
     owner: tuple[int, int],
     tty: int | None,
 ) -> SandboxProcess:
@@ -208,7 +217,7 @@ def _parent(
             root_fd = fds[0]
             if message == b"fd-noswap-refused":
                 log.debug("kernel refused tmpfs noswap; mounted the secrets without it")
-            fill(root_fd, files, owner)
+            fill(root_fd, mount.files, owner, mount.secrets_dir)
             sock.send(b"go")
             message, _, _ = _receive(sock)
         if message:
@@ -223,7 +232,7 @@ def _parent(
                 _kill_and_reap(pid)
         raise
     os.waitpid(helper, 0)
-    return SandboxProcess(init, root_fd, owner, tty)
+    return SandboxProcess(init, root_fd, owner, tty, mount.secrets_dir)
 
 
 def _kill_and_reap(pid: int) -> None:
