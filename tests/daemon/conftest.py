@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from secretd import protocol
+from tests.support.leftovers import mounted_anywhere as mounts_at  # noqa: F401 - tests import it here
 from tests.support.waiting import wait_for  # noqa: F401 - the tests import it from here
 
 CANARY = "canary-d43m0n-5e3ret"
@@ -199,16 +200,3 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def mounts_at(path: str) -> list[int]:
-    """Pids of every process whose mount namespace has something mounted at ``path``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/mountinfo") as fh:
-                if any(line.split()[4] == path for line in fh):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found

@@ -77,14 +77,3 @@ def sleeper(seconds: int = 300) -> tuple[str, str]:
     return f'sleep {seconds}.{tag[:3]}""{tag[3:]}', f"{seconds}.{tag}"
 
 
-def namespaces_mounting(path: str) -> list[int]:
-    """Pids of every process that has something mounted at ``path``, in any namespace."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/mountinfo") as fh:
-                if any(line.split()[4] == path for line in fh):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found

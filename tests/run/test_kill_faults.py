@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import host_secretd_mounts, namespaces_mounting, sleeper, wait_gone
+from tests.support.leftovers import mounted_anywhere
+
+from .conftest import host_secretd_mounts, sleeper, wait_gone
 
 pytestmark = pytest.mark.root
 
@@ -59,7 +61,7 @@ def test_sigkill_at_random_points_leaves_nothing(
         proc.kill()
         proc.wait(timeout=10)
         assert wait_gone(token) == [] and wait_gone(marker) == [], f"round {rounds}"
-        assert namespaces_mounting(secrets_dir) == [], f"round {rounds}"
+        assert mounted_anywhere(secrets_dir) == [], f"round {rounds}"
         assert host_secretd_mounts() == [], f"round {rounds}"
     assert rounds >= 3
     places = (clean_environ["state"], clean_environ["runtime"], Path("/tmp"))

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.leftovers import mounted_anywhere
+
 from .conftest import (
     host_pids,
     host_secretd_mounts,
-    namespaces_mounting,
     sleeper,
     start_run,
     wait_gone,
@@ -46,12 +47,12 @@ def test_sigkill_of_secretd_ends_every_process_of_the_run(secret_file, tmp_path:
     proc = start_run(ready, *args)
     try:
         assert len(wait_until_running(marker)) == 3
-        assert len(namespaces_mounting(secrets_dir)) >= 4  # tini, sh and its sleeps
+        assert len(mounted_anywhere(secrets_dir)) >= 4  # tini, sh and its sleeps
     finally:
         proc.kill()
         proc.wait(timeout=10)
     assert wait_gone(marker) == [], "processes of the run outlived secretd"
-    assert namespaces_mounting(secrets_dir) == []
+    assert mounted_anywhere(secrets_dir) == []
     assert host_secretd_mounts() == []
 
 
