@@ -275,9 +275,12 @@ class Call:
     region: str
     endpoint: str
 
+    @property
+    def prefix(self) -> str:
+        return f"secret {self.name!r}: " if self.name else ""
+
     def line(self, text: str) -> str:
-        prefix = f"secret {self.name!r}: " if self.name else ""
-        return f"{prefix}{text} {self.what} in {self.region}"
+        return f"{self.prefix}{text} {self.what} in {self.region}"
 
 
 @contextmanager
@@ -289,7 +292,7 @@ def aws_errors(call: Call) -> Iterator[None]:
         mapped(
             botocore_errors(), fields, call=call, label=label, where=f"{label} at {call.endpoint}",
             endpoint=call.endpoint, what=call.what, region=call.region,
-            prefix=f"secret {call.name!r}: " if call.name else "",
+            prefix=call.prefix,
             timeout=call.settings.timeout, read_timeout=call.settings.read_timeout,
         ),
         deadline(call.settings.timeout),
