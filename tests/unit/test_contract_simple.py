@@ -13,6 +13,7 @@ from secretd.backends.dotenv import DotenvProvider
 from secretd.backends.env import EnvProvider
 from secretd.backends.file import FileProvider
 from secretd.backends.local import LocalProvider
+from secretd.errors import StoreError
 from secretd.refs import parse_ref
 from secretd.store import LocalStore
 from tests.support.provider_contract import Backend, ProviderContract
@@ -45,6 +46,15 @@ class TestLocal(ProviderContract):
     @pytest.fixture
     def provider(self, backend: StoreBackend) -> LocalProvider:
         return LocalProvider(backend.store)
+
+    def test_version_opens_no_value(self, backend: StoreBackend, tmp_path: Path) -> None:
+        """Cheap: the version comes from the metadata, so a store without its key still
+        answers it (and only it)."""
+        ref = parse_ref(backend.put("contract", b"v1"))
+        keyless = LocalProvider(LocalStore(backend.store.path, tmp_path / "no.key"))
+        assert keyless.version(ref) == "1"
+        with pytest.raises(StoreError):
+            keyless.get(ref)
 
 
 class EnvBackend(Backend):
