@@ -17,10 +17,13 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import missing
 
+from .errors import SecretdError
+
 # One render may iterate over this many range() items, and build a string or list this long
 # by repetition: enough for any configuration file, not enough to stall the daemon.
 MAX_ITEMS = 100_000
 MAX_EXPONENT = 1_000
+_COMPUTED = "(a computed name)"
 INTERNALS = "templates may not reach Python internals or change values"
 # Read while a template renders: a name in an error is shown only when the template's own
 # text holds it (a computed key may be a secret value).
@@ -56,6 +59,12 @@ class Binary:
         return f"<{self._label}: {len(self._data)} bytes>"
 
 
+def shown(name: object) -> str:
+    """``name`` quoted for an error when the template's own text holds it; a name computed
+    while rendering may be a secret's value, so it is not shown."""
+    return repr(name) if isinstance(name, str) and name in source.get() else _COMPUTED
+
+
 class Undefined(StrictUndefined):
     """``StrictUndefined`` whose message names only what the template itself wrote."""
 
@@ -63,10 +72,9 @@ class Undefined(StrictUndefined):
 
     @property
     def _undefined_message(self) -> str:
-        name = self._undefined_name
-        if self._undefined_obj is missing or (isinstance(name, str) and name in source.get()):
-            return f"{name!r} is undefined"
-        return "a computed key is undefined"
+        if self._undefined_obj is missing:  # a variable: always a name the template wrote
+            return f"{self._undefined_name!r} is undefined"
+        return f"{shown(self._undefined_name)} is undefined"
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
@@ -135,11 +143,17 @@ def functions(
 
     def value(kind: str, fetch: Callable[[str], bytes], args: tuple[object, ...]) -> str | Binary:
         name = _name(kind, args, 1)
-        data = fetch(name)
+        if name not in source.get():  # computed, maybe from a value: its errors must not say it
+            try:
+                data = fetch(name)
+            except SecretdError as exc:
+                raise Mistake(f"{kind} {_COMPUTED} cannot be read ({type(exc).__name__})") from None
+        else:
+            data = fetch(name)  # the broker's own error names what the template wrote
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            return Binary(data, f"{kind} {name!r}")
+            return Binary(data, f"{kind} {shown(name)}")
 
     def env_(*args: object) -> str:
         name = _name("env", args, 2)
@@ -148,8 +162,8 @@ def functions(
         if len(args) == 2:
             return str(args[1])
         raise Mistake(
-            f"environment variable {name!r} is not set",
-            f"set it, or give a default: env({name!r}, 'default')",
+            f"environment variable {shown(name)} is not set",
+            f"set it, or give a default: env({shown(name).replace(_COMPUTED, 'NAME')}, 'default')",
         )
 
     def range_(*args: int) -> range:

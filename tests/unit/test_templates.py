@@ -114,7 +114,20 @@ def test_bad_delimiters_are_one_usage_line(text: str) -> None:
         ("a\n{{ db_pasword }}", ", line 2: 'db_pasword' is undefined: " + KNOWN),
         ("{{ secrets('x') }}", ", line 1: 'secrets' is undefined: " + KNOWN),
         ("\n\n{{ run.image }}", ", line 3: 'image' is undefined: " + KNOWN),
-        ("{{ run[secret('db_password')] }}", ", line 1: a computed key is undefined: " + KNOWN),
+        ("{{ run[secret('db_password')] }}", ", line 1: (a computed name) is undefined: " + KNOWN),
+        (
+            "{{ secret(secret('db_password')) }}",
+            ", line 1: secret (a computed name) cannot be read (NotInStore)",
+        ),
+        (
+            "{{ env(secret('db_password')) }}",
+            ", line 1: environment variable (a computed name) is not set: "
+            "set it, or give a default: env(NAME, 'default')",
+        ),
+        (
+            "{{ secret('t' ~ 'ls') | tojson }}",
+            ", line 1: secret (a computed name) is not UTF-8 text: pass it through b64encode",
+        ),
         (
             "{% for x in y %}",
             ", line 1: Unexpected end of template (expected 'endfor' or 'else'): "
