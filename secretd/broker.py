@@ -43,7 +43,7 @@ class Broker:
         self._providers: dict[str, Provider] = {}
         # keyed by the caller too: in the daemon, a file read under one caller's checks
         # must not reach another caller (see safeopen)
-        self._cache: dict[tuple[safeopen.Caller | None, str], tuple[float, Secret]] = {}
+        self._cache: dict[tuple[safeopen.Caller | None, tuple[str, str]], tuple[float, Secret]] = {}
         self._lock = threading.Lock()
 
     def provider(self, scheme: str) -> Provider:
@@ -86,26 +86,26 @@ class Broker:
         """Each distinct source once: a secret mounted under several targets is read, and
         held in memory, once. A leased one is issued again for every further reference,
         since each reference holds (and later gives back) a lease of its own."""
-        first: dict[str, tuple[int, SecretRef]] = {}
+        first: dict[tuple[str, str], tuple[int, SecretRef]] = {}
         more: list[tuple[int, SecretRef]] = []
         for index, ref in items:
-            if ref.source in first:
+            if _key(ref) in first:
                 more.append((index, ref))
             else:
-                first[ref.source] = (index, ref)
-        by_source: dict[str, Secret] = {}
+                first[_key(ref)] = (index, ref)
+        by_source: dict[tuple[str, str], Secret] = {}
         for (index, ref), secret in zip(
             first.values(), provider.get_many([ref for _, ref in first.values()]), strict=True
         ):
-            by_source[ref.source] = secret
+            by_source[_key(ref)] = secret
             yield index, ref, secret
-        leased = [(i, ref) for i, ref in more if by_source[ref.source].lease_id is not None]
+        leased = [(i, ref) for i, ref in more if by_source[_key(ref)].lease_id is not None]
         if leased:
             again = provider.get_many([ref for _, ref in leased])
             for (index, ref), secret in zip(leased, again, strict=True):
                 yield index, ref, secret
         for index, ref in more:
-            shared = by_source[ref.source]
+            shared = by_source[_key(ref)]
             if shared.lease_id is None:
                 yield index, ref, dataclasses.replace(shared, name=ref.name)
 
@@ -142,7 +142,7 @@ class Broker:
         if self.config.cache_ttl <= 0:
             return None
         with self._lock:
-            entry = self._cache.get((safeopen.current_caller(), ref.source))
+            entry = self._cache.get((safeopen.current_caller(), _key(ref)))
             if entry is None or entry[0] < time.monotonic():
                 return None
             return dataclasses.replace(entry[1], name=ref.name)
@@ -150,5 +150,10 @@ class Broker:
     def _store(self, ref: SecretRef, secret: Secret) -> None:
         if self.config.cache_ttl > 0 and secret.lease_id is None:
             with self._lock:
-                key = (safeopen.current_caller(), ref.source)
+                key = (safeopen.current_caller(), _key(ref))
                 self._cache[key] = (time.monotonic() + self.config.cache_ttl, secret)
+
+
+def _key(ref: SecretRef) -> tuple[str, str]:
+    """What makes two references one read: ``local:app`` names a secret or a config."""
+    return ref.kind, ref.source

@@ -302,3 +302,37 @@ def check_env(env: Iterable[tuple[str, str]], allow: Sequence[str] = ()) -> list
         if reason:
             found.append(Exposure(name, reason))
     return found
+
+
+CONFIG_LINE = re.compile(r"[\"']?(?P<key>[\w.-]+)[\"']?\s*[:=]\s*(?P<value>\S.*)")
+
+
+def config_reason(content: bytes) -> str | None:
+    """Why a config's content looks like it holds a secret, or ``None``: configs are shown
+    by ``secretd config inspect --pretty``, so a secret belongs in a template instead."""
+    text = content.decode("utf-8", errors="replace")
+    return value_reason(text) or next(
+        (reason for line in text.splitlines() if (reason := _line_reason(line.strip()))), None
+    )
+
+
+def _line_reason(line: str) -> str | None:
+    """A line of a config file: ``password: x`` (YAML), ``password = x`` (INI, TOML), or
+    a value of a known shape anywhere in it."""
+    match = CONFIG_LINE.fullmatch(line)
+    if match and (reason := name_reason(match["key"], match["value"].strip("\"'"))):
+        return f"a line's {reason}"
+    return value_reason(line)
+
+
+
+def config_warning(name: str, content: bytes) -> str | None:
+    """The one-line warning for a config whose content looks like a secret."""
+    reason = config_reason(content)
+    if reason is None:
+        return None
+    return (
+        f"config {name!r} looks like it holds a secret ({reason}); anyone who may run "
+        "'secretd config inspect --pretty' can read a stored config: keep the secret in "
+        "a secret and render the file with --template"
+    )

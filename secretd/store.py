@@ -57,10 +57,45 @@ SCHEMA = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 _COLUMNS = "id, name, version, labels, created_at, updated_at"
+# Configs: a table of their own, so no secret command sees them and no name is shared by
+# accident. Immutable, as Docker's are (no versions). Added without a schema version: a
+# store made before configs existed gets the table on its first 'config create', and an
+# older secretd reading a newer store simply never looks at it.
+CONFIGS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS configs (name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+    " labels TEXT NOT NULL, created_at TEXT NOT NULL, sealed BLOB NOT NULL)"
+)
+_CONFIG_COLUMNS = "id, name, labels, created_at"
 
 
 class SecretExists(StoreError):
     """``create`` was asked for a name the store already holds."""
+
+
+@dataclass(frozen=True)
+class ConfigInfo:
+    """Everything about a stored config except its content."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ConfigInfo:
+        id_, name, labels, created = row
+        return cls(str(id_), str(name), json.loads(labels), str(created))
+
+
+def config_aad(name: str) -> bytes:
+    """Associated data for a config's content: no secret's sealed value opens as one."""
+    return b"secretd/config/v1\0" + name.encode()
+
+
+def config_not_found(name: str) -> SecretNotFound:
+    return SecretNotFound(
+        f"config {name!r} not found in the local store", "see 'secretd config ls'"
+    )
 
 
 @dataclass(frozen=True)
@@ -255,6 +290,80 @@ class LocalStore:
             if not conn.execute("DELETE FROM secrets WHERE name = ?", (name,)).rowcount:
                 raise not_found(name)
             conn.execute("DELETE FROM versions WHERE name = ?", (name,))
+
+    def list_configs(self) -> list[ConfigInfo]:
+        rows = self._config_rows(f"SELECT {_CONFIG_COLUMNS} FROM configs ORDER BY name", ())
+        return [ConfigInfo.from_row(row) for row in rows]
+
+    def inspect_config(self, name: str) -> ConfigInfo:
+        check_name(name, "config name")
+        rows = self._config_rows(f"SELECT {_CONFIG_COLUMNS} FROM configs WHERE name = ?", (name,))
+        if not rows:
+            raise config_not_found(name)
+        return ConfigInfo.from_row(rows[0])
+
+    def read_config(self, name: str) -> bytes:
+        """The content of a config.
+
+        Raises:
+            SecretNotFound: no such config.
+            StoreError: the store cannot be unlocked, or the content fails authentication.
+        """
+        check_name(name, "config name")
+        rows = self._config_rows("SELECT sealed FROM configs WHERE name = ?", (name,))
+        if not rows:
+            raise config_not_found(name)
+        try:
+            return unseal(self._unlocked(), bytes(rows[0][0]), config_aad(name))
+        except AuthenticationFailed:
+            raise StoreError(
+                f"config {name!r} failed authentication", "the store is damaged or the key is wrong"
+            ) from None
+
+    def create_config(
+        self, name: str, value: bytes, labels: Mapping[str, str] | None = None
+    ) -> ConfigInfo:
+        """Store a config (sealed like a secret: it may still be private to this machine).
+
+        Raises:
+            SecretExists: the name is taken by another config.
+        """
+        check_name(name, "config name")
+        if not value or len(value) >= MAX_VALUE:
+            raise UsageError(
+                f"the content of config {name!r} is empty or 500 KiB or larger",
+                f"configs hold 1 to {MAX_VALUE - 1} bytes (Docker Swarm's limit)",
+            )
+        text = json.dumps(check_labels(labels or {}), sort_keys=True)
+        dek = self._unlocked(create=True)
+        with self._write() as conn:
+            conn.execute(CONFIGS_TABLE)
+            if conn.execute("SELECT 1 FROM configs WHERE name = ?", (name,)).fetchone():
+                raise SecretExists(
+                    f"config {name!r} already exists in the local store",
+                    f"configs cannot change: 'secretd config rm {name}', then create it again",
+                )
+            row = (_new_id(), name, text, _now())
+            conn.execute(
+                f"INSERT INTO configs ({_CONFIG_COLUMNS}, sealed) VALUES (?, ?, ?, ?, ?)",
+                (*row, seal(dek, value, config_aad(name))),
+            )
+        return ConfigInfo.from_row(row)
+
+    def remove_config(self, name: str) -> None:
+        check_name(name, "config name")
+        if not self.list_configs() or self._keyring() is None:
+            raise config_not_found(name)
+        with self._write() as conn:
+            if not conn.execute("DELETE FROM configs WHERE name = ?", (name,)).rowcount:
+                raise config_not_found(name)
+
+    def _config_rows(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Rows from the configs table; none from a store made before configs existed."""
+        (table,) = self._select(
+            ("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'configs'", ())
+        )
+        return self._select((query, params))[0] if table else []
 
     def init(self, passphrase: bool = False, exist_ok: bool = False) -> None:
         """Create the database and its data key, wrapped by a key file or a passphrase.

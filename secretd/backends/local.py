@@ -1,4 +1,5 @@
-"""``local:NAME[?version=N]`` and bare names: secrets from the encrypted local store."""
+"""``local:NAME[?version=N]`` and bare names: secrets from the encrypted local store, and
+configs (``--config local:NAME``, immutable, no versions) from its configs table."""
 
 from __future__ import annotations
 
@@ -49,10 +50,25 @@ class LocalProvider(BaseProvider):
 
     def get(self, ref: SecretRef) -> Secret:
         name, version = _locate(ref)
+        if ref.kind == "config":
+            _unversioned(ref, version)
+            return Secret(name=ref.name, version="1", value=self.store.read_config(name))
         number, value = self.store.read(name, version)
         return Secret(name=ref.name, version=str(number), value=value)
 
     def version(self, ref: SecretRef) -> str:
         """The version number from the metadata: no key, no decryption."""
         name, version = _locate(ref)
+        if ref.kind == "config":
+            _unversioned(ref, version)
+            self.store.inspect_config(name)
+            return "1"
         return str(version if version is not None else self.store.current_version(name))
+
+
+def _unversioned(ref: SecretRef, version: int | None) -> None:
+    if version is not None:
+        raise UsageError(
+            f"config {ref.name!r}: {ref.source!r} asks for a version; configs have none",
+            "write local:NAME",
+        )

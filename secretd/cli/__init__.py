@@ -63,6 +63,7 @@ COMMANDS = {
     "run": "run:run",
     "secret": "secret:secret",
     "store": "secret:store",
+    "config": "config:config",
     "daemon": "daemon:daemon",
     "ps": "containers:ps",
     "image": "image:image",
