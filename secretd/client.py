@@ -171,7 +171,9 @@ def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool =
     if from_env and not no_daemon:
         log.debug("%s come from this environment, which the daemon cannot see: in-process",
                   ", ".join(from_env))  # fmt: skip
-    chan = None if no_daemon or from_env else connect(config)
+    # configs and templates are not authorised by the daemon's policy yet: in-process
+    local = no_daemon or bool(from_env or spec.configs or spec.templates)
+    chan = None if local else connect(config)
     if chan is None:
         from .broker import Broker
         from .engine import Engine  # only without a daemon: the whole pipeline

@@ -21,6 +21,7 @@ from . import mount
 from .broker import Broker
 from .config import Config
 from .errors import MountError, SecretdError
+from .exposure import config_warning
 from .refs import parse_ref, target_path
 from .runtime import Stdio, load_runtime, runtime_name
 from .spec import (
@@ -81,6 +82,7 @@ class Engine:
         secrets = self.broker.resolve(refs)
         detached = False
         try:
+            _warn_about_configs(refs, secrets)
             rendered = self._render(spec, refs, secrets, runtime.name)
             planned = mount.plan(refs, secrets, rendered, spec.secrets_dir)
             if admit is not None:
@@ -201,6 +203,15 @@ def _leave_leases(refs: list[SecretRef], secrets: list[Secret]) -> None:
             "leases of %s stay with the detached container, unrenewed, until their TTL ends",
             ", ".join(leased),
         )
+
+
+def _warn_about_configs(refs: list[SecretRef], secrets: list[Secret]) -> None:
+    """A ``file:`` config that looks like a secret is probably one (docs/configs.md)."""
+    for ref, secret in zip(refs, secrets, strict=True):
+        if ref.kind == "config" and ref.scheme == "file":
+            warning = config_warning(ref.name, secret.value)
+            if warning:
+                log.warning("%s", warning)
 
 
 def _template_file(

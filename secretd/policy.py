@@ -317,6 +317,10 @@ def authorise_run(
         AccessDenied: the policy refuses a secret, a user or an option.
         UsageError: a malformed reference or ``--user``.
     """
+    if spec.configs or spec.templates:  # the client runs these in-process
+        raise UsageError(
+            "the daemon does not run --config or --template yet", "use --no-daemon"
+        )
     superuser = policy.is_superuser(peer)
     bound = [bind(text, config) for text in texts]
     for item in bound:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -14,8 +15,8 @@ from .. import client, runtime, safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import SecretdError, UsageError
 from ..exposure import check_env
-from ..refs import parse_refs
-from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef
+from ..refs import check_unique_targets, parse_ref, parse_refs, parse_template
+from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef, TemplateRef
 from . import AppContext
 
 ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are taken as written)"
@@ -120,6 +121,21 @@ def _strict(flag: bool, app: AppContext) -> bool:
     help="Secret to mount (repeatable). SCHEME is local, env, dotenv, file, vault, aws or ssm "
     "(docs/references.md).",
 )
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="REF",
+    help="Config to mount (repeatable): --secret's grammar, Swarm's defaults (target /NAME, "
+    "mode 0444; docs/configs.md).",
+)
+@click.option(
+    "--template",
+    "templates",
+    multiple=True,
+    metavar="source=PATH,target=/PATH",
+    help="Render a Jinja2 template into a file (repeatable; docs/configs.md).",
+)
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY[=VALUE]", help="Set a variable.")
 @click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read variables.")
 @click.option("-u", "--user", metavar="UID[:GID]", help="Run the command as this user.")
@@ -205,9 +221,24 @@ def build_spec(
     if not opts["secrets_dir"].startswith("/"):
         raise UsageError(f"--secrets-dir {opts['secrets_dir']!r} is not absolute")
     secrets = parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"])
+    configs = tuple(parse_ref(text, app.config.configs, "config") for text in opts["configs"])
+    templates = tuple(_anchored(parse_template(t, app.config.templates)) for t in opts["templates"])
+    check_unique_targets((*secrets, *configs, *templates), opts["secrets_dir"])
     if image is None:
         env = inherited_env(secrets) + env
     same = {key: opts[key] for key in SPEC_FLAGS}
     return RunSpec(
-        command=tuple(command), secrets=secrets, env=env, image=image, labels=tuple(labels), **same
+        command=tuple(command),
+        secrets=secrets,
+        configs=configs,
+        templates=templates,
+        env=env,
+        image=image,
+        labels=tuple(labels),
+        **same,
     )
+
+
+def _anchored(template: TemplateRef) -> TemplateRef:
+    """A template's source as an absolute path: the engine may run in another directory."""
+    return dataclasses.replace(template, source=os.path.abspath(template.source))

@@ -1,0 +1,136 @@
+"""``--config`` and ``--template`` in the sandbox: Swarm's placement, the host untouched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.run.test_readonly_mounts import mounts_under
+
+pytestmark = pytest.mark.root
+
+CONF = b"listen 8080;\n\x00binary\xff tail\n"
+SCRIPT = b"#!/bin/sh\necho from-config\n"
+
+
+def test_a_config_lands_byte_exact_with_its_owner_and_mode_and_may_run(
+    secretd, secret_file, tmp_path: Path
+) -> None:
+    conf = secret_file(CONF, "app.conf")
+    script = secret_file(SCRIPT, "hello.sh")
+    key = secret_file("k3y", "key")
+    etc = tmp_path / "etc"  # stands for the host's /etc: it must stay as it is
+    etc.mkdir()
+    (etc / "hosts").write_text("kept\n")
+    target = etc / "app" / "app.conf"
+    result = secretd(
+        "run",
+        "--config", f"source=file:{conf},target={target},uid=1000,gid=1001,mode=0440",
+        "--config", f"source=file:{script},target={etc}/bin/hello.sh,mode=0555",
+        "--secret", f"key=file:{key}",
+        "--",
+        "sh", "-c",
+        f"cat {target} > {tmp_path}/seen; stat -c '%u %g %a' {target}; {etc}/bin/hello.sh; "
+        f"cat {etc}/hosts; cat /proc/self/mountinfo",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "seen").read_bytes() == CONF
+    owner, ran, hosts, *mountinfo = result.stdout.splitlines()
+    assert (owner, ran, hosts) == ("1000 1001 440", "from-config", "kept")
+    mounts = mounts_under("\n".join(mountinfo), str(etc))
+    config_options = mounts[str(etc / "app")][0]
+    assert {"ro", "nosuid", "nodev"} <= config_options and "noexec" not in config_options
+    secrets = mounts_under("\n".join(mountinfo), "/run/secrets")["/run/secrets"][0]
+    assert {"ro", "noexec"} <= secrets
+    assert sorted(os.listdir(etc)) == ["hosts"], "the host's directory is unchanged"
+
+
+def test_swarm_defaults_mode_0444_and_a_relative_target_from_the_root(
+    secretd, secret_file, tmp_path: Path
+) -> None:
+    conf = secret_file(CONF, "app.conf")
+    relative = str(tmp_path / "cfg" / "app.conf").lstrip("/")
+    result = secretd(
+        "run",
+        "--config", f"source=file:{conf},target={relative}",
+        "--",
+        "stat", "-c", "%u %g %a", f"/{relative}",
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, "0 0 444\n", "")
+
+
+def test_a_file_config_that_looks_like_a_secret_is_warned_about(
+    secretd, secret_file, tmp_path: Path
+) -> None:
+    conf = secret_file("password = Xk9#mQ2$vL8pZ4wR7tY1\n", "db.ini")
+    result = secretd(
+        "run", "--config", f"source=file:{conf},target={tmp_path}/c/db.ini", "--", "true"
+    )
+    assert result.returncode == 0
+    [line] = result.stderr.splitlines()
+    assert line.startswith("secretd: warning: config 'db.ini' looks like it holds a secret")
+    assert "Xk9#" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--secret", "a=file:{f}", "--config", "source=file:{f},target=/run/secrets/a"],
+         "secret 'a' and config 'a' both target '/run/secrets/a'"),
+        (["--config", "source=file:{f},target=/etc/x", "--config", "source=file:{f},target=/etc/x"],
+         "configs 'x' and 'x' both target '/etc/x'"),
+        (["--config", "source=file:{f},target=/etc/x,mode=04755"],
+         "has setuid, setgid or sticky bits"),
+        (["--config", "source=file:{f},size=1"], "invalid field 'size=1' in config reference"),
+        (["--template", "source=./t.tmpl"], "has no target"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2_nothing_started(
+    secretd, secret_file, tmp_path: Path, args: list[str], message: str
+) -> None:
+    value = secret_file("v", "f")
+    marker = tmp_path / "started"
+    argv = [arg.format(f=value) for arg in args]
+    result = secretd("run", *argv, "--", "touch", str(marker))
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert message in line
+    assert not marker.exists()
+
+
+def test_a_template_reading_secrets_is_a_secret_file_and_one_without_is_a_config(
+    secretd, secret_file, tmp_path: Path
+) -> None:
+    user = secret_file("app", "db_user")
+    password = secret_file("canary-9b1d", "db_password")
+    (tmp_path / "db.yml.tmpl").write_text(
+        'user: {{ secret("db_user") }}\npassword: {{ secret("db_password") }}\n'
+        'region: {{ env("REGION") }}\n'
+    )
+    (tmp_path / "plain.tmpl").write_text('region: {{ env("REGION") }}\n')
+    (tmp_path / "secretd.toml").write_text(
+        f'[secrets.db_user]\nsource = "file:{user}"\n'
+        f'[secrets.db_password]\nsource = "file:{password}"\n'
+    )
+    target = tmp_path / "etc" / "app" / "db.yml"
+    result = secretd(
+        "run", "-e", "REGION=eu-west-1",
+        "--template", f"source=db.yml.tmpl,target={target}",
+        "--template", f"source=plain.tmpl,target={tmp_path}/etc/plain/plain.yml",
+        "--",
+        "sh", "-c",
+        f"cat {target}; stat -c '%a' {target} {tmp_path}/etc/plain/plain.yml; "
+        "cat /proc/self/mountinfo",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:5] == [
+        "user: app", "password: canary-9b1d", "region: eu-west-1", "400", "444"
+    ]
+    mounts = mounts_under("\n".join(lines[5:]), str(tmp_path / "etc"))
+    assert "noexec" in mounts[str(target.parent)][0], "a secret template: the noexec tmpfs"
+    assert "noexec" not in mounts[str(tmp_path / "etc" / "plain")][0]
+    assert not (tmp_path / "etc").exists()
