@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 NAMES = ".names"
 STOP_TIMEOUT = 10.0
 
@@ -132,7 +132,7 @@ def claim_name(base: Path, name: str, container_id: str) -> None:
     Raises:
         UsageError: an invalid name, or one another container holds.
     """
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid container name {name!r}", "use letters, digits, _ . -")
     names = base / NAMES
     names.mkdir(mode=0o700, parents=True, exist_ok=True)
