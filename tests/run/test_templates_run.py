@@ -4,6 +4,8 @@ mistake does (nothing started). The runc and Docker runs live with those runtime
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -148,3 +150,30 @@ def test_a_bad_template_starts_nothing(
     assert result.stderr == f"secretd: template '{template}', {message}\n"
     assert not marker.exists()
     assert host_secretd_mounts() == []
+
+
+PROBE = """
+import runpy, sys
+sys.argv = ["secretd", "run", *sys.argv[1:]]
+try:
+    runpy.run_module("secretd", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    print(exc.code, "jinja2" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "imported"),
+    [
+        (("--", "true"), False),
+        (("--template", "source=./t.tmpl,target=/etc/app/t", "--", "true"), True),
+    ],
+)
+def test_jinja2_is_imported_only_by_a_run_with_templates(
+    tmp_path: Path, args: tuple[str, ...], imported: bool
+) -> None:
+    (tmp_path / "t.tmpl").write_text("{{ run.name }}\n")
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+    )
+    assert (result.stdout, result.stderr) == (f"0 {imported}\n", "")
