@@ -105,20 +105,24 @@ class Engine:
     def _render(
         self, spec: RunSpec, refs: list[SecretRef], secrets: list[Secret], runtime: str
     ) -> list[SecretFile]:
-        """Each ``--template`` as a file; a name it reads resolves as ``--secret NAME`` or
-        ``--config NAME`` would, reusing what this run already resolved. What only a
-        template read is given back at once: the rendered file holds it, no lease does."""
+        """Each ``--template`` as a file. A name it reads is this run's ``--secret`` or
+        ``--config`` of that name, else resolves as ``--secret NAME`` (``--config NAME``)
+        would. What only a template read is given back at once: the rendered file holds
+        it, no lease does."""
         if not spec.templates:
             return []
         from .templates import render
 
         held = {(ref.kind, ref.source): s for ref, s in zip(refs, secrets, strict=True)}
+        named = {(ref.kind, ref.name): s for ref, s in zip(refs, secrets, strict=True)}
         extra: tuple[list[SecretRef], list[Secret]] = ([], [])
 
         def read(kind: str) -> Callable[[str], bytes]:
             bindings = self.config.secrets if kind == "secret" else self.config.configs
 
             def value(text: str) -> bytes:
+                if (kind, text) in named:
+                    return named[(kind, text)].value
                 ref = parse_ref(text, bindings, kind)
                 found = held.get((kind, ref.source))
                 if found is None:

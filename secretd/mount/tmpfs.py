@@ -142,7 +142,7 @@ def layout(files: Sequence[SecretFile], secrets_dir: str = DEFAULT_SECRETS_DIR) 
         config = file.config and directory not in secret_dirs
         unit_inner = f"{CONFIGS if config else ABSOLUTE}/{area_key(directory)}"
         units.setdefault(directory, (unit_inner, {}))[1][f"{unit_inner}/{base}"] = top
-        inner = unit_inner + file.target[len(directory) :]
+        inner = unit_inner + file.target[len(directory.rstrip("/")) :]
         group = f"{unit_inner}/{base}" if file.group else None
         placed.append(
             SecretFile(inner, file.value, file.uid, file.gid, file.mode, group, config)
@@ -234,6 +234,11 @@ class HostMount:
     @property
     def secrets_path(self) -> Path:
         return self.path / SECRETS
+
+    @property
+    def configs_path(self) -> Path:
+        """Where the configs tmpfs is (when there are configs): binds from it allow exec."""
+        return self.path / CONFIGS
 
     @property
     def binds(self) -> list[tuple[Path, str]]:

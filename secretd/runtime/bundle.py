@@ -41,6 +41,7 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 NOFILE_MAX = 1 << 20
 SECRET_OPTIONS = ["bind", "ro", "nosuid", "nodev", "noexec", "rprivate"]
+CONFIG_OPTIONS = [option for option in SECRET_OPTIONS if option != "noexec"]  # may be scripts
 MAX_LINKS = 40
 MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged"
 MAX_ACCOUNTS_FILE = 4 << 20  # bytes of the image's /etc/passwd or /etc/group
@@ -273,15 +274,22 @@ def volume(text: str) -> dict[str, Any]:
 
 
 def user_mounts(
-    spec: RunSpec, secrets: Path, binds: Sequence[tuple[Path, str]], etc: Path, hostname: str
+    spec: RunSpec,
+    secrets: Path,
+    binds: Sequence[tuple[Path, str]],
+    etc: Path,
+    hostname: str,
+    configs: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Volumes, secrets and the container's own ``/etc`` files, parents before children
-    (as Docker sorts them). ``etc`` is a directory of the container's for those files."""
+    (as Docker sorts them). ``etc`` is a directory of the container's for those files;
+    binds from below ``configs`` (the configs tmpfs) allow exec."""
     mounts = [volume(v) for v in spec.volumes]
     mounts.append({"destination": spec.secrets_dir, "type": "bind", "source": str(secrets),
                    "options": SECRET_OPTIONS})
     mounts += [{"destination": target, "type": "bind", "source": str(host),
-                "options": SECRET_OPTIONS} for host, target in binds]
+                "options": CONFIG_OPTIONS if configs and host.is_relative_to(configs)
+                else SECRET_OPTIONS} for host, target in binds]
     taken = {m["destination"] for m in mounts}
     if spec.network == "host":
         mounts += host_network_files(taken)

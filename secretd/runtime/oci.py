@@ -18,6 +18,7 @@ import os
 import select
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,21 @@ from .ocistate import (
 )
 
 ENV_BINARY = "SECRETD_OCI_RUNTIME"
+
+
+def _has_dir(rootfs: Path | str, spec: RunSpec, directory: str) -> bool:
+    """Whether the container will have ``directory`` without us: in the image (links
+    resolved inside it), or at or below a volume. Such a directory is never bound over
+    (mount/tmpfs.py): that would hide its files."""
+    if any(
+        directory == dest or directory.startswith(dest.rstrip("/") + "/")
+        for dest in (bundle.volume(v)["destination"] for v in spec.volumes)
+    ):
+        return True
+    try:
+        return os.path.lexists(bundle.in_root(str(rootfs), directory))
+    except OSError:  # a link loop: something is there
+        return True
 
 
 class OciContainer:
@@ -197,8 +213,9 @@ class OciRuntime:
             record.command = process["args"]
             host_mount = HostMount.create(self.config.runtime_dir, mount)
             record.mount = str(host_mount.path)
+            binds = host_mount.binds_for(partial(_has_dir, rootfs, spec))
             mounts = bundle.user_mounts(
-                spec, host_mount.secrets_path, host_mount.binds, directory, hostname
+                spec, host_mount.secrets_path, binds, directory, hostname, host_mount.configs_path
             )
             document = bundle.config(spec, process, hostname, mounts, f"/secretd/{container_id}")
             (directory / "config.json").write_text(json.dumps(document))

@@ -39,3 +39,10 @@ def test_a_unit_nested_in_another_gets_its_mount_point_made() -> None:
     assert f"{outer.inner}/conf.d" in placed.dirs
     binds = placed.binds(lambda directory: False)
     assert [target for _, target in binds] == ["/etc/app", "/etc/app/conf.d"]
+
+
+def test_targets_in_the_root_directory_are_files_of_their_unit() -> None:
+    placed = layout([_file("/app.conf", True)])
+    (unit,) = placed.units
+    assert placed.files[0].target == f"{unit.inner}/app.conf"
+    assert placed.binds(lambda directory: True) == ((f"{unit.inner}/app.conf", "/app.conf"),)
