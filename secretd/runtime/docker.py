@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -44,6 +44,7 @@ from .engines import (
     reap_quietly,
     require_local,
     secret_binds,
+    volume_targets,
 )
 
 if TYPE_CHECKING:
@@ -218,9 +219,10 @@ def _create_args(
         ports = build_port_bindings(list(spec.publish))
     except ValueError as exc:
         raise UsageError(f"invalid -p: {exc}", "use [IP:][HOST:]CONTAINER[/PROTO]") from None
+    exists = _image_directories(client, spec, host_mount) if host_mount.placed.units else None
     mounts = [
         Mount(target, str(source), type="bind", read_only=True)
-        for source, target in secret_binds(spec, host_mount)
+        for source, target in secret_binds(spec, host_mount, exists)
     ]
     host_config = client.create_host_config(
         binds=list(spec.volumes) or None,
@@ -313,6 +315,29 @@ def _resize(engine: DockerEngine, cid: str, size: os.terminal_size) -> None:
             engine.client().resize(cid, height=size.lines, width=size.columns)
     except RuntimeError_ as exc:
         log.debug("cannot resize the terminal of %s: %s", cid[:12], exc)
+
+
+def _image_directories(
+    client: docker.APIClient, spec: RunSpec, host_mount: HostMount
+) -> Callable[[str], bool]:
+    """Which directories of absolute targets the container would have without us (in the
+    image, or at or below a volume): those are bound file by file, never hidden. Asked
+    of a created, never started, container of the image (``HEAD .../archive``, what
+    ``docker cp`` uses to stat a path), removed at once."""
+    volumes = volume_targets(spec)
+    wanted = [unit.target for unit in host_mount.placed.units]
+    present = {d for d in wanted if any(d == v or d.startswith(v + "/") for v in volumes)}
+    probe = client.create_container(
+        image=spec.image, command=["true"], entrypoint=[], network_disabled=True
+    )["Id"]
+    try:
+        url = client._url("/containers/{0}/archive", probe)  # type: ignore[attr-defined]
+        for directory in set(wanted) - present:
+            if client.head(url, params={"path": directory}).status_code != 404:
+                present.add(directory)  # there, or unknown: never hidden
+    finally:
+        client.remove_container(probe, force=True)
+    return present.__contains__
 
 
 def _force_remove(engine: DockerEngine, cid: str) -> None:

@@ -163,9 +163,18 @@ def _write_note(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def secret_binds(spec: RunSpec, host_mount: HostMount) -> list[tuple[Path, str]]:
-    """``(host path, container path)``: the secrets directory, then each absolute target."""
-    return [(host_mount.secrets_path, spec.secrets_dir), *host_mount.binds]
+def secret_binds(
+    spec: RunSpec, host_mount: HostMount, exists: Callable[[str], bool] | None = None
+) -> list[tuple[Path, str]]:
+    """``(host path, container path)``: the secrets directory, then the absolute targets:
+    file by file, or a whole directory where ``exists`` says the image lacks it."""
+    binds = host_mount.binds if exists is None else host_mount.binds_for(exists)
+    return [(host_mount.secrets_path, spec.secrets_dir), *binds]
+
+
+def volume_targets(spec: RunSpec) -> list[str]:
+    """The container paths of ``-v`` volumes (``SRC:DST[:OPTS]`` or an anonymous ``DST``)."""
+    return [(v.split(":")[1] if ":" in v else v).rstrip("/") or "/" for v in spec.volumes]
 
 
 def engine_labels(spec: RunSpec, host_mount: HostMount) -> dict[str, str]:
