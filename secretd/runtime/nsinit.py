@@ -203,8 +203,6 @@ def _ensure_mountpoint(path: str, directory: bool) -> None:
             kind = "a directory" if directory else "a file"
             raise OSError(errno.ENOTDIR if directory else errno.EISDIR, f"not {kind}", path)
         return
-    if base in ("", "/"):
-        raise OSError(errno.EPERM, "will not shadow '/'", path)
     if not stat.S_ISDIR(mode):
         raise OSError(errno.ENOTDIR, "not a directory", base)
     _shadow(base)
@@ -218,25 +216,41 @@ def _ensure_mountpoint(path: str, directory: bool) -> None:
 
 
 def _shadow(parent: str) -> None:
-    """Cover ``parent`` with a tmpfs that binds back everything it held (namespace only)."""
+    """Cover ``parent`` with a tmpfs that binds back everything it held (namespace only).
+
+    ``/`` too (a Swarm config's default target is ``/<name>``): a mount over the root is
+    not seen by lookups, which start at the root, but ``/..`` crosses onto it; the init
+    then makes it its root with ``chroot`` and returns to its working directory."""
     pfd = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    cwd = os.getcwd()
+    shadow = -1
     try:
         via = f"/proc/self/fd/{pfd}"
         entries = os.listdir(via)
         _linux.mount("secretd-shadow", parent, "tmpfs", MOUNT_FLAGS, "mode=0755")
+        shadow = os.open(
+            "/.." if parent == "/" else parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        )
         for name in entries:
-            source, target = f"{via}/{name}", os.path.join(parent, name)
+            source, target = f"{via}/{name}", f"/proc/self/fd/{shadow}/{name}"
             st = os.lstat(source)
             if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(source), target)
+                os.symlink(os.readlink(source), name, dir_fd=shadow)
                 continue
             if stat.S_ISDIR(st.st_mode):
-                os.mkdir(target, 0o755)
+                os.mkdir(name, 0o755, dir_fd=shadow)
             else:
-                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+                flags = os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC
+                os.close(os.open(name, flags, 0o644, dir_fd=shadow))
             _linux.mount(source, target, None, _linux.MS_BIND | _linux.MS_REC)
+        if parent == "/":
+            os.fchdir(shadow)
+            os.chroot(".")
+            os.chdir(cwd)
     finally:
         os.close(pfd)
+        if shadow >= 0:
+            os.close(shadow)
 
 
 def _become(identity: Identity) -> None:

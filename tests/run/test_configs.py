@@ -47,18 +47,24 @@ def test_a_config_lands_byte_exact_with_its_owner_and_mode_and_may_run(
     assert sorted(os.listdir(etc)) == ["hosts"], "the host's directory is unchanged"
 
 
-def test_swarm_defaults_mode_0444_and_a_relative_target_from_the_root(
+def test_swarm_defaults_target_slash_name_mode_0444_relative_from_the_root(
     secretd, secret_file, tmp_path: Path
 ) -> None:
+    """The default target /<name> is in /, which the sandbox covers in its namespace only."""
     conf = secret_file(CONF, "app.conf")
+    name = f"swarm-{os.urandom(4).hex()}.conf"
     relative = str(tmp_path / "cfg" / "app.conf").lstrip("/")
     result = secretd(
         "run",
+        "--config", f"{name}=file:{conf}",
         "--config", f"source=file:{conf},target={relative}",
         "--",
-        "stat", "-c", "%u %g %a", f"/{relative}",
+        "sh", "-c", f"stat -c '%u %g %a' /{name} /{relative}; cmp /{name} {conf} && pwd",
+        cwd=tmp_path,
     )  # fmt: skip
-    assert (result.returncode, result.stdout, result.stderr) == (0, "0 0 444\n", "")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"0 0 444\n0 0 444\n{tmp_path}\n"
+    assert not os.path.lexists(f"/{name}")
 
 
 def test_a_file_config_that_looks_like_a_secret_is_warned_about(
@@ -134,3 +140,26 @@ def test_a_template_reading_secrets_is_a_secret_file_and_one_without_is_a_config
     assert "noexec" in mounts[str(target.parent)][0], "a secret template: the noexec tmpfs"
     assert "noexec" not in mounts[str(tmp_path / "etc" / "plain")][0]
     assert not (tmp_path / "etc").exists()
+
+
+def test_bare_names_come_from_configs_tables_then_the_stores_configs(
+    secretd, secret_file, tmp_path: Path
+) -> None:
+    conf = secret_file(CONF, "nginx.conf")
+    (tmp_path / "secretd.toml").write_text(
+        f'[configs.web]\nsource = "file:{conf.name}"\ntarget = "{tmp_path}/etc/web/web.conf"\n'
+        'mode = "0440"\n'
+    )
+    secretd("secret", "create", "stored", "-", input="a-secret-not-a-config")
+    secretd("config", "create", "stored", "-", input="config-content")
+    result = secretd(
+        "run", "--config", "web", "--config", f"source=stored,target={tmp_path}/etc/s/stored",
+        "--", "sh", "-c", f"stat -c %a {tmp_path}/etc/web/web.conf; cat {tmp_path}/etc/s/stored",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, "440\nconfig-content", "")
+    missing = secretd("run", "--config", "nope", "--", "true", cwd=tmp_path)
+    assert missing.returncode == 125
+    assert missing.stderr == (
+        "secretd: config 'nope' not found in the local store: see 'secretd config ls'\n"
+    )
