@@ -107,7 +107,7 @@ def test_bad_input_is_one_line_exit_2_nothing_started(
 
 
 def test_a_template_reading_secrets_is_a_secret_file_and_one_without_is_a_config(
-    secretd, secret_file, tmp_path: Path
+    secretd, secret_file, tmp_path: Path, clean_environ: dict[str, Path]
 ) -> None:
     user = secret_file("app", "db_user")
     password = secret_file("canary-9b1d", "db_password")
@@ -121,6 +121,8 @@ def test_a_template_reading_secrets_is_a_secret_file_and_one_without_is_a_config
         f'[secrets.db_password]\nsource = "file:{password}"\n'
     )
     target = tmp_path / "etc" / "app" / "db.yml"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     result = secretd(
         "run", "-e", "REGION=eu-west-1",
         "--template", f"source=db.yml.tmpl,target={target}",
@@ -129,9 +131,13 @@ def test_a_template_reading_secrets_is_a_secret_file_and_one_without_is_a_config
         "sh", "-c",
         f"cat {target}; stat -c '%a' {target} {tmp_path}/etc/plain/plain.yml; "
         "cat /proc/self/mountinfo",
-        cwd=tmp_path,
+        cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    rendered = b"user: app\npassword: canary-9b1d"
+    for top in (clean_environ["state"], clean_environ["runtime"], temp):
+        for path in top.rglob("*"):
+            assert not path.is_file() or rendered not in path.read_bytes(), path
     lines = result.stdout.splitlines()
     assert lines[:5] == [
         "user: app", "password: canary-9b1d", "region: eu-west-1", "400", "444"
@@ -163,3 +169,33 @@ def test_bare_names_come_from_configs_tables_then_the_stores_configs(
     assert missing.stderr == (
         "secretd: config 'nope' not found in the local store: see 'secretd config ls'\n"
     )
+
+
+def test_a_replaced_absolute_target_is_seen_inside_the_running_sandbox(tmp_path: Path) -> None:
+    """The update a re-issued lease makes (Engine._swap -> Container.update); the absolute
+    secret listed first keeps its own value (names once counted by position)."""
+    from secretd import mount
+    from secretd.runtime.sandbox import SandboxRuntime
+    from secretd.spec import RunSpec, Secret, SecretRef
+
+    refs = [
+        SecretRef("other", "file:/x", f"{tmp_path}/srv/other"),
+        SecretRef("db", "file:/y", f"{tmp_path}/etc/app/db.pass"),
+    ]
+    old = [Secret("other", "1", b"other-v1"), Secret("db", "1", b"db-v1")]
+    script = (
+        f"until grep -q db-v2 {tmp_path}/etc/app/db.pass; do sleep 0.05; done; "
+        f"cat {tmp_path}/etc/app/db.pass {tmp_path}/srv/other"
+    )
+    spec = RunSpec(command=("sh", "-c", script), secrets=tuple(refs), runtime="sandbox")
+    read, write = os.pipe()
+    with open(os.devnull, "rb") as null:
+        process = SandboxRuntime().launch(spec, mount.plan(refs, old), (null.fileno(), write, 2))
+    os.close(write)
+    try:
+        process.update(tuple(mount.files_for(refs[1], Secret("db", "2", b"db-v2"))))
+        status = process.wait(30)
+    finally:
+        process.remove()
+    with os.fdopen(read, "rb") as out:
+        assert (status, out.read()) == (0, b"db-v2other-v1")
