@@ -44,7 +44,7 @@ from .engines import (
     reap_quietly,
     require_local,
     secret_binds,
-    volume_targets,
+    under_volume,
 )
 
 if TYPE_CHECKING:
@@ -324,9 +324,8 @@ def _image_directories(
     image, or at or below a volume): those are bound file by file, never hidden. Asked
     of a created, never started, container of the image (``HEAD .../archive``, what
     ``docker cp`` uses to stat a path), removed at once."""
-    volumes = volume_targets(spec)
     wanted = [unit.target for unit in host_mount.placed.units]
-    present = {d for d in wanted if any(d == v or d.startswith(v + "/") for v in volumes)}
+    present = {d for d in wanted if under_volume(spec, d)}
     probe = client.create_container(
         image=spec.image, command=["true"], entrypoint=[], network_disabled=True
     )["Id"]

@@ -172,9 +172,14 @@ def secret_binds(
     return [(host_mount.secrets_path, spec.secrets_dir), *binds]
 
 
-def volume_targets(spec: RunSpec) -> list[str]:
-    """The container paths of ``-v`` volumes (``SRC:DST[:OPTS]`` or an anonymous ``DST``)."""
-    return [(v.split(":")[1] if ":" in v else v).rstrip("/") or "/" for v in spec.volumes]
+def under_volume(spec: RunSpec, directory: str) -> bool:
+    """Whether ``directory`` is at or below a ``-v`` volume (``SRC:DST[:OPTS]`` or an
+    anonymous ``DST``): the container has it whatever the image holds."""
+    for item in spec.volumes:
+        target = (item.split(":")[1] if ":" in item else item).rstrip("/")
+        if directory == target or directory.startswith(target + "/"):
+            return True
+    return False
 
 
 def engine_labels(spec: RunSpec, host_mount: HostMount) -> dict[str, str]:

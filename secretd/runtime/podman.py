@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ..config import Config
@@ -27,6 +27,7 @@ from ..errors import RuntimeError_, UsageError
 from ..mount.tmpfs import HostMount
 from ..spec import RunSpec, SecretFile, SecretMount
 from . import Stdio
+from .bundle import in_root
 from .engines import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
@@ -36,6 +37,7 @@ from .engines import (
     reap_quietly,
     require_local,
     secret_binds,
+    under_volume,
 )
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,12 @@ class PodmanRuntime:
         binary = self.engine.command()
         reap_quietly(self.runtime_dir)
         host_mount = open_mount(self.runtime_dir, mount, "podman", self.engine.host, spec.detach)
-        argv, env = podman_run_args(binary, spec, host_mount)
+        try:
+            exists = image_directories(binary, spec, host_mount)
+        except BaseException:
+            host_mount.remove()
+            raise
+        argv, env = podman_run_args(binary, spec, host_mount, exists)
         # With a terminal on stdin podman must stay in the terminal's foreground group to
         # read it; then the terminal's own signals reach it directly.
         keyboard = os.isatty(stdio[0])
@@ -158,8 +165,43 @@ class PodmanRuntime:
         return PodmanContainer(proc, host_mount, spec.detach, keyboard)
 
 
-def podman_run_args(
+def image_directories(
     binary: str, spec: RunSpec, host_mount: HostMount
+) -> Callable[[str], bool] | None:
+    """Which directories of absolute targets the container would have without us (in the
+    image, or at or below a volume), from ``podman image mount`` (root only; else
+    ``None``: every target is bound file by file, which hides nothing)."""
+    if not host_mount.placed.units or os.geteuid() != 0 or spec.image is None:
+        return None
+    try:
+        mounted = subprocess.run(
+            [binary, "image", "mount", spec.image], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if mounted.returncode != 0:
+        log.debug("podman image mount %s failed; binding file by file", spec.image)
+        return None
+    root = mounted.stdout.strip()
+    try:
+        present = set()
+        for unit in host_mount.placed.units:
+            try:
+                there = os.path.lexists(in_root(root, unit.target))
+            except OSError:  # a link loop: something is there
+                there = True
+            if there or under_volume(spec, unit.target):
+                present.add(unit.target)
+    finally:
+        subprocess.run([binary, "image", "unmount", spec.image], capture_output=True, timeout=60)
+    return present.__contains__
+
+
+def podman_run_args(
+    binary: str,
+    spec: RunSpec,
+    host_mount: HostMount,
+    exists: Callable[[str], bool] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """argv and environment for ``podman run``; values of ``-e`` only in the environment."""
     assert spec.image is not None
@@ -185,7 +227,7 @@ def podman_run_args(
     argv += [f"--publish={item}" for item in spec.publish]
     argv += [f"--volume={item}" for item in spec.volumes]
     argv += [f"--label={key}={value}" for key, value in engine_labels(spec, host_mount).items()]
-    for source, target in secret_binds(spec, host_mount):
+    for source, target in secret_binds(spec, host_mount, exists):
         if "," in target:
             raise UsageError(f"secret target {target!r} contains ','", "podman cannot bind it")
         argv.append(f"--mount=type=bind,source={source},destination={target},ro=true")
