@@ -89,9 +89,7 @@ def render(
 
     from . import _jinja
 
-    source = _read(path)
-    sandbox = _jinja.environment(_check_delimiters(delimiters))
-    tree = _parse(path, source, sandbox)
+    source, sandbox, tree = _load(path, delimiters)
     try:
         code = sandbox.compile(tree, filename=_FILENAME)
     except Exception as exc:  # noqa: BLE001 - a TemplateAssertionError (unknown filter)
@@ -123,11 +121,7 @@ def uses(path: Path, *, delimiters: tuple[str, str] | None = None) -> list[Use]:
     """
     from jinja2 import nodes
 
-    from . import _jinja
-
-    source = _read(path)
-    sandbox = _jinja.environment(_check_delimiters(delimiters))
-    tree = _parse(path, source, sandbox)
+    _, sandbox, tree = _load(path, delimiters)
     found = _calls(tree) + _run_keys(tree)
     seen = {id(use_node) for use_node, _ in found}
     found += [
@@ -165,6 +159,15 @@ def _check_delimiters(delimiters: tuple[str, str] | None) -> tuple[str, str] | N
             "use two different strings without spaces, other than {% %} and {# #}, e.g. [[ ]]",
         )
     return delimiters
+
+
+def _load(path: Path, delimiters: tuple[str, str] | None) -> tuple[str, Sandbox, nodes.Template]:
+    """The template's text, the sandbox it renders in, and its syntax tree."""
+    from . import _jinja
+
+    source = _read(path)
+    sandbox = _jinja.environment(_check_delimiters(delimiters))
+    return source, sandbox, _parse(path, source, sandbox)
 
 
 def _read(path: Path) -> str:

@@ -4,6 +4,7 @@ mistake does (nothing started). The runc and Docker runs live with those runtime
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -26,21 +27,26 @@ production:
 
 
 def canary_files(roots: list[Path], since: float) -> list[str]:
-    """Files under ``roots`` (changed since ``since``) whose bytes hold the canary."""
+    """Regular files under ``roots`` (changed since ``since``) whose bytes hold the canary;
+    others' FIFOs and sockets in /tmp are not opened."""
     found = []
     for root in roots:
         for folder, _, names in os.walk(root):
             for name in names:
                 path = os.path.join(folder, name)
                 try:
-                    if (
-                        os.lstat(path).st_mtime >= since
-                        and CANARY.encode() in Path(path).read_bytes()
-                    ):
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime >= since and _holds_canary(path):
                         found.append(path)
                 except OSError:
                     continue
     return found
+
+
+def _holds_canary(path: str) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(fd, "rb") as fh:
+        return CANARY.encode() in fh.read()
 
 
 def test_a_template_with_two_secrets_and_env_renders_on_a_readonly_tmpfs(
@@ -49,6 +55,7 @@ def test_a_template_with_two_secrets_and_env_renders_on_a_readonly_tmpfs(
     started = time.time() - 1
     probe = tmp_path / "probe"  # the scan below would see a canary written to disk
     probe.write_text(CANARY)
+    os.mkfifo(tmp_path / "fifo")  # never opened: the scan would wait for a writer forever
     assert canary_files([tmp_path], started) == [str(probe)]
     probe.unlink()
     assert secretd("secret", "create", "db_password", "-", input=CANARY).returncode == 0
