@@ -83,7 +83,8 @@ def render(
     Raises:
         UsageError: the template cannot be read, does not parse, uses an undefined name,
             reaches for Python internals, or renders to ``safeopen.LIMIT`` bytes or more.
-        SecretdError: what ``secret`` or ``config`` raised.
+        SecretdError: what ``secret`` or ``config`` raised, its message prefixed with
+            the template and the line.
     """
     from jinja2 import nodes
 
@@ -99,7 +100,9 @@ def render(
     token = _jinja.source.set(source)
     try:
         text = _collect(template.generate())
-    except SecretdError:
+    except SecretdError as exc:  # the broker's own error, and class: located, not replaced
+        exc.message = _where(path, _line(exc)) + f": {exc.message}"
+        exc.args = (exc.line(),)
         raise
     except Exception as exc:  # noqa: BLE001 - every other failure becomes one line, no text
         raise _failure(path, exc) from None
@@ -245,8 +248,11 @@ def _line(exc: BaseException) -> int | None:
 
 
 def _error(path: Path, line: int | None, message: str, hint: str | None) -> UsageError:
-    where = f"template {str(path)!r}" + (f", line {line}" if line else "")
-    return UsageError(f"{where}: {message}", hint)
+    return UsageError(f"{_where(path, line)}: {message}", hint)
+
+
+def _where(path: Path, line: int | None) -> str:
+    return f"template {str(path)!r}" + (f", line {line}" if line else "")
 
 
 def _calls(tree: nodes.Template) -> list[tuple[nodes.Node, Use]]:

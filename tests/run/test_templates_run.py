@@ -129,18 +129,20 @@ def test_a_template_without_secrets_is_a_config(secretd: Runner, tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "code", "message"),
     [
-        ("a\n{{ nope }}\n", "line 2: 'nope' is undefined: templates know secret('NAME'), "
+        ("a\n{{ nope }}\n", 2, "line 2: 'nope' is undefined: templates know secret('NAME'), "
          "config('NAME'), env('VAR') and run.KEY"),
-        ("{% if %}", "line 1: Expected an expression, got 'end of statement block': "
+        ("{% if %}", 2, "line 1: Expected an expression, got 'end of statement block': "
          "see docs/configs.md#templates"),
-        ("{{ cycler.__init__.__globals__.os }}", "line 1: '__init__' is not allowed: "
+        ("{{ cycler.__init__.__globals__.os }}", 2, "line 1: '__init__' is not allowed: "
          "templates may not reach Python internals or change values"),
+        ("a\n{{ secret('nope') }}", 125, "line 2: secret 'nope' not found in the local store: "
+         "create it: printf %s VALUE | secretd secret create nope -"),
     ],
 )  # fmt: skip
 def test_a_bad_template_starts_nothing(
-    secretd: Runner, tmp_path: Path, text: str, message: str
+    secretd: Runner, tmp_path: Path, text: str, code: int, message: str
 ) -> None:
     template = tmp_path / "bad.tmpl"
     template.write_text(text)
@@ -153,7 +155,7 @@ def test_a_bad_template_starts_nothing(
         "touch",
         str(marker),
     )
-    assert (result.returncode, result.stdout) == (2, "")
+    assert (result.returncode, result.stdout) == (code, "")
     assert result.stderr == f"secretd: template '{template}', {message}\n"
     assert not marker.exists()
     assert host_secretd_mounts() == []

@@ -206,9 +206,18 @@ def test_reaching_python_internals_is_refused(rendered: Render, text: str, attri
     assert error(rendered, text) == f", line 1: {attribute!r} is not allowed: {INTERNALS}"
 
 
-def test_the_brokers_errors_pass_through(rendered: Render) -> None:
-    with pytest.raises(NotInStore, match="secret 'nope' not found in the local store"):
-        rendered("{{ secret('nope') }}")
+def test_the_brokers_errors_pass_through_with_the_line(rendered: Render) -> None:
+    with pytest.raises(NotInStore) as caught:
+        rendered("ok\n{{ secret('nope') }}")
+    assert caught.value.exit_code == NotInStore.exit_code
+    assert (
+        str(caught.value)
+        == caught.value.line()
+        == (
+            f"template '{Path.cwd() / 'app.tmpl'}', line 2: secret 'nope' not found in the local "
+            "store: create it: printf %s VALUE | secretd secret create nope -"
+        )
+    )
 
 
 def test_unreadable_templates_are_usage_errors(tmp_path: Path) -> None:
