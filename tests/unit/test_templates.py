@@ -13,7 +13,7 @@ from secretd.errors import NotInStore, UsageError
 from secretd.templates import Rendered, Use, parse_delimiters, render, uses
 
 SECRETS = {"db_password": b"s3cr3t-canary", "vault:secret/app#key": b"v4ult", "tls": b"\xff\x00k"}
-CONFIGS = {"nginx": b"worker_processes 2;\n"}
+CONFIGS = {"nginx": b"worker_processes 2;\n", "logo": b"\x89PNG"}
 INTERNALS = "templates may not reach Python internals or change values"
 KNOWN = "templates know secret('NAME'), config('NAME'), env('VAR') and run.KEY"
 
@@ -144,6 +144,10 @@ def test_bad_delimiters_are_one_usage_line(text: str) -> None:
         (
             "{{ secret('tls') | tojson }}",
             ", line 1: secret 'tls' is not UTF-8 text: pass it through b64encode",
+        ),
+        (
+            "{{ config('logo') }}",
+            ", line 1: config 'logo' is not UTF-8 text: pass it through b64encode",
         ),
         ("{{ secret(1) }}", ", line 1: secret() takes a name as a string: write secret('NAME')"),
         (
