@@ -7,6 +7,8 @@ the caller's own environment (it is theirs to see), and ``run.KEY`` shows ``<run
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -43,14 +45,19 @@ def template() -> None:
 @template.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_DELIMITERS
-def check(file: Path, delimiters: str | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def check(file: Path, delimiters: str | None, fmt: str) -> None:
     """List the secrets, configs, environment variables and run keys FILE uses.
 
-    Nothing is resolved. A name computed while rendering is listed as (computed).
+    Nothing is resolved. A name computed while rendering is listed as (computed), in JSON
+    as null.
     """
     from ..templates import parse_delimiters, uses
 
     found = uses(file, delimiters=parse_delimiters(delimiters) if delimiters else None)
+    if fmt == "json":
+        click.echo(json.dumps([dataclasses.asdict(use) for use in found], indent=2))
+        return
     rows = [(use.kind, use.name or "(computed)", str(use.line)) for use in found]
     echo_table(("KIND", "NAME", "LINE"), rows)
 

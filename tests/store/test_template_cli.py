@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +40,14 @@ def test_check_lists_every_name_and_resolves_none(secretd: Runner, tmp_path: Pat
         ["config", "(computed)", "7"],
         ["config", "nginx", "8"],
     ]
+
+
+def test_check_as_json(secretd: Runner, tmp_path: Path) -> None:
+    result = secretd("template", "check", "--format", "json", str(write(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found[0] == {"kind": "secret", "name": "db_password", "line": 2}
+    assert {"kind": "config", "name": None, "line": 7} in found and len(found) == 7
 
 
 def test_render_shows_placeholders_never_a_stored_value(secretd: Runner, tmp_path: Path) -> None:
