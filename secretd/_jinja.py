@@ -20,14 +20,14 @@ from jinja2.utils import missing
 from .errors import SecretdError
 
 # One render may iterate over this many range() items, and build a string or list this long
-# by repetition: enough for any configuration file, not enough to stall the daemon.
+# by repetition: enough for any configuration file, and a runaway loop stops early.
 MAX_ITEMS = 100_000
 MAX_EXPONENT = 1_000
 _COMPUTED = "(a computed name)"
 INTERNALS = "templates may not reach Python internals or change values"
 # Read while a template renders: a name in an error is shown only when the template's own
 # text holds it (a computed key may be a secret value).
-source: ContextVar[str] = ContextVar("secretd_templatesource", default="")
+source: ContextVar[str] = ContextVar("secretd_template_source", default="")
 
 
 class Mistake(Exception):
@@ -111,8 +111,8 @@ def tojson(value: object, indent: int | None = None) -> str:
 
 
 def _json_default(value: object) -> NoReturn:
-    if isinstance(value, Binary):
-        str(value)  # raises the Mistake that says to use b64encode
+    if isinstance(value, Binary | Undefined):
+        str(value)  # raises the Mistake that says to use b64encode, or names the undefined
     raise Mistake(f"a {type(value).__name__} value cannot be written as JSON")
 
 

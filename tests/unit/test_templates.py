@@ -145,6 +145,8 @@ def test_bad_delimiters_are_one_usage_line(text: str) -> None:
             "{{ secret('tls') | tojson }}",
             ", line 1: secret 'tls' is not UTF-8 text: pass it through b64encode",
         ),
+        ("x\n{{ {'a': [nope]} | tojson }}", ", line 2: 'nope' is undefined: " + KNOWN),
+        ("{{ secret | tojson }}", ", line 1: a function value cannot be written as JSON"),
         (
             "{{ config('logo') }}",
             ", line 1: config 'logo' is not UTF-8 text: pass it through b64encode",
