@@ -73,6 +73,8 @@ COMMANDS = {
     "rm": "containers:rm",
     "prune": "containers:prune",
     "template": "template:template",
+    "audit": "audit:audit",
+    "redact": "redact:redact",
 }
 
 

@@ -1,0 +1,208 @@
+"""Redact secret values from a stream of bytes: the one redactor for ``run``, ``logs`` and
+``secretd redact`` (docs/redaction.md).
+
+A value is caught in every form a job log tends to show it in: raw, each line of a
+multi-line value, base64 and base64url at the three byte offsets, lower and upper hex,
+URL-encoded and JSON-escaped. All occurrences of all forms are found at once by one
+Aho-Corasick automaton (``pyahocorasick``, 16x faster than one ``re`` alternation on
+100 MB with 50 secrets); overlapping or adjacent occurrences become one replacement, so
+no part of an overlapped form is left behind.
+
+The stream is bytes and stays bytes: nothing is decoded for output (the automaton reads
+a latin-1 view, one character per byte, and the output is sliced from the input), so
+binary passes through unchanged. A value split across writes is still caught: at most
+the longest form minus one byte is held back, less where a newline ends every possible
+match; ``flush()`` (the caller's idle timer, or end of input) releases the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import quote, quote_plus
+
+import ahocorasick
+
+from .spec import Secret
+
+log = logging.getLogger(__name__)
+
+MIN_LENGTH = 8
+"""Values (and lines of values) shorter than this are not redacted: masking every ``true``
+or ``8080`` in a log would hide more than it protects, and a short value is guessable."""
+
+REPLACEMENT = b"[MASKED]"
+
+
+@dataclass(frozen=True)
+class Redactable:
+    """One value to redact: ``name`` is what warnings say, ``redact=False`` opts it out."""
+
+    name: str
+    value: bytes = field(repr=False)
+    redact: bool = True
+
+
+def redactables(secrets: Iterable[Secret]) -> list[Redactable]:
+    """One ``Redactable`` per value: a tree secret's files are ``NAME/KEY``."""
+    found: list[Redactable] = []
+    for secret in secrets:
+        if secret.tree is None:
+            found.append(Redactable(secret.name, secret.value))
+        else:
+            found.extend(Redactable(f"{secret.name}/{key}", v) for key, v in secret.tree.items())
+    return found
+
+
+def forms(value: bytes) -> set[bytes]:
+    """Every form of ``value`` the redactor looks for, each at least ``MIN_LENGTH`` bytes.
+
+    Base64 forms are the part of the encoding that does not depend on the bytes around the
+    value, for each of the three positions the value can take in a 3-byte group (as
+    GitHub's runner does), so a value inside a larger base64 text is found too.
+    """
+    found = {value, value.hex().encode(), value.hex().upper().encode()}
+    lines = value.splitlines()
+    if len(lines) > 1:
+        found.update(lines)
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        found.update(_base64_middles(value, encode))
+    found.update(
+        text.encode("ascii")
+        for text in (quote(value, safe=""), quote(value), quote_plus(value))
+    )
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        pass  # JSON cannot carry it as a string
+    else:
+        found.add(json.dumps(text)[1:-1].encode("ascii"))
+        found.add(json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8"))
+    return {form for form in found if len(form) >= MIN_LENGTH}
+
+
+def _base64_middles(value: bytes, encode: Callable[[bytes], bytes]) -> Iterator[bytes]:
+    """The characters of ``encode(prefix + value + suffix)`` made of ``value``'s bits alone,
+    for a prefix of 0, 1 and 2 bytes: character ``j`` holds bits ``6j`` to ``6j+6``."""
+    for offset in range(3):
+        padded = bytes(offset) + value
+        text = encode(padded + bytes(-len(padded) % 3))
+        first = -(-8 * offset // 6)
+        last = 8 * len(padded) // 6
+        yield text[first:last]
+
+
+class Redactor:
+    """A streaming redactor: ``write()`` returns what may be shown now, ``flush()`` the rest.
+
+    The output of any sequence of writes, without a ``flush()`` in between, is the same as
+    that of one write of their concatenation.
+
+    Args:
+        values: the values to redact; those under ``MIN_LENGTH`` bytes get one warning
+            each (naming the secret) and are not redacted.
+        replacement: what stands for each masked run.
+    """
+
+    def __init__(self, values: Iterable[Redactable], replacement: bytes = REPLACEMENT) -> None:
+        patterns: set[bytes] = set()
+        for item in values:
+            if not item.redact:
+                continue
+            if len(item.value) < MIN_LENGTH:
+                log.warning(
+                    "secret %r is shorter than %d bytes: not redacted", item.name, MIN_LENGTH
+                )
+                continue
+            patterns.update(forms(item.value))
+        self.replacement = replacement
+        self.longest = max(map(len, patterns), default=0)
+        # no form spans a newline: nothing after it can complete a match before it
+        self._newline_ends = not any(b"\n" in form for form in patterns)
+        self._automaton = ahocorasick.Automaton(ahocorasick.STORE_LENGTH)
+        for form in patterns:
+            self._automaton.add_word(form.decode("latin-1"))
+        if patterns:
+            self._automaton.make_automaton()
+        self._tail = b""  # the bytes a future match may still start in
+        self._shown = 0  # how many of them were already output (plain or masked)
+        self._mask_open = False  # the output ends with a replacement ending at _shown
+
+    @property
+    def held(self) -> int:
+        """How many bytes were written but not yet output."""
+        return len(self._tail) - self._shown
+
+    def write(self, data: bytes) -> bytes:
+        """Take the next bytes of the stream; return the redacted bytes that are final."""
+        if not self.longest:
+            return data
+        return self._process(data, final=False)
+
+    def flush(self) -> bytes:
+        """Output everything held back (after an idle moment, or at the end of input).
+
+        A value whose first part is flushed before the rest arrives loses that first part
+        to the output; the rest is still masked.
+        """
+        if not self.longest:
+            return b""
+        return self._process(b"", final=True)
+
+    def _process(self, data: bytes, *, final: bool) -> bytes:
+        buf = self._tail + data
+        end = len(buf)
+        if final:
+            cut = end
+        else:
+            cut = max(end - self.longest + 1, 0)
+            if self._newline_ends:
+                cut = max(cut, buf.rfind(b"\n") + 1)
+        out = bytearray()
+        shown, mask_open = self._shown, self._mask_open
+        for start, stop in self._runs(buf):
+            if start >= cut:
+                break  # a later byte may extend it: decide next time
+            if stop <= shown:
+                continue
+            if start <= shown and mask_open:
+                shown = stop  # the replacement already written covers it
+                continue
+            out += buf[shown:start]
+            out += self.replacement
+            shown, mask_open = stop, True
+        if cut > shown:
+            out += buf[shown:cut]
+            shown, mask_open = cut, False
+        keep = max(end - self.longest + 1, 0) if final else cut
+        self._tail = buf[keep:]
+        self._shown = shown - keep
+        self._mask_open = mask_open
+        return bytes(out)
+
+    def _runs(self, buf: bytes) -> Iterator[tuple[int, int]]:
+        """Every occurrence of every form in ``buf``, overlapping or touching ones merged,
+        as ``(start, stop)`` in order."""
+        spans = sorted(
+            (last - length + 1, last + 1)
+            for last, length in self._automaton.iter(buf.decode("latin-1"))
+        )
+        run: tuple[int, int] | None = None
+        for start, stop in spans:
+            if run is not None and start <= run[1]:
+                run = (run[0], max(run[1], stop))
+                continue
+            if run is not None:
+                yield run
+            run = (start, stop)
+        if run is not None:
+            yield run
+
+
+def redact(data: bytes, values: Iterable[Redactable], replacement: bytes = REPLACEMENT) -> bytes:
+    """``data`` with every form of every value replaced: a whole stream at once."""
+    redactor = Redactor(values, replacement)
+    return redactor.write(data) + redactor.flush()
