@@ -73,7 +73,6 @@ COMMANDS = {
     "rm": "containers:rm",
     "prune": "containers:prune",
     "template": "template:template",
-    "audit": "audit:audit",
     "redact": "redact:redact",
 }
 
