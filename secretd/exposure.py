@@ -290,15 +290,25 @@ def value_reason(value: str, public: bool = False) -> str | None:
     return None
 
 
+def variable_name_reason(name: str, value: str) -> str | None:
+    """Why a variable's name marks its value as a secret, or ``None`` (also for the names
+    known to hold none, ``GPG_KEY``)."""
+    return None if name.upper() in ACCEPTED_NAMES else name_reason(name, value)
+
+
+def variable_value_reason(name: str, value: str) -> str | None:
+    """Why a variable's value looks like a secret, or ``None``; under a public name
+    (``STRIPE_PUBLISHABLE_KEY``) only known shapes count."""
+    return value_reason(value, public=not PUBLIC_WORDS.isdisjoint(_words(name)))
+
+
 def check_env(env: Iterable[tuple[str, str]], allow: Sequence[str] = ()) -> list[Exposure]:
     """Every variable that looks like a secret, except those the user allowed."""
     found = []
     for name, value in env:
         if name in allow:
             continue
-        by_name = None if name.upper() in ACCEPTED_NAMES else name_reason(name, value)
-        public = not PUBLIC_WORDS.isdisjoint(_words(name))
-        reason = by_name or value_reason(value, public)
+        reason = variable_name_reason(name, value) or variable_value_reason(name, value)
         if reason:
             found.append(Exposure(name, reason))
     return found
