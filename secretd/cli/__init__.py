@@ -73,6 +73,7 @@ COMMANDS = {
     "rm": "containers:rm",
     "prune": "containers:prune",
     "template": "template:template",
+    "audit": "audit:audit",
     "redact": "redact:redact",
 }
 
