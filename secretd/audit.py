@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import exposure, safeopen
-from .errors import UsageError
+from .errors import AuditIncomplete, RuntimeError_, UsageError
 
 if TYPE_CHECKING:
     import docker
@@ -409,19 +409,22 @@ def audit_docker(auditor: Auditor, host: str) -> list[Finding]:
     """Every container (any state) and every image of the engine at ``host``.
 
     Raises:
-        RuntimeError_: Docker cannot be reached or refused a request (exit 125).
+        AuditIncomplete: Docker cannot be reached or refused a request (exit 125).
     """
     from ._errormap import mapped
     from .runtime.docker import _explain, docker_errors
 
-    with mapped(docker_errors(), {"runtime": "docker", "host": host}, host=host, detail=_explain):
-        import docker
+    try:
+        with mapped(docker_errors(), {"runtime": "docker"}, host=host, detail=_explain):
+            import docker
 
-        client = docker.APIClient(base_url=host, version="auto")
-        try:
-            return [*_containers(auditor, client), *_images(auditor, client)]
-        finally:
-            client.close()
+            client = docker.APIClient(base_url=host, version="auto")
+            try:
+                return [*_containers(auditor, client), *_images(auditor, client)]
+            finally:
+                client.close()
+    except RuntimeError_ as exc:
+        raise AuditIncomplete(exc.message, exc.hint) from None
 
 
 def _containers(auditor: Auditor, client: docker.APIClient) -> Iterator[Finding]:

@@ -111,6 +111,13 @@ class Untrusted(RuntimeError_):
     exit_code = 125
 
 
+class AuditIncomplete(RuntimeError_):
+    """``secretd audit`` could not read an engine it was asked to audit: 125, so that CI
+    tells a broken audit from exit 1, findings."""
+
+    exit_code = 125
+
+
 class CommandNotFound(RuntimeError_):
     """The command to run does not exist (docker run's 127)."""
 
