@@ -354,6 +354,8 @@ def compose_pairs(text: str, path: Path) -> Iterator[Pair]:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise UsageError(f"--compose {path} is not valid YAML{at}") from None
+    except RecursionError:  # the composer recurses once per level of nesting
+        raise UsageError(f"--compose {path} is nested too deeply") from None
     services = _get(root, "services")
     for service_key, service in _items(services):
         name = str(service_key.value)
