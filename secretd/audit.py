@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import shlex
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 KEY_ENV = "SECRETD_AUDIT_KEY"
 KEY_FILE = "audit.key"
+KEY_BYTES = 32
 
 
 class Level(enum.IntEnum):
@@ -180,21 +182,31 @@ def fingerprint_key(state_dir: Path, environ: Mapping[str, str]) -> bytes:
         return environ[KEY_ENV].encode()
     path = state_dir / KEY_FILE
     try:
-        return safeopen.read_file(path)
+        key = safeopen.read_file(path)
     except FileNotFoundError:
-        pass
+        key = _new_key(path)
     except OSError:
-        return secrets.token_bytes(32)
-    key = secrets.token_bytes(32)
+        key = b""
+    return key if len(key) == KEY_BYTES else secrets.token_bytes(KEY_BYTES)
+
+
+def _new_key(path: Path) -> bytes:
+    """A new key, published whole: written under a temporary name (0600), then linked to
+    ``path``, so an audit running at the same time reads the winner's key, never half."""
+    key = secrets.token_bytes(KEY_BYTES)
     try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{KEY_FILE}.") as tmp:
+            tmp.write(key)
+            tmp.flush()
+            os.link(tmp.name, path)
     except FileExistsError:
-        return safeopen.read_file(path)
+        try:
+            return safeopen.read_file(path)
+        except OSError:
+            return b""
     except OSError:
-        return key
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
+        return b""
     return key
 
 

@@ -264,3 +264,46 @@ def test_the_corpus_judged_in_a_compose_file_matches_the_run_warnings(
     for i, case in enumerate(cases):  # secrets long enough to tell, and not a word of a name
         if f"s{i}" in expected and len(case["value"]) >= 8 and case["value"].lower() not in names:
             assert case["value"] not in output, case["name"]
+
+
+def test_an_empty_or_foreign_key_file_is_not_used_as_the_key(
+    secretd: Runner, tmp_path: Path
+) -> None:
+    """A key file cut short (an audit killed while making it, or another tool's file) would
+    make an HMAC under a known key: a key for the run is used instead."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "audit.key").write_bytes(b"")
+    compose = tmp_path / "compose.yml"
+    compose.write_text(f"services:\n  a:\n    environment:\n      DB_PASSWORD: {PASSWORD}\n")
+    first, second = (
+        audit_json(secretd, "--compose", str(compose))[0]["fingerprint"] for _ in range(2)
+    )
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    ("created_by", "pairs"),
+    [
+        # the classic builder
+        (f"|2 DB_PASSWORD={PASSWORD} V=1 /bin/sh -c true", {("DB_PASSWORD", PASSWORD, "arg")}),
+        (f"/bin/sh -c #(nop)  ENV API_TOKEN={GITHUB}", {("API_TOKEN", GITHUB, "env")}),
+        ("/bin/sh -c #(nop)  ARG DB_PASSWORD", set()),
+        # BuildKit
+        (
+            f"RUN |1 DB_PASSWORD={PASSWORD} /bin/sh -c true # buildkit",
+            {("DB_PASSWORD", PASSWORD, "arg")},
+        ),
+        (f"ENV API_TOKEN={GITHUB}", {("API_TOKEN", GITHUB, "env")}),
+        (f"ARG DB_PASSWORD={PASSWORD}", {("DB_PASSWORD", PASSWORD, "arg")}),
+        (
+            f"RUN /bin/sh -c app --db-password={PASSWORD} # buildkit",
+            {("db-password", PASSWORD, "command")},
+        ),
+    ],
+)
+def test_history_steps_of_both_builders(created_by: str, pairs: set[tuple[str, str, str]]) -> None:
+    from secretd.audit import history_pairs
+
+    found = {(p.name, p.value, p.how) for p in history_pairs(created_by, "history step 1/1")}
+    assert pairs <= found
+    assert all(exposure.check_env([(name, value)]) == [] for name, value, _ in found - pairs)
