@@ -120,7 +120,8 @@ class Pair:
 
 
 def _secret_name(name: str) -> str:
-    return re.sub(r"[^a-z0-9_.-]+", "_", name.lower()).strip("_") or "value"
+    """A secret name for a fix; ``NAME`` for an unnamed command word (say what it is)."""
+    return re.sub(r"[^a-z0-9_.-]+", "_", name.lower()).strip("_") or "NAME"
 
 
 def fix_for(how: str, name: str, detail: str = "") -> str:

@@ -111,6 +111,8 @@ def test_a_dockerfile_s_env_arg_and_run_lines_are_found_with_their_line(
     env = next(f for f in found if f["name"] == "API_TOKEN")
     assert env["reason"] == "value matches the GitHub token pattern"
     assert env["fix"].startswith("secretd run --secret api_token ")
+    run = next(f for f in found if f["detail"] == "RUN")
+    assert run["fix"].startswith("take it out of the command: secretd run --secret NAME IMAGE")
 
 
 def test_compose_environment_and_build_args_in_both_forms_with_yaml_merge_keys(
