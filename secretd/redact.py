@@ -4,13 +4,13 @@
 A value is caught in every form a job log tends to show it in: raw, each line of a
 multi-line value, base64 and base64url at the three byte offsets, lower and upper hex,
 URL-encoded and JSON-escaped. All occurrences of all forms are found at once by one
-Aho-Corasick automaton (``pyahocorasick``, 16x faster than one ``re`` alternation on
-100 MB with 50 secrets); overlapping or adjacent occurrences become one replacement, so
-no part of an overlapped form is left behind.
+Aho-Corasick automaton over bytes (``ahocorasick-rs``: on 100 MB with 50 secrets it
+matched about 8x faster than ``pyahocorasick`` and 150x faster than one ``re``
+alternation; docs/redaction.md); overlapping or adjacent occurrences become one
+replacement, so no part of an overlapped form is left behind.
 
-The stream is bytes and stays bytes: nothing is decoded for output (the automaton reads
-a latin-1 view, one character per byte, and the output is sliced from the input), so
-binary passes through unchanged. A value split across writes is still caught: at most
+The stream is bytes and stays bytes: nothing is decoded, so binary passes through
+unchanged. A value split across writes is still caught: at most
 the longest form minus one byte is held back, less where a newline ends every possible
 match; ``flush()`` (the caller's idle timer, or end of input) releases the rest.
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
 
-import ahocorasick
+import ahocorasick_rs
 
 from .spec import Secret
 
@@ -35,6 +35,10 @@ MIN_LENGTH = 8
 or ``8080`` in a log would hide more than it protects, and a short value is guessable."""
 
 REPLACEMENT = b"[MASKED]"
+
+# A DFA matches fastest but takes (states x byte classes) memory: beyond this many pattern
+# bytes (a few long certificates) the library picks a leaner automaton itself.
+_DFA_MAX_PATTERN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,11 +126,10 @@ class Redactor:
         self.longest = max(map(len, patterns), default=0)
         # no form spans a newline: nothing after it can complete a match before it
         self._newline_ends = not any(b"\n" in form for form in patterns)
-        self._automaton = ahocorasick.Automaton(ahocorasick.STORE_LENGTH)
-        for form in patterns:
-            self._automaton.add_word(form.decode("latin-1"))
-        if patterns:
-            self._automaton.make_automaton()
+        small = sum(map(len, patterns)) <= _DFA_MAX_PATTERN_BYTES
+        self._automaton = ahocorasick_rs.BytesAhoCorasick(
+            sorted(patterns), implementation=ahocorasick_rs.Implementation.DFA if small else None
+        )
         self._tail = b""  # the bytes a future match may still start in
         self._shown = 0  # how many of them were already output (plain or masked)
         self._mask_open = False  # the output ends with a replacement ending at _shown
@@ -187,8 +190,8 @@ class Redactor:
         """Every occurrence of every form in ``buf``, overlapping or touching ones merged,
         as ``(start, stop)`` in order."""
         spans = sorted(
-            (last - length + 1, last + 1)
-            for last, length in self._automaton.iter(buf.decode("latin-1"))
+            (start, stop)
+            for _, start, stop in self._automaton.find_matches_as_indexes(buf, overlapping=True)
         )
         run: tuple[int, int] | None = None
         for start, stop in spans:

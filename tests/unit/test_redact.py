@@ -190,3 +190,12 @@ def test_tree_secrets_give_one_value_per_file_and_reprs_hide_values() -> None:
     found = redactables([tree, Secret("db", "1", b"db-password-1")])
     assert [item.name for item in found] == ["certs/crt", "certs/key", "db"]
     assert "private-key-body" not in repr(found)
+
+
+def test_a_long_multi_line_value_is_masked_whole_and_line_by_line() -> None:
+    rng = random.Random(3)
+    lines = [base64.b64encode(rng.randbytes(48)) for _ in range(300)]  # a 19 KiB PEM body
+    value = b"\n".join([b"-----BEGIN CERTIFICATE-----", *lines, b"-----END CERTIFICATE-----"])
+    text = b"cert:\n" + value + b"\nline " + lines[7] + b"\n" + value.hex().encode() + b"\n"
+    out = redact(text, [Redactable("cert", value)])
+    assert out == b"cert:\n[MASKED]\nline [MASKED]\n[MASKED]\n"
