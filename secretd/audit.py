@@ -216,9 +216,14 @@ def _new_key(path: Path) -> bytes:
 NAME_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*)=(.*)", re.DOTALL)
 
 
-def _split(text: str) -> list[str]:
+def _split(text: str, escape: str = "\\") -> list[str]:
+    """Shell-like words, quotes removed; ``escape`` is the Dockerfile's escape character."""
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    lexer.escape = escape
     try:
-        return shlex.split(text, comments=False, posix=True)
+        return list(lexer)
     except ValueError:  # an unbalanced quote: words as they stand
         return text.split()
 
@@ -246,12 +251,14 @@ def argv_pairs(words: Sequence[str], detail: str, line: int | None = None) -> It
         flag = ""
 
 
-def instruction_pairs(keyword: str, rest: str, detail: str, line: int | None) -> Iterator[Pair]:
+def instruction_pairs(
+    keyword: str, rest: str, detail: str, line: int | None, escape: str = "\\"
+) -> Iterator[Pair]:
     """The pairs of one Dockerfile instruction: ``ENV K=V ...`` and legacy ``ENV K V``,
     ``ARG K=default ...`` (an ``ARG`` without a default holds nothing), ``RUN`` words."""
     keyword = keyword.upper()
     if keyword == "ENV":
-        words = _split(rest)
+        words = _split(rest, escape)
         if words and "=" not in words[0]:  # legacy: the rest of the line is the value
             name, _, value = rest.strip().partition(" ")
             yield Pair(detail, line, name, value.strip(), "env")
@@ -260,26 +267,32 @@ def instruction_pairs(keyword: str, rest: str, detail: str, line: int | None) ->
             if match := NAME_VALUE.fullmatch(word):
                 yield Pair(detail, line, match[1], match[2], "env")
     elif keyword == "ARG":
-        for word in _split(rest):
+        for word in _split(rest, escape):
             if match := NAME_VALUE.fullmatch(word):
                 yield Pair(detail, line, match[1], match[2], "arg")
     elif keyword == "RUN":
-        yield from argv_pairs(_split(rest), detail, line)
+        yield from argv_pairs(_split(rest, escape), detail, line)
 
 
 ESCAPE_DIRECTIVE = re.compile(r"#\s*escape\s*=\s*([\\`])\s*", re.IGNORECASE)
 
 
-def dockerfile_instructions(text: str) -> Iterator[tuple[int, str, str]]:
-    """``(line, keyword, rest)`` for each instruction, continuation lines joined (the
-    escape character of a ``# escape=`` directive honoured; comments inside skipped)."""
-    escape = "\\"
-    lines = text.splitlines()
-    for line in lines:  # parser directives: comment lines at the very top
+def dockerfile_escape(text: str) -> str:
+    """The escape character: ``\\``, or what a ``# escape=`` parser directive (a comment
+    line at the very top) says."""
+    for line in text.splitlines():
         if match := ESCAPE_DIRECTIVE.fullmatch(line.strip()):
-            escape = match[1]
-        elif not line.strip().startswith("#"):
+            return match[1]
+        if not line.strip().startswith("#"):
             break
+    return "\\"
+
+
+def dockerfile_instructions(text: str) -> Iterator[tuple[int, str, str]]:
+    """``(line, keyword, rest)`` for each instruction, continuation lines joined (comments
+    inside skipped)."""
+    escape = dockerfile_escape(text)
+    lines = text.splitlines()
     start, parts = 0, list[str]()
     for number, raw in enumerate(lines, 1):
         stripped = raw.strip()
@@ -302,8 +315,9 @@ def dockerfile_instructions(text: str) -> Iterator[tuple[int, str, str]]:
 
 
 def dockerfile_pairs(text: str) -> Iterator[Pair]:
+    escape = dockerfile_escape(text)
     for line, keyword, rest in dockerfile_instructions(text):
-        yield from instruction_pairs(keyword, rest, keyword.upper(), line)
+        yield from instruction_pairs(keyword, rest, keyword.upper(), line, escape)
 
 
 BUILD_ARGS = re.compile(r"(?:RUN\s+)?\|(\d+)\s+(.*)", re.DOTALL)

@@ -309,3 +309,12 @@ def test_history_steps_of_both_builders(created_by: str, pairs: set[tuple[str, s
     found = {(p.name, p.value, p.how) for p in history_pairs(created_by, "history step 1/1")}
     assert pairs <= found
     assert all(exposure.check_env([(name, value)]) == [] for name, value, _ in found - pairs)
+
+
+def test_a_dockerfile_s_escape_directive_is_honoured(secretd: Runner, tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        f"# escape=`\nFROM busybox\nENV MODE=C:\\ `\n    DB_PASSWORD={PASSWORD}\nRUN true\n"
+    )
+    found = audit_json(secretd, "--dockerfile", str(dockerfile))
+    assert places(found) == {("dockerfile", 3, "ENV", "DB_PASSWORD", "medium")}
