@@ -26,7 +26,7 @@ CHUNK = 1 << 16
 
 @click.command()
 @click.option(
-    "-s", "--secret", "refs", multiple=True, metavar="REF",
+    "--secret", "refs", multiple=True, metavar="REF",
     help="A secret whose value to mask (repeatable; run's reference grammar).",
 )  # fmt: skip
 @click.option(
