@@ -101,3 +101,29 @@ def test_a_short_secret_is_warned_about_by_name(secretd: Runner) -> None:
     result = secretd("redact", "--secret", "pin", input="pin 1234\n")
     assert (result.returncode, result.stdout) == (0, "pin 1234\n")
     assert result.stderr == "secretd: warning: secret 'pin' is shorter than 8 bytes: not redacted\n"
+
+
+def test_split_across_two_writes_inside_coloured_output(secretd: Runner) -> None:
+    assert secretd("secret", "create", "api_key", "-", input=VALUE).returncode == 0
+    # two writes 20 ms apart (well under the 100 ms idle flush), the value cut in the middle
+    writer = (
+        "import os, sys, time\n"
+        "v = sys.stdin.buffer.read()\n"
+        "os.write(1, b'\\x1b[1;31mtoken=' + v[:9])\n"
+        "time.sleep(0.02)\n"
+        "os.write(1, v[9:] + b'\\x1b[0m\\n')\n"
+    )
+    command = subprocess.Popen(
+        [sys.executable, "-c", writer], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert command.stdin is not None and command.stdout is not None
+    command.stdin.write(VALUE)
+    command.stdin.close()
+    result = secretd("redact", "--secret", "api_key", stdin=command.stdout, text=False)
+    command.stdout.close()
+    assert command.wait(timeout=60) == 0
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        b"\x1b[1;31mtoken=[MASKED]\x1b[0m\n",
+        b"",
+    )
