@@ -105,25 +105,20 @@ def test_a_short_secret_is_warned_about_by_name(secretd: Runner) -> None:
 
 def test_split_across_two_writes_inside_coloured_output(secretd: Runner) -> None:
     assert secretd("secret", "create", "api_key", "-", input=VALUE).returncode == 0
-    # two writes 20 ms apart (well under the 100 ms idle flush), the value cut in the middle
-    writer = (
-        "import os, sys, time\n"
-        "v = sys.stdin.buffer.read()\n"
-        "os.write(1, b'\\x1b[1;31mtoken=' + v[:9])\n"
-        "time.sleep(0.02)\n"
-        "os.write(1, v[9:] + b'\\x1b[0m\\n')\n"
-    )
-    command = subprocess.Popen(
-        [sys.executable, "-c", writer], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert command.stdin is not None and command.stdout is not None
-    command.stdin.write(VALUE)
-    command.stdin.close()
-    result = secretd("redact", "--secret", "api_key", stdin=command.stdout, text=False)
-    command.stdout.close()
-    assert command.wait(timeout=60) == 0
-    assert (result.returncode, result.stdout, result.stderr) == (
-        0,
-        b"\x1b[1;31mtoken=[MASKED]\x1b[0m\n",
-        b"",
-    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "redact", "--secret", "api_key"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        os.write(proc.stdin.fileno(), b"ready\n")
+        assert proc.stdout.readline() == b"ready\n"  # the filter is reading
+        # two writes 20 ms apart (well under the 100 ms idle flush), the value cut in two
+        os.write(proc.stdin.fileno(), b"\x1b[1;31mtoken=" + VALUE[:9])
+        time.sleep(0.02)
+        os.write(proc.stdin.fileno(), VALUE[9:] + b"\x1b[0m\n")
+    finally:
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        proc.stdout.close()
+    assert (proc.wait(timeout=60), rest) == (0, b"\x1b[1;31mtoken=[MASKED]\x1b[0m\n")
