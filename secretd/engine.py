@@ -80,10 +80,11 @@ class Engine:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
         refs = [mount.inside(ref, spec.secrets_dir) for ref in (*spec.secrets, *spec.configs)]
         secrets = self.broker.resolve(refs)
+        read: tuple[list[SecretRef], list[Secret]] = ([], [])  # by templates alone
         detached = False
         try:
             _warn_about_configs(refs, secrets)
-            rendered = self._render(spec, refs, secrets, runtime.name)
+            rendered = self._render(spec, refs, secrets, runtime.name, read)
             planned = mount.plan(refs, secrets, rendered, spec.secrets_dir)
             if admit is not None:
                 admit(planned)
@@ -97,25 +98,30 @@ class Engine:
             finally:
                 container.remove()
         finally:
+            every = (refs + read[0], secrets + read[1])
             if detached:
-                _leave_leases(refs, secrets)
+                _leave_leases(*every)
             else:
-                self.broker.release(refs, secrets)
+                self.broker.release(*every)
 
     def _render(
-        self, spec: RunSpec, refs: list[SecretRef], secrets: list[Secret], runtime: str
+        self,
+        spec: RunSpec,
+        refs: list[SecretRef],
+        secrets: list[Secret],
+        runtime: str,
+        extra: tuple[list[SecretRef], list[Secret]],
     ) -> list[SecretFile]:
         """Each ``--template`` as a file. A name it reads is this run's ``--secret`` or
         ``--config`` of that name, else resolves as ``--secret NAME`` (``--config NAME``)
-        would. What only a template read is given back at once: the rendered file holds
-        it, no lease does."""
+        would, into ``extra``: their leases last as long as the run (the rendered file
+        holds the credential), but nothing renews or re-issues them."""
         if not spec.templates:
             return []
         from .templates import render
 
         held = {(ref.kind, ref.source): s for ref, s in zip(refs, secrets, strict=True)}
         named = {(ref.kind, ref.name): s for ref, s in zip(refs, secrets, strict=True)}
-        extra: tuple[list[SecretRef], list[Secret]] = ([], [])
 
         def read(kind: str) -> Callable[[str], bytes]:
             bindings = self.config.secrets if kind == "secret" else self.config.configs
@@ -137,19 +143,16 @@ class Engine:
         run = {"name": spec.name or "", "image": spec.image or "", "runtime": runtime}
         owner = _user_ids(spec.user)
         files = []
-        try:
-            for template in spec.templates:
-                done = render(
-                    Path(template.source),
-                    secret=read("secret"),
-                    config=read("config"),
-                    env=dict(spec.env),
-                    run=run,
-                    delimiters=template.delimiters,
-                )
-                files.append(_template_file(mount.inside(template, spec.secrets_dir), done, owner))
-        finally:
-            self.broker.release(*extra)
+        for template in spec.templates:
+            done = render(
+                Path(template.source),
+                secret=read("secret"),
+                config=read("config"),
+                env=dict(spec.env),
+                run=run,
+                delimiters=template.delimiters,
+            )
+            files.append(_template_file(mount.inside(template, spec.secrets_dir), done, owner))
         return files
 
     def _supervise(self, container: Container, refs: list[SecretRef], secrets: list[Secret]) -> int:
