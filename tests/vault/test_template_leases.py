@@ -35,10 +35,13 @@ def test_a_template_only_lease_lives_with_the_run(openbao: BaoServer, tmp_path: 
     with subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as run:
-        wait_for(ready.exists, "the command to start")
-        during = leases(openbao, "pki/issue/web/")
-        go.touch()
-        stdout, stderr = run.communicate(timeout=60)
+        try:
+            wait_for(ready.exists, "the command to start")
+            during = leases(openbao, "pki/issue/web/")
+            go.touch()
+            stdout, stderr = run.communicate(timeout=60)
+        finally:
+            run.kill()  # a failed wait must not leave the run waiting for 'go' for ever
     assert (run.returncode, stdout, stderr) == (0, "-----BEGIN CERTIFICATE-----\n", "")
     assert len(during - before) == 1, "held while the command ran"
     assert leases(openbao, "pki/issue/web/") == before, "given back when it ended"
