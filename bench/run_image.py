@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 from _timing import interleaved, report  # noqa: E402
 
 from secretd.runtime import bundle  # noqa: E402
-from secretd.runtime.images import ImageConfig, ImageStore  # noqa: E402
+from secretd.runtime.oci.images import ImageConfig, ImageStore  # noqa: E402
 from secretd.spec import RunSpec  # noqa: E402
 from tests.support import busybox  # noqa: E402
 

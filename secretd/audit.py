@@ -441,7 +441,7 @@ def audit_docker(auditor: Auditor, host: str) -> list[Finding]:
         AuditIncomplete: Docker cannot be reached or refused a request (exit 125).
     """
     from ._errormap import mapped
-    from .runtime.docker import _explain, docker_errors
+    from .runtime.engines.docker import _explain, docker_errors
 
     try:
         with mapped(docker_errors(), {"runtime": "docker"}, host=host, detail=_explain):

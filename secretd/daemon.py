@@ -466,7 +466,8 @@ def reap(config: Config) -> None:
     """Take down what a killed predecessor left: oci containers whose owner is gone, engine
     mounts whose container is gone (sandbox mounts die with their namespace). Not
     ``mount.tmpfs.reap``: it would take the mounts of live detached containers too."""
-    from .runtime import engines, ocistate
+    from .runtime.engines import common as engines
+    from .runtime.oci import state as ocistate
 
     try:
         for cid in ocistate.reap(config):

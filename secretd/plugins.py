@@ -26,9 +26,9 @@ BUILTIN: Mapping[str, Mapping[str, str]] = {
     },
     "secretd.runtimes": {
         "sandbox": "secretd.runtime.sandbox:SandboxRuntime",
-        "oci": "secretd.runtime.oci:OciRuntime",
-        "docker": "secretd.runtime.docker:DockerRuntime",
-        "podman": "secretd.runtime.podman:PodmanRuntime",
+        "oci": "secretd.runtime.oci.runtime:OciRuntime",
+        "docker": "secretd.runtime.engines.docker:DockerRuntime",
+        "podman": "secretd.runtime.engines.podman:PodmanRuntime",
     },
 }
 

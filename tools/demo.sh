@@ -23,7 +23,7 @@ secretd run --secret api_key -- sh -c 'ls -l /run/secrets; grep " /run/secrets "
 step "ls /run/secrets   # on the host: nothing"
 ls /run/secrets 2>&1 || true
 
-if [ -f secretd/runtime/oci.py ] && command -v runc >/dev/null; then
+if [ -f secretd/runtime/oci/runtime.py ] && command -v runc >/dev/null; then
     python3 - "$demo/busybox.tar" <<'PY'
 import sys
 sys.path.insert(0, ".")

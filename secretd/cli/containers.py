@@ -25,7 +25,7 @@ from .output import echo_table
 def ps(app: AppContext, show_all: bool, quiet: bool, fmt: str) -> None:
     """List what secretd runs: the daemon's runs (yours, or everyone's for administrators)
     and detached oci containers, with the NAMES of their secrets (never values)."""
-    from ..runtime.ocistate import records, summary
+    from ..runtime.oci.state import records, summary
 
     now = time.time()
     rows = [dict(run, kind="run") for run in _daemon_runs(app)]
@@ -85,7 +85,7 @@ def _named(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.pass_obj
 def logs(app: AppContext, container: str) -> None:
     """Print what a detached container wrote: stdout to stdout, stderr to stderr."""
-    from ..runtime.ocistate import find
+    from ..runtime.oci.state import find
 
     directory, record = find(app.config, container)
     if not record.detached:
@@ -115,7 +115,7 @@ def logs(app: AppContext, container: str) -> None:
 @click.pass_obj
 def stop(app: AppContext, timeout: float, containers: tuple[str, ...]) -> None:
     """Stop containers or daemon runs: SIGTERM, then SIGKILL after the grace period."""
-    from ..runtime.ocistate import stop as stop_container
+    from ..runtime.oci.state import stop as stop_container
 
     for container in containers:
         try:
@@ -140,7 +140,7 @@ def _stop_daemon_run(app: AppContext, run: str, timeout: float) -> bool:
 @click.pass_obj
 def rm(app: AppContext, force: bool, containers: tuple[str, ...]) -> None:
     """Remove stopped containers (their record and logs)."""
-    from ..runtime.ocistate import remove
+    from ..runtime.oci.state import remove
 
     for container in containers:
         remove(app.config, container, force)
@@ -151,7 +151,7 @@ def rm(app: AppContext, force: bool, containers: tuple[str, ...]) -> None:
 @click.pass_obj
 def prune(app: AppContext) -> None:
     """Remove stopped containers and whatever an interrupted secretd left behind."""
-    from ..runtime.ocistate import reap, records, remove
+    from ..runtime.oci.state import reap, records, remove
 
     deleted = reap(app.config)
     for _, record in records(app.config):

@@ -27,7 +27,7 @@ from ..refs import parse_mode
 from . import AppContext
 
 if TYPE_CHECKING:
-    from ..runtime.engines import MountReaper
+    from ..runtime.engines.common import MountReaper
 
 log = logging.getLogger("secretd.daemon")
 
@@ -99,7 +99,7 @@ def daemon(
 def watch_engines(config: Config) -> list[MountReaper]:
     """Start the mount reaper of each engine in ``[daemon] engines`` (default: Docker when
     its socket exists): it removes a detached container's secrets once it is destroyed."""
-    from ..runtime import engines
+    from ..runtime.engines import common as engines
 
     names = config.daemon.get("engines")
     if names is None:

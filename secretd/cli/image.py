@@ -23,7 +23,7 @@ def image() -> None:
 @click.pass_obj
 def load(app: AppContext, source: Path, name: str | None) -> None:
     """Verify an image's layers, unpack them into the cache and store its name."""
-    from ..runtime.images import ImageStore, Limits
+    from ..runtime.oci.images import ImageStore, Limits
 
     for stored in ImageStore(app.config.state_dir, Limits.from_config(app.config)).load(
         source, name
@@ -36,7 +36,7 @@ def load(app: AppContext, source: Path, name: str | None) -> None:
 @click.pass_obj
 def ls(app: AppContext, quiet: bool) -> None:
     """List stored images."""
-    from ..runtime.images import ImageStore
+    from ..runtime.oci.images import ImageStore
 
     records = ImageStore(app.config.state_dir).records()
     if quiet:
@@ -54,8 +54,8 @@ def ls(app: AppContext, quiet: bool) -> None:
 @click.pass_obj
 def rm(app: AppContext, names: tuple[str, ...]) -> None:
     """Remove images; layers no other image or container uses leave the cache."""
-    from ..runtime.images import ImageStore
-    from ..runtime.ocistate import layers_in_use
+    from ..runtime.oci.images import ImageStore
+    from ..runtime.oci.state import layers_in_use
 
     store = ImageStore(app.config.state_dir)
     for name in names:

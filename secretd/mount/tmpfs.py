@@ -261,7 +261,7 @@ class HostMount:
 
     def keep(self) -> None:
         """Close secretd's handle but leave the tmpfs mounted, for a detached container
-        that outlives the run (runtime/engines.py removes it with the container)."""
+        that outlives the run (runtime/engines/common.py removes it with the container)."""
         if self._root_fd >= 0:
             os.close(self._root_fd)
             self._root_fd = -1

@@ -49,7 +49,7 @@ def runtime_name(spec: RunSpec, config: Config) -> str:
     if chosen == "sandbox":
         raise UsageError("the sandbox runtime runs host commands, not images", "drop --runtime")
     if chosen == "auto":
-        from .images import is_local  # image files and secretd's own store: only oci runs them
+        from .oci.images import is_local  # image files and secretd's own store: only oci runs them
 
         if is_local(spec.image, config.state_dir):
             return "oci"
@@ -59,7 +59,7 @@ def runtime_name(spec: RunSpec, config: Config) -> str:
 def detect_image_runtime() -> tuple[str, str]:
     """``(runtime, why)`` for ``--runtime auto`` with an image: Docker if its socket
     answers, else Podman if installed, else the integrated OCI runtime (runc)."""
-    from .engines import detect_engine
+    from .engines.common import detect_engine
 
     engine, why = detect_engine()
     return (engine, why) if engine else ("oci", f"{why}; using the integrated OCI runtime (runc)")
@@ -68,14 +68,14 @@ def detect_image_runtime() -> tuple[str, str]:
 def has_local_image(image: str, config: Config) -> bool:
     """Whether the runtime ``--runtime auto`` picks would find ``image`` without pulling
     it: in secretd's store or a file (oci), else in Docker or Podman, whichever answers."""
-    from .images import is_local
+    from .oci.images import is_local
 
     if is_local(image, config.state_dir):
         return True
     engine, _ = detect_image_runtime()
     if engine == "docker":
-        from .docker import DockerEngine
-        from .engines import docker_host
+        from .engines.common import docker_host
+        from .engines.docker import DockerEngine
 
         docker = DockerEngine(docker_host())
         try:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from secretd.config import Config
-from secretd.runtime import engines, ocistate
+from secretd.runtime.engines import common as engines
+from secretd.runtime.oci import state as ocistate
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.root

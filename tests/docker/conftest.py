@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from secretd.runtime.engines import socket_answers
+from secretd.runtime.engines.common import socket_answers
 from tests.support.daemons import IMAGE, SYSTEM_DOCKER_SOCKET, import_busybox, start_dockerd, stop
 from tests.support.engines import bound, unmount_leftovers  # noqa: F401 - fixtures
 

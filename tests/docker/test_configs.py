@@ -11,7 +11,7 @@ import pytest
 
 from secretd import mount
 from secretd.config import load_config
-from secretd.runtime.docker import DockerRuntime
+from secretd.runtime.engines.docker import DockerRuntime
 from secretd.spec import RunSpec, Secret, SecretRef
 from tests.conftest import Runner
 from tests.docker.conftest import IMAGE

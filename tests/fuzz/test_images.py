@@ -25,9 +25,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from secretd.errors import SecretdError
-from secretd.runtime.archives import Source, manifests, pick
-from secretd.runtime.images import ImageConfig
-from secretd.runtime.layers import TMP_PREFIX, Blob, Budget, unpack
+from secretd.runtime.oci.archives import Source, manifests, pick
+from secretd.runtime.oci.images import ImageConfig
+from secretd.runtime.oci.layers import TMP_PREFIX, Blob, Budget, unpack
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="layers keep owners: needs root")
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # memory: thousands of mkdirs

@@ -49,7 +49,7 @@ def test_a_replaced_absolute_target_is_seen_inside_a_running_container() -> None
     (found with 'podman image mount'), and the new file is seen inside."""
     from secretd import mount
     from secretd.config import load_config
-    from secretd.runtime.podman import PodmanRuntime
+    from secretd.runtime.engines.podman import PodmanRuntime
     from secretd.spec import RunSpec, Secret, SecretRef
 
     refs = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secretd.runtime.engines import teardown
+from secretd.runtime.engines.common import teardown
 
 Bind = Callable[..., dict[str, str]]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from secretd.errors import UsageError
-from secretd.runtime.ocistate import NAMES, claim_name
+from secretd.runtime.oci.state import NAMES, claim_name
 
 
 @pytest.mark.parametrize("name", ["web\n", "web\nother", "../web", "a/b", "", "-web", "w" * 129])

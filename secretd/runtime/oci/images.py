@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RuntimeError_, UsageError
+from ...errors import RuntimeError_, UsageError
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ...config import Config
     from .archives import Manifest
     from .layers import Budget
 
@@ -343,7 +343,7 @@ class ImageStore:
     def remove(self, name: str, in_use: set[str]) -> list[str]:
         """Forget ``name`` and delete layers no image and no container (``in_use``, cache
         directory names) needs any more; returns the deleted layer digests."""
-        from ..mount.atomic import remove_path
+        from ...mount.atomic import remove_path
         from .layers import reap_temporary
 
         record = self.get(full_name(name))
@@ -375,7 +375,7 @@ def _read_record(path: Path) -> ImageRecord:
 
 
 def _tree_size(path: Path) -> int:
-    from ..mount.atomic import DIR_FLAGS, tree_size
+    from ...mount.atomic import DIR_FLAGS, tree_size
 
     fd = os.open(path, DIR_FLAGS)
     try:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CommandNotFound, CommandNotRunnable, UsageError
-from ..spec import RunSpec
+from ...errors import CommandNotFound, CommandNotRunnable, UsageError
+from ...spec import RunSpec
 from .images import ImageConfig, ImageError, workdir_problem
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

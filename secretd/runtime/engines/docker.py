@@ -11,8 +11,8 @@ shares this host's filesystem, hence ``require_local``.
 The tmpfs lives as long as the container. Attached runs remove it when the command ends.
 Detached runs (``-d``) leave it behind; the tmpfs root (never bound into the container)
 holds notes saying who made it and for which container, and the container carries
-``io.secretd.mount=<tmpfs path>``, so ``engines.MountReaper`` removes it on the
-container's ``destroy`` event (see engines.py, shared with podman.py).
+``io.secretd.mount=<tmpfs path>``, so ``common.MountReaper`` removes it on the
+container's ``destroy`` event (see common.py, shared with podman.py).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errormap import ErrorMap, Rule, mapped
-from ..config import Config
-from ..errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
-from ..mount.tmpfs import HostMount
-from ..spec import RunSpec, SecretFile, SecretMount
-from . import Stdio
+from ..._errormap import ErrorMap, Rule, mapped
+from ...config import Config
+from ...errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
+from ...mount.tmpfs import HostMount
+from ...spec import RunSpec, SecretFile, SecretMount
+from .. import Stdio
 from .attach import Attachment, write_all
-from .engines import (
+from .common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
     EventStream,

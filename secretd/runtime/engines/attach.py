@@ -19,8 +19,8 @@ import threading
 import tty
 from typing import Any
 
-from ..errors import RuntimeError_
-from . import Stdio
+from ...errors import RuntimeError_
+from .. import Stdio
 
 log = logging.getLogger(__name__)
 

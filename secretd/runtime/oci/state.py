@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _linux
-from ..config import Config
-from ..errors import RuntimeError_, SecretdError, UsageError
-from ..mount.atomic import DIR_FLAGS, remove_path
-from ..mount.tmpfs import HostMount, Layout
-from ..typed import decode
+from ... import _linux
+from ...config import Config
+from ...errors import RuntimeError_, SecretdError, UsageError
+from ...mount.atomic import DIR_FLAGS, remove_path
+from ...mount.tmpfs import HostMount, Layout
+from ...typed import decode
 
 if TYPE_CHECKING:
     import subprocess

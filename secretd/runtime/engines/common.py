@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .. import _linux
-from ..errors import MountError, RuntimeError_, SecretdError, UsageError
-from ..mount.tmpfs import HostMount
-from ..spec import RunSpec, SecretMount
+from ... import _linux
+from ...errors import MountError, RuntimeError_, SecretdError, UsageError
+from ...mount.tmpfs import HostMount
+from ...spec import RunSpec, SecretMount
 
 log = logging.getLogger(__name__)
 

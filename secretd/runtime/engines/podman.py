@@ -3,7 +3,7 @@
 The CLI rather than Podman's Docker-compatible API: it needs no ``podman system service``
 running, it reads the user's containers.conf as ``podman run`` does, and it handles the
 client's stdio and terminal itself (they are handed to it as its own). Secrets reach the
-container exactly as with Docker (engines.py): a host tmpfs bound read-only, never Podman's
+container exactly as with Docker (common.py): a host tmpfs bound read-only, never Podman's
 own ``--secret``, whose file driver keeps values in plaintext under its storage.
 
 ``-e`` values travel in podman's environment (``--env NAME``), not in its argv, where any
@@ -22,13 +22,13 @@ import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from ..config import Config
-from ..errors import RuntimeError_, UsageError
-from ..mount.tmpfs import HostMount
-from ..spec import RunSpec, SecretFile, SecretMount
-from . import Stdio
-from .bundle import in_root
-from .engines import (
+from ...config import Config
+from ...errors import RuntimeError_, UsageError
+from ...mount.tmpfs import HostMount
+from ...spec import RunSpec, SecretFile, SecretMount
+from .. import Stdio
+from ..oci.bundle import in_root
+from .common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
     EventStream,

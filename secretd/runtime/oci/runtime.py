@@ -22,14 +22,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .. import _linux
-from ..config import Config
-from ..errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
-from ..mount.tmpfs import HostMount
-from ..spec import RunSpec, SecretFile, SecretMount
-from . import Stdio, bundle
+from ... import _linux
+from ...config import Config
+from ...errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
+from ...mount.tmpfs import HostMount
+from ...spec import RunSpec, SecretFile, SecretMount
+from .. import Stdio
+from . import bundle
 from .images import ImageStore, Limits
-from .ocistate import (
+from .state import (
     Record,
     claim_name,
     clean_signals,
@@ -307,7 +308,7 @@ def _detach(directory: Path) -> None:
     actions.append((os.POSIX_SPAWN_DUP2, write, 3))
     try:
         pid = os.posix_spawn(
-            sys.executable, [sys.executable, "-m", "secretd.runtime.monitor", str(directory)],
+            sys.executable, [sys.executable, "-m", "secretd.runtime.oci.monitor", str(directory)],
             env, file_actions=actions, setsid=True,
         )
     finally:

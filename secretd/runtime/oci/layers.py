@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from ..mount.atomic import DIR_FLAGS, open_dir, remove_path, remove_tree
+from ...mount.atomic import DIR_FLAGS, open_dir, remove_path, remove_tree
 from .images import ImageError
 
 WHITEOUT = ".wh."

@@ -1,4 +1,4 @@
-"""The supervisor of a detached container: ``python -m secretd.runtime.monitor DIR``.
+"""The supervisor of a detached container: ``python -m secretd.runtime.oci.monitor DIR``.
 
 ``secretd run -d`` prepares the bundle, then starts this small process and returns. It
 leaves its parent at once (so neither the CLI nor the daemon has a child to reap), becomes
@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from .. import _linux
-from .ocistate import Record, clean_signals, load, process_start, runc_error, save, teardown
+from ... import _linux
+from .state import Record, clean_signals, load, process_start, runc_error, save, teardown
 
 PR_SET_CHILD_SUBREAPER = 36
 REPORT_FD = 3
