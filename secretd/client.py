@@ -32,12 +32,12 @@ from . import trust
 from .config import Config
 from .errors import RuntimeError_, Untrusted
 from .protocol import (
+    SOCKET_NAME,
     SYSTEM_SOCKET,
     Channel,
     Closed,
     Message,
     ProtocolError,
-    default_socket,
     encode_blob,
     raise_for,
     request,
@@ -54,6 +54,14 @@ REFUSAL_TIMEOUT = 1.0
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 30.0
+
+
+def default_socket(config: Config) -> Path:
+    """Where the daemon listens: ``[daemon] socket``, else ``<runtime_dir>/secretd.sock``
+    (``/run/secretd/secretd.sock`` as root, ``$XDG_RUNTIME_DIR/secretd/secretd.sock``
+    otherwise)."""
+    configured = config.daemon.get("socket")
+    return Path(str(configured)) if configured else config.runtime_dir / SOCKET_NAME
 
 
 def candidates(config: Config) -> tuple[list[Path], bool]:

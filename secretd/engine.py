@@ -23,7 +23,7 @@ from .config import Config
 from .errors import MountError, SecretdError
 from .exposure import config_warning
 from .refs import parse_ref, target_path
-from .runtime import Stdio, load_runtime, runtime_name
+from .runtime import load_runtime, runtime_name
 from .spec import (
     DEFAULT_MODE,
     SECRET_TEMPLATE_MODE,
@@ -33,6 +33,7 @@ from .spec import (
     SecretFile,
     SecretMount,
     SecretRef,
+    Stdio,
     TemplateRef,
 )
 

@@ -36,8 +36,8 @@ from typing import Any
 from .config import Config
 from .errors import AccessDenied, UsageError
 from .refs import check_unique_targets, parse_ref
-from .runtime.users import resolve_user
 from .spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef
+from .users import resolve_user
 
 log = logging.getLogger(__name__)
 

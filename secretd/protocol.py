@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from . import trust
-from .config import Config
 from .errors import (
     AccessDenied,
     CommandNotFound,
@@ -235,14 +234,6 @@ class Channel:
             chunks.append(data)
             got += len(data)
         return b"".join(chunks)
-
-
-def default_socket(config: Config) -> Path:
-    """Where the daemon listens: ``[daemon] socket``, else ``<runtime_dir>/secretd.sock``
-    (``/run/secretd/secretd.sock`` as root, ``$XDG_RUNTIME_DIR/secretd/secretd.sock``
-    otherwise)."""
-    configured = config.daemon.get("socket")
-    return Path(str(configured)) if configured else config.runtime_dir / SOCKET_NAME
 
 
 def socket_from_host(host: str) -> Path:

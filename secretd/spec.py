@@ -176,6 +176,9 @@ class RunSpec:
         return decode(cls, data, "RunSpec")
 
 
+Stdio = tuple[int, int, int]  # the command's stdin, stdout and stderr, as file descriptors
+
+
 class Container(Protocol):
     """A launched command, whatever runs it."""
 

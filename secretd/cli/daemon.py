@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import click
 
 from .. import __version__, protocol
+from ..client import default_socket
 from ..config import Config, load_config
 from ..errors import printable
 from ..policy import Policy
-from ..protocol import default_socket
 from ..refs import parse_mode
 from . import AppContext
 

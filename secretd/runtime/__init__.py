@@ -14,10 +14,9 @@ from typing import Protocol
 from .. import plugins
 from ..config import Config
 from ..errors import RuntimeError_, UsageError
-from ..spec import Container, RunSpec, SecretMount
+from ..spec import Container, RunSpec, SecretMount, Stdio
 
 GROUP = "secretd.runtimes"
-Stdio = tuple[int, int, int]
 
 
 class Runtime(Protocol):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from .. import _linux
 from ..mount.tmpfs import CONFIGS, MOUNT_FLAGS, SECRETS, detached_tmpfs
-from . import Stdio
-from .users import Identity
+from ..spec import Stdio
+from ..users import Identity
 
 BIND_RO = (
     _linux.MS_BIND

@@ -39,10 +39,9 @@ from ..errors import (
     UsageError,
 )
 from ..mount.tmpfs import fill, layout, uses_configs
-from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretFile, SecretMount
-from . import Stdio
+from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretFile, SecretMount, Stdio
+from ..users import resolve_user
 from .nsinit import Plan, child
-from .users import resolve_user
 
 log = logging.getLogger(__name__)
 INITS = ("tini-static", "tini")  # Debian's tini has both; the static one starts faster

@@ -20,7 +20,7 @@ import tty
 from typing import Any
 
 from ...errors import RuntimeError_
-from .. import Stdio
+from ...spec import Stdio
 
 log = logging.getLogger(__name__)
 

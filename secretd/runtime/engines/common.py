@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -74,6 +75,13 @@ def docker_host(environ: Mapping[str, str] = os.environ) -> str:
         return str(json.loads(meta.read_text())["Endpoints"]["docker"]["Host"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UsageError(f"docker context {name!r} not found", "see 'docker context ls'") from None
+
+
+def podman_host(environ: Mapping[str, str] = os.environ) -> str:
+    """``""`` for the local podman; its remote endpoint when the CLI would use one."""
+    if environ.get("CONTAINER_CONNECTION"):
+        return f"connection {environ['CONTAINER_CONNECTION']}"
+    return environ.get("CONTAINER_HOST", "")
 
 
 def require_local(host: str, engine: str) -> str:
@@ -280,17 +288,23 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+ENGINES = {  # engine: (module, client class)
+    "docker": (f"{__package__}.docker", "DockerEngine"),
+    "podman": (f"{__package__}.podman", "PodmanEngine"),
+}
+
+
 def engine_for(engine: str, host: str) -> Engine:
-    """The client for an engine named in a note (imports only that engine's module)."""
-    if engine == "podman":
-        from .podman import PodmanEngine
+    """The client for an engine named in a note (imports only that engine's module).
 
-        return PodmanEngine(host)
-    if engine == "docker":
-        from .docker import DockerEngine
-
-        return DockerEngine(host)
-    raise RuntimeError_(f"unknown container engine {engine!r} in a secrets mount note")
+    Found by name, like a runtime: the Docker and Podman runtimes import this module (they
+    reap before each launch), so it must not import them in turn.
+    """
+    if engine not in ENGINES:
+        raise RuntimeError_(f"unknown container engine {engine!r} in a secrets mount note")
+    module, name = ENGINES[engine]
+    client: Engine = getattr(importlib.import_module(module), name)(host)
+    return client
 
 
 def reap(runtime_dir: Path) -> list[str]:
@@ -418,8 +432,6 @@ def watch_destroyed(
     CLI would use (``DOCKER_HOST``/context; ``CONTAINER_HOST`` for podman).
     """
     if host is None and engine == "podman":
-        from .podman import podman_host
-
         host = podman_host()
     reaper = MountReaper(runtime_dir, engine_for(engine, docker_host() if host is None else host))
     threading.Thread(target=reaper.run, name=f"secretd-reaper-{engine}", daemon=True).start()

@@ -31,8 +31,7 @@ from ..._errormap import ErrorMap, Rule, mapped
 from ...config import Config
 from ...errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
 from ...mount.tmpfs import HostMount
-from ...spec import RunSpec, SecretFile, SecretMount
-from .. import Stdio
+from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from .attach import Attachment, write_all
 from .common import (
     CONTAINER_NOTE,

@@ -19,14 +19,13 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ...config import Config
 from ...errors import RuntimeError_, UsageError
 from ...mount.tmpfs import HostMount
-from ...spec import RunSpec, SecretFile, SecretMount
-from .. import Stdio
+from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from ..oci.bundle import in_root
 from .common import (
     CONTAINER_NOTE,
@@ -34,6 +33,7 @@ from .common import (
     EventStream,
     engine_labels,
     open_mount,
+    podman_host,
     reap_quietly,
     require_local,
     secret_binds,
@@ -44,13 +44,6 @@ log = logging.getLogger(__name__)
 
 PODMAN_READS = {"PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME"}
 KEYBOARD = (signal.SIGINT, signal.SIGQUIT)
-
-
-def podman_host(environ: Mapping[str, str] = os.environ) -> str:
-    """``""`` for the local podman; its remote endpoint when the CLI would use one."""
-    if environ.get("CONTAINER_CONNECTION"):
-        return f"connection {environ['CONTAINER_CONNECTION']}"
-    return environ.get("CONTAINER_HOST", "")
 
 
 class PodmanEngine:

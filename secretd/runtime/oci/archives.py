@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from .images import DAMAGED_HINT, ImageError, full_name
+from .base import DAMAGED_HINT, ImageError, full_name
 from .layers import Blob
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")

@@ -23,7 +23,8 @@ from typing import Any
 
 from ...errors import CommandNotFound, CommandNotRunnable, UsageError
 from ...spec import RunSpec
-from .images import ImageConfig, ImageError, workdir_problem
+from .base import ImageError
+from .images import ImageConfig, workdir_problem
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAPABILITIES = [

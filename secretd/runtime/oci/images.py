@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import RuntimeError_, UsageError
+from ...errors import UsageError
+from .base import DAMAGED_HINT, ImageError, full_name
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from .layers import Budget
 
 LOCAL_SCHEMES = ("oci:", "docker-archive:", "dir:")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
 ESCAPES = (("%", "%25"), ("/", "%2F"), (":", "%3A"))
 LOAD_HINT = (
     "load it with 'secretd image load -i FILE', or give oci:PATH, docker-archive:PATH or dir:PATH"
@@ -48,10 +48,6 @@ LIMIT_SETTINGS = {  # Limits field: ([providers.oci] key, environment variable)
     "layer": ("max_layer_size", "SECRETD_OCI_MAX_LAYER_SIZE"),
     "image": ("max_image_size", "SECRETD_OCI_MAX_IMAGE_SIZE"),
 }
-
-
-class ImageError(RuntimeError_):
-    """An image or one of its layers cannot be used (missing, damaged or unsafe)."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +81,6 @@ class ImageConfig:
             workdir=workdir,
             user=_text(data, "User", where),
         )
-
-
-DAMAGED_HINT = "the image is damaged or was not written by an image tool"
 
 
 def _text(data: Mapping[str, Any], key: str, where: str) -> str:
@@ -184,13 +177,6 @@ def is_local(reference: str, state_dir: Path) -> bool:
         return ImageStore(state_dir).tag_file(full_name(reference)).is_file()
     except UsageError:
         return False
-
-
-def full_name(name: str) -> str:
-    """``busybox`` -> ``busybox:latest``, as Docker reads an untagged name."""
-    if not NAME_RE.fullmatch(name):
-        raise UsageError(f"invalid image name {name!r}", "use letters, digits and . _ / : @ -")
-    return name if ":" in name.rpartition("/")[2] else f"{name}:latest"
 
 
 def _split_path(rest: str, scheme: str) -> tuple[Path, str | None]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ...mount.atomic import DIR_FLAGS, open_dir, remove_path, remove_tree
-from .images import ImageError
+from .base import ImageError
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

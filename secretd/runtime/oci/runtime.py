@@ -26,8 +26,7 @@ from ... import _linux
 from ...config import Config
 from ...errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
 from ...mount.tmpfs import HostMount
-from ...spec import RunSpec, SecretFile, SecretMount
-from .. import Stdio
+from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from . import bundle
 from .images import ImageStore, Limits
 from .state import (

@@ -7,7 +7,7 @@ import os
 import pwd
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
