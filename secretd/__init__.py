@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .errors import (
         AccessDenied,
+        LaunchError,
         MountError,
         NotInStore,
         ProviderError,
@@ -58,6 +59,7 @@ _LAZY = {
     "AccessDenied": "errors",
     "StoreError": "errors",
     "MountError": "errors",
+    "LaunchError": "errors",
 }
 
 __all__ = [
@@ -80,6 +82,7 @@ __all__ = [
     "AccessDenied",
     "StoreError",
     "MountError",
+    "LaunchError",
     "SecretExists",
     "MissingDependency",
 ]

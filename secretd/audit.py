@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import exposure, safeopen
-from .errors import AuditIncomplete, RuntimeError_, UsageError
+from .errors import AuditIncomplete, LaunchError, UsageError
 
 if TYPE_CHECKING:
     import docker
@@ -452,7 +452,7 @@ def audit_docker(auditor: Auditor, host: str) -> list[Finding]:
                 return [*_containers(auditor, client), *_images(auditor, client)]
             finally:
                 client.close()
-    except RuntimeError_ as exc:
+    except LaunchError as exc:
         raise AuditIncomplete(exc.message, exc.hint) from None
 
 

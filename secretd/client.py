@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import trust
 from .config import Config
-from .errors import RuntimeError_, Untrusted
+from .errors import LaunchError, Untrusted
 from .protocol import (
     SOCKET_NAME,
     SYSTEM_SOCKET,
@@ -78,7 +78,7 @@ def connect(config: Config) -> Channel | None:
     """A connection to the daemon, or ``None`` when none answers and none was named.
 
     Raises:
-        RuntimeError_: ``SECRETD_HOST`` names a socket that does not answer.
+        LaunchError: ``SECRETD_HOST`` names a socket that does not answer.
     """
     paths, named = candidates(config)
     for path in paths:
@@ -95,7 +95,7 @@ def connect(config: Config) -> Channel | None:
             continue
         except OSError as exc:
             if named:
-                raise RuntimeError_(
+                raise LaunchError(
                     f"cannot reach the secretd daemon at {path}: {exc.strerror}",
                     "start 'secretd daemon', or unset SECRETD_HOST to work without it",
                 ) from None
@@ -158,9 +158,9 @@ def call(config: Config, message: Message, timeout: float | None = REPLY_TIMEOUT
     return raise_for(reply)
 
 
-def _gone(when: str) -> RuntimeError_:
+def _gone(when: str) -> LaunchError:
     """The daemon hung up without a word: it died, or was stopped, mid-request."""
-    error = RuntimeError_(
+    error = LaunchError(
         f"the secretd daemon closed the connection {when}", "see the daemon's log"
     )
     error.exit_code = 125
@@ -304,7 +304,7 @@ class DaemonStore:
     def _call(self, action: str, **fields: Any) -> Message:
         reply = call(self.config, request("secret", action=action, **fields))
         if reply is None:
-            raise RuntimeError_("the secretd daemon stopped answering", "try again")
+            raise LaunchError("the secretd daemon stopped answering", "try again")
         return reply
 
 

@@ -100,31 +100,31 @@ class MountError(SecretdError):
     """The in-memory secrets mount could not be made, filled or removed."""
 
 
-class RuntimeError_(SecretdError):  # noqa: N801 - avoids shadowing the builtin
+class LaunchError(SecretdError):
     """A container runtime failed before or around the command."""
 
 
-class Untrusted(RuntimeError_):
+class Untrusted(LaunchError):
     """A daemon socket or a runtime directory that someone other than the caller or root
     controls: used, it would hand secrets to (or take commands from) that user."""
 
     exit_code = 125
 
 
-class AuditIncomplete(RuntimeError_):
+class AuditIncomplete(LaunchError):
     """``secretd audit`` could not read an engine it was asked to audit: 125, so that CI
     tells a broken audit from exit 1, findings."""
 
     exit_code = 125
 
 
-class CommandNotFound(RuntimeError_):
+class CommandNotFound(LaunchError):
     """The command to run does not exist (docker run's 127)."""
 
     exit_code = 127
 
 
-class CommandNotRunnable(RuntimeError_):
+class CommandNotRunnable(LaunchError):
     """The command exists but cannot be executed (docker run's 126)."""
 
     exit_code = 126

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import RuntimeError_, SecretdError, UsageError
+from .errors import LaunchError, SecretdError, UsageError
 
 MIB = 1024 * 1024
 
@@ -57,13 +57,13 @@ class Connections:
         limits = self.limits
         with self._lock:
             if not privileged and self._open[uid] >= limits.max_connections_per_user:
-                return RuntimeError_(
+                return LaunchError(
                     f"uid {uid} already has {self._open[uid]} connections to the secretd "
                     "daemon, its limit",
                     "close some, or raise [daemon] max_connections_per_user in its config",
                 )
             if not privileged and self._open.total() >= limits.max_connections:
-                return RuntimeError_(
+                return LaunchError(
                     f"the secretd daemon is serving {limits.max_connections} connections, "
                     "its limit",
                     "try again later, or raise [daemon] max_connections in its config",
@@ -100,7 +100,7 @@ class Budget:
 
         Raises:
             UsageError: one run's files exceed ``max_bytes_per_run``.
-            RuntimeError_: with them, the uid's running commands would exceed
+            LaunchError: with them, the uid's running commands would exceed
                 ``max_bytes_per_user``.
         """
         limits = self.limits
@@ -113,7 +113,7 @@ class Budget:
         with self._lock:
             held = self._held[uid]
             if held + size > limits.max_bytes_per_user:
-                raise RuntimeError_(
+                raise LaunchError(
                     f"uid {uid}'s running commands hold {held} bytes of secrets; this run's "
                     f"{size} more would pass the daemon's {limits.max_bytes_per_user} per user",
                     "wait for a run to end, or raise [daemon] max_bytes_per_user in the "

@@ -34,9 +34,9 @@ from .errors import (
     AccessDenied,
     CommandNotFound,
     CommandNotRunnable,
+    LaunchError,
     MountError,
     ProviderError,
-    RuntimeError_,
     SecretdError,
     SecretNotFound,
     StoreError,
@@ -63,7 +63,7 @@ ERRORS: dict[str, type[SecretdError]] = {
         ProviderError,
         StoreError,
         MountError,
-        RuntimeError_,
+        LaunchError,
         SecretdError,
     )
 }

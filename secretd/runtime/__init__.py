@@ -13,7 +13,7 @@ from typing import Protocol
 
 from .. import plugins
 from ..config import Config
-from ..errors import RuntimeError_, UsageError
+from ..errors import LaunchError, UsageError
 from ..spec import Container, RunSpec, SecretMount, Stdio
 
 GROUP = "secretd.runtimes"
@@ -81,7 +81,7 @@ def has_local_image(image: str, config: Config) -> bool:
             with docker.errors():
                 docker.client().inspect_image(image)  # type: ignore[no-untyped-call]
             return True
-        except (RuntimeError_, ImportError):  # no answer, or no SDK to ask with
+        except (LaunchError, ImportError):  # no answer, or no SDK to ask with
             return False
         finally:
             docker.close()

@@ -33,8 +33,8 @@ from ..config import Config
 from ..errors import (
     CommandNotFound,
     CommandNotRunnable,
+    LaunchError,
     MountError,
-    RuntimeError_,
     SecretdError,
     UsageError,
 )
@@ -130,7 +130,7 @@ class SandboxRuntime:
         """Fork, set the namespaces up, write the files, exec tini and the command.
 
         Raises:
-            RuntimeError_: tini is not installed (exit 125).
+            LaunchError: tini is not installed (exit 125).
             MountError: the namespace or the tmpfs could not be set up (exit 125).
             CommandNotFound / CommandNotRunnable: exec failed (exit 127 / 126).
         """
@@ -176,13 +176,13 @@ def find_init() -> str:
     """The path of tini, the sandbox's PID 1, on secretd's own PATH.
 
     Raises:
-        RuntimeError_: it is not installed.
+        LaunchError: it is not installed.
     """
     for name in INITS:
         path = shutil.which(name)
         if path:
             return os.path.abspath(path)
-    raise RuntimeError_(
+    raise LaunchError(
         "cannot start the sandbox: tini (its PID 1, as in 'docker run --init') is not on PATH",
         "install it: apt-get install tini",
     )
@@ -271,4 +271,4 @@ def _in_foreground(tty: int) -> bool:
 
 def _failure(message: bytes) -> SecretdError:
     kind, _, text = message.decode(errors="replace").partition(":")
-    return FAILURES.get(kind, RuntimeError_)(text)
+    return FAILURES.get(kind, LaunchError)(text)

@@ -144,3 +144,11 @@ def test_the_example_in_docs_library_md_runs_as_shown(tmp_path: Path) -> None:
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == shown[1]
+
+
+def test_a_runtime_failure_is_a_launch_error_exported_at_the_top() -> None:
+    from secretd.errors import CommandNotFound, CommandNotRunnable
+
+    assert "LaunchError" in secretd.__all__
+    assert issubclass(CommandNotFound, secretd.LaunchError)
+    assert issubclass(CommandNotRunnable, secretd.LaunchError)

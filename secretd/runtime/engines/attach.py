@@ -19,7 +19,7 @@ import threading
 import tty
 from typing import Any
 
-from ...errors import RuntimeError_
+from ...errors import LaunchError
 from ...spec import Stdio
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,13 @@ class Attachment:
         """The exit status once the container ended and its output is copied.
 
         Raises:
-            RuntimeError_: the connection to the engine broke first.
+            LaunchError: the connection to the engine broke first.
         """
         if not self.exited.wait(timeout):
             return None
         self._output.join(DRAIN)
         if self.failure:
-            raise RuntimeError_(self.failure, "see 'docker ps -a' for the container's state")
+            raise LaunchError(self.failure, "see 'docker ps -a' for the container's state")
         return self.status
 
     def _await_exit(self, waiter: Any) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ... import _linux
-from ...errors import MountError, RuntimeError_, SecretdError, UsageError
+from ...errors import LaunchError, MountError, SecretdError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretMount
 
@@ -92,11 +92,11 @@ def require_local(host: str, engine: str) -> str:
     across would be to copy them into the container, which secretd never does.
 
     Raises:
-        RuntimeError_: the engine is not on this machine.
+        LaunchError: the engine is not on this machine.
     """
     if host.startswith("unix://") and "/.docker/desktop/" not in host:
         return host.removeprefix("unix://")
-    raise RuntimeError_(
+    raise LaunchError(
         f"{engine} at {host} is not on this machine, so secretd's in-memory secrets mount "
         "cannot reach its containers (secretd will not copy secrets into a container)",
         "run secretd on the engine's host, or use --runtime oci to run the image here",
@@ -301,7 +301,7 @@ def engine_for(engine: str, host: str) -> Engine:
     reap before each launch), so it must not import them in turn.
     """
     if engine not in ENGINES:
-        raise RuntimeError_(f"unknown container engine {engine!r} in a secrets mount note")
+        raise LaunchError(f"unknown container engine {engine!r} in a secrets mount note")
     module, name = ENGINES[engine]
     client: Engine = getattr(importlib.import_module(module), name)(host)
     return client
@@ -314,7 +314,7 @@ def reap(runtime_dir: Path) -> list[str]:
         The names of the mounts removed.
 
     Raises:
-        RuntimeError_: an engine holding such mounts cannot be asked (they are kept).
+        LaunchError: an engine holding such mounts cannot be asked (they are kept).
     """
     base = runtime_dir / "mounts"
     groups: dict[tuple[str, str], list[Noted]] = {}

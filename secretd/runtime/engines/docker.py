@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errormap import ErrorMap, Rule, mapped
 from ...config import Config
-from ...errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
+from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from .attach import Attachment, write_all
@@ -120,12 +120,12 @@ def docker_errors() -> ErrorMap:
 
     return (
         (de.ImageNotFound, Rule(
-            RuntimeError_, "image not found: {detail}",
+            LaunchError, "image not found: {detail}",
             "build it, or 'docker pull'/'docker load' it",
         )),
-        (de.APIError, Rule(RuntimeError_, "Docker refused the request: {detail}")),
+        (de.APIError, Rule(LaunchError, "Docker refused the request: {detail}")),
         ((de.DockerException, rq.RequestException), Rule(
-            RuntimeError_, "cannot reach Docker at {host}",
+            LaunchError, "cannot reach Docker at {host}",
             "start dockerd, or point DOCKER_HOST or 'docker context use' at it",
         )),
     )  # fmt: skip
@@ -155,7 +155,7 @@ class DockerRuntime:
         """Start the container with its secrets bound read-only.
 
         Raises:
-            RuntimeError_: Docker cannot be reached or refused the container (exit 125).
+            LaunchError: Docker cannot be reached or refused the container (exit 125).
             CommandNotFound / CommandNotRunnable: the command cannot be run (127 / 126).
         """
         if spec.image is None:
@@ -271,7 +271,7 @@ def _real_socket(raw: Any) -> socket.socket:
     require_local), so we can half-close it when stdin ends."""
     sock = getattr(raw, "_sock", raw)
     if not isinstance(sock, socket.socket):
-        raise RuntimeError_("cannot attach to the container: unexpected connection type")
+        raise LaunchError("cannot attach to the container: unexpected connection type")
     return sock
 
 
@@ -283,7 +283,7 @@ def _register_wait(client: docker.APIClient, cid: str, condition: str) -> reques
     response = client.post(url, params={"condition": condition}, stream=True)
     if response.status_code != 200:
         response.close()
-        raise RuntimeError_(f"Docker refused to wait for container {cid[:12]}")
+        raise LaunchError(f"Docker refused to wait for container {cid[:12]}")
     return response
 
 
@@ -300,7 +300,7 @@ def _start_container(engine: DockerEngine, cid: str) -> None:
                 raise CommandNotFound(f"cannot run the command: {text}") from None
             if "permission denied" in text or "is a directory" in text:
                 raise CommandNotRunnable(f"cannot run the command: {text}") from None
-            raise RuntimeError_(f"cannot start the container: {text}") from None
+            raise LaunchError(f"cannot start the container: {text}") from None
 
 
 def _console(spec: RunSpec, stdio: Stdio) -> os.terminal_size | None:
@@ -312,7 +312,7 @@ def _resize(engine: DockerEngine, cid: str, size: os.terminal_size) -> None:
     try:
         with engine.errors():
             engine.client().resize(cid, height=size.lines, width=size.columns)
-    except RuntimeError_ as exc:
+    except LaunchError as exc:
         log.debug("cannot resize the terminal of %s: %s", cid[:12], exc)
 
 
@@ -342,7 +342,7 @@ def _force_remove(engine: DockerEngine, cid: str) -> None:
     try:
         with engine.errors():
             engine.client().remove_container(cid, force=True)
-    except RuntimeError_ as exc:
+    except LaunchError as exc:
         log.debug("container %s already gone: %s", cid[:12], exc)
 
 
@@ -383,7 +383,7 @@ class DockerContainer:
         try:
             with self._engine.errors():
                 self._engine.client().kill(self.id, signal=int(signum))
-        except RuntimeError_ as exc:
+        except LaunchError as exc:
             log.debug("cannot signal %s: %s", self.id[:12], exc)
 
     def remove(self) -> None:

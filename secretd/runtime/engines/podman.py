@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ...config import Config
-from ...errors import RuntimeError_, UsageError
+from ...errors import LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from ..oci.bundle import in_root
@@ -59,7 +59,7 @@ class PodmanEngine:
 
     def command(self) -> str:
         if self.binary is None:
-            raise RuntimeError_("podman is not installed", "install it, or use --runtime oci")
+            raise LaunchError("podman is not installed", "install it, or use --runtime oci")
         return self.binary
 
     def live_ids(self) -> set[str]:
@@ -69,9 +69,9 @@ class PodmanEngine:
                 [*argv, "--format", "{{.ID}}"], capture_output=True, text=True, timeout=30
             )
         except (OSError, subprocess.TimeoutExpired):
-            raise RuntimeError_("podman ps did not answer", "check 'podman info'") from None
+            raise LaunchError("podman ps did not answer", "check 'podman info'") from None
         if done.returncode != 0:
-            raise RuntimeError_(f"podman ps failed: {done.stderr.strip()}", "check 'podman info'")
+            raise LaunchError(f"podman ps failed: {done.stderr.strip()}", "check 'podman info'")
         return set(done.stdout.split())
 
     def destroy_events(self) -> EventStream:
@@ -84,7 +84,7 @@ class PodmanEngine:
                 text=True,
             )
         except OSError as exc:
-            raise RuntimeError_(f"cannot run podman events: {exc.strerror}") from None
+            raise LaunchError(f"cannot run podman events: {exc.strerror}") from None
         assert proc.stdout is not None
         lines = proc.stdout
 
@@ -127,7 +127,7 @@ class PodmanRuntime:
         status 125 and its message on the client's stderr, as with ``podman run``.
 
         Raises:
-            RuntimeError_: podman is missing or cannot be started.
+            LaunchError: podman is missing or cannot be started.
         """
         if spec.image is None:
             raise UsageError("--runtime podman needs an image", "give IMAGE before CMD")
@@ -154,7 +154,7 @@ class PodmanRuntime:
             )
         except OSError as exc:
             host_mount.remove()
-            raise RuntimeError_(f"cannot run {binary}: {exc.strerror}") from None
+            raise LaunchError(f"cannot run {binary}: {exc.strerror}") from None
         return PodmanContainer(proc, host_mount, spec.detach, keyboard)
 
 

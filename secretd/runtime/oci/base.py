@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 
-from ...errors import RuntimeError_, UsageError
+from ...errors import LaunchError, UsageError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
 DAMAGED_HINT = "the image is damaged or was not written by an image tool"
 
 
-class ImageError(RuntimeError_):
+class ImageError(LaunchError):
     """An image or one of its layers cannot be used (missing, damaged or unsafe)."""
 
 

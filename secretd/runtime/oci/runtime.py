@@ -24,7 +24,7 @@ from typing import Any
 
 from ... import _linux
 from ...config import Config
-from ...errors import CommandNotFound, CommandNotRunnable, RuntimeError_, UsageError
+from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from . import bundle
@@ -181,7 +181,7 @@ class OciRuntime:
             UsageError: flags the oci runtime does not support, bad -u/-w/-v, no command.
             ImageError: the image is missing, damaged or unsafe.
             CommandNotFound / CommandNotRunnable: as for a host command (127 / 126).
-            RuntimeError_: runc is missing, or the container could not be set up.
+            LaunchError: runc is missing, or the container could not be set up.
         """
         binary = self._check(spec)
         container_id = os.urandom(32).hex()
@@ -235,7 +235,7 @@ class OciRuntime:
 
     def _check(self, spec: RunSpec) -> str:
         if os.geteuid() != 0:
-            raise RuntimeError_("the oci runtime needs root (runc and overlayfs mounts)",
+            raise LaunchError("the oci runtime needs root (runc and overlayfs mounts)",
                                 "run secretd as root, or use --runtime docker or podman")
         if spec.network not in (None, "none", "host"):
             raise UsageError(f"--network {spec.network}: the oci runtime knows none and host",
@@ -249,7 +249,7 @@ class OciRuntime:
 
         binary = which(self.binary)
         if binary is None:
-            raise RuntimeError_(f"{self.binary} is not installed",
+            raise LaunchError(f"{self.binary} is not installed",
                                 "apt-get install runc, or set SECRETD_OCI_RUNTIME")
         return binary
 
@@ -279,7 +279,7 @@ def _overlay(directory: Path, layers: tuple[Path, ...]) -> str:
     for name in ("rootfs", "upper", "work"):
         (directory / name).mkdir(mode=0o755)
     if any(c in path for path in map(str, (directory, *layers)) for c in ",:"):
-        raise RuntimeError_(f"overlayfs cannot use paths with ',' or ':' ({directory})",
+        raise LaunchError(f"overlayfs cannot use paths with ',' or ':' ({directory})",
                             "choose a state_dir without them")
     rootfs = str(directory / "rootfs")
     lower = ":".join(str(layer) for layer in reversed(layers))
@@ -287,7 +287,7 @@ def _overlay(directory: Path, layers: tuple[Path, ...]) -> str:
     try:
         _linux.mount("overlay", rootfs, "overlay", 0, options)
     except OSError as exc:
-        raise RuntimeError_(f"cannot mount the image's overlay: {exc.strerror}",
+        raise LaunchError(f"cannot mount the image's overlay: {exc.strerror}",
                             "secretd needs overlayfs and a state_dir on a local file system") \
             from None
     return rootfs
@@ -297,7 +297,7 @@ def _detach(directory: Path) -> None:
     """Start the monitor and wait for its word that the container runs.
 
     Raises:
-        CommandNotFound / CommandNotRunnable / RuntimeError_: runc's failure, classified.
+        CommandNotFound / CommandNotRunnable / LaunchError: runc's failure, classified.
     """
     read, write = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -320,5 +320,5 @@ def _detach(directory: Path) -> None:
         return
     message = answer.removeprefix("error:") or "the monitor process died"
     code = _runc_failure(directory)
-    kind = {127: CommandNotFound, 126: CommandNotRunnable}.get(code, RuntimeError_)
+    kind = {127: CommandNotFound, 126: CommandNotRunnable}.get(code, LaunchError)
     raise kind(f"cannot start the container: {message}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _linux
 from ...config import Config
-from ...errors import RuntimeError_, SecretdError, UsageError
+from ...errors import LaunchError, SecretdError, UsageError
 from ...mount.atomic import DIR_FLAGS, remove_path
 from ...mount.tmpfs import HostMount, Layout
 from ...typed import decode
@@ -262,7 +262,7 @@ def stop(config: Config, ref: str, timeout: float = STOP_TIMEOUT) -> Record:
     if not wait_owner(record, timeout):
         runc(record, "kill", record.id, "KILL")
         if not wait_owner(record, STOP_TIMEOUT):
-            raise RuntimeError_(f"container {record.id[:12]} does not stop",
+            raise LaunchError(f"container {record.id[:12]} does not stop",
                                 "see 'secretd container ls -a'")
     return load(directory) if (directory / "meta.json").exists() else record
 
