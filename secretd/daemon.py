@@ -466,7 +466,7 @@ def reap(config: Config) -> None:
     """Take down what a killed predecessor left: oci containers whose owner is gone, engine
     mounts whose container is gone (sandbox mounts die with their namespace). Not
     ``mount.tmpfs.reap``: it would take the mounts of live detached containers too."""
-    from .runtime.engines import common as engines
+    from .runtime.engines import reaper
     from .runtime.oci import state as ocistate
 
     try:
@@ -474,4 +474,4 @@ def reap(config: Config) -> None:
             log.warning("took down container %s a previous secretd left behind", cid)
     except (OSError, SecretdError) as exc:
         log.error("cannot check for leftover oci containers: %s", exc)
-    engines.reap_quietly(config.runtime_dir)
+    reaper.reap_quietly(config.runtime_dir)

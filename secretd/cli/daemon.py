@@ -27,7 +27,7 @@ from ..refs import parse_mode
 from . import AppContext
 
 if TYPE_CHECKING:
-    from ..runtime.engines.common import MountReaper
+    from ..runtime.engines.reaper import MountReaper
 
 log = logging.getLogger("secretd.daemon")
 
@@ -100,12 +100,13 @@ def watch_engines(config: Config) -> list[MountReaper]:
     """Start the mount reaper of each engine in ``[daemon] engines`` (default: Docker when
     its socket exists): it removes a detached container's secrets once it is destroyed."""
     from ..runtime.engines import common as engines
+    from ..runtime.engines.reaper import watch_destroyed
 
     names = config.daemon.get("engines")
     if names is None:
         host = engines.docker_host()
         names = ["docker"] if Path(host.removeprefix("unix://")).exists() else []
-    return [engines.watch_destroyed(config.runtime_dir, str(name)) for name in names]
+    return [watch_destroyed(config.runtime_dir, str(name)) for name in names]
 
 
 class _Stopping(Exception):

@@ -20,6 +20,7 @@ import pytest
 
 from secretd.config import Config
 from secretd.runtime.engines import common as engines
+from secretd.runtime.engines import reaper as reaping
 from secretd.runtime.oci import state as ocistate
 from tests.support.waiting import wait_for
 
@@ -78,7 +79,7 @@ def test_a_damaged_note_or_a_hostile_label_does_not_stop_the_reaper(
     runtime: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = QueuedEngine()
-    monkeypatch.setattr(engines, "engine_for", lambda name, host: engine)
+    monkeypatch.setattr(reaping, "engine_for", lambda name, host: engine)
     damaged = [
         engine_mount(runtime, "a-list", []),
         engine_mount(runtime, "b-pid", {**DEAD_OWNER, "pid": "x"}),
@@ -87,7 +88,7 @@ def test_a_damaged_note_or_a_hostile_label_does_not_stop_the_reaper(
     alive = {**DEAD_OWNER, "pid": os.getpid(), "start": engines._started(os.getpid())}
     detached = engine_mount(runtime, "d-detached", alive, "c2")
     caplog.set_level(logging.INFO, logger="secretd")
-    reaper = engines.MountReaper(runtime, engine)
+    reaper = reaping.MountReaper(runtime, engine)
     thread = threading.Thread(target=reaper.run, daemon=True)
     thread.start()
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from secretd.runtime.engines.common import reap, watch_destroyed
+from secretd.runtime.engines.reaper import reap, watch_destroyed
 from tests.conftest import Runner
 from tests.docker.conftest import IMAGE, Dockerd
 from tests.support.engines import Bind, mounts_left

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from secretd.mount.tmpfs import HostMount
-from secretd.runtime.engines.common import watch_destroyed
 from secretd.runtime.engines.podman import podman_run_args
+from secretd.runtime.engines.reaper import watch_destroyed
 from secretd.spec import RunSpec, SecretMount
 from tests.conftest import Runner
 from tests.podman.conftest import IMAGE, Podman

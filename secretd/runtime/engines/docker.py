@@ -11,7 +11,7 @@ shares this host's filesystem, hence ``require_local``.
 The tmpfs lives as long as the container. Attached runs remove it when the command ends.
 Detached runs (``-d``) leave it behind; the tmpfs root (never bound into the container)
 holds notes saying who made it and for which container, and the container carries
-``io.secretd.mount=<tmpfs path>``, so ``common.MountReaper`` removes it on the
+``io.secretd.mount=<tmpfs path>``, so ``reaper.MountReaper`` removes it on the
 container's ``destroy`` event (see common.py, shared with podman.py).
 """
 
@@ -40,11 +40,11 @@ from .common import (
     docker_host,
     engine_labels,
     open_mount,
-    reap_quietly,
     require_local,
     secret_binds,
     under_volume,
 )
+from .reaper import reap_quietly
 
 if TYPE_CHECKING:
     import docker

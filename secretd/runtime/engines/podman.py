@@ -34,11 +34,11 @@ from .common import (
     engine_labels,
     open_mount,
     podman_host,
-    reap_quietly,
     require_local,
     secret_binds,
     under_volume,
 )
+from .reaper import reap_quietly
 
 log = logging.getLogger(__name__)
 
