@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 from _timing import interleaved, report  # noqa: E402
 
-from secretd.runtime import bundle  # noqa: E402
+from secretd.runtime.oci import bundle  # noqa: E402
 from secretd.runtime.oci.images import ImageConfig, ImageStore  # noqa: E402
 from secretd.spec import RunSpec  # noqa: E402
 from tests.support import busybox  # noqa: E402
