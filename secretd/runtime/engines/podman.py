@@ -26,7 +26,7 @@ from ...config import Config
 from ...errors import LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
-from ..oci.bundle import in_root
+from ..oci.rootfs import in_root
 from .common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,

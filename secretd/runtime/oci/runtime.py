@@ -29,6 +29,7 @@ from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from . import bundle
 from .images import ImageStore, Limits
+from .rootfs import in_root
 from .state import (
     Record,
     claim_name,
@@ -55,7 +56,7 @@ def _has_dir(rootfs: Path | str, spec: RunSpec, directory: str) -> bool:
     ):
         return True
     try:
-        return os.path.lexists(bundle.in_root(str(rootfs), directory))
+        return os.path.lexists(in_root(str(rootfs), directory))
     except OSError:  # a link loop: something is there
         return True
 
