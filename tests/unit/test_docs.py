@@ -70,3 +70,51 @@ def test_run_help_and_references_name_every_builtin_scheme() -> None:
         )
         assert f"| `{scheme}` | `{scheme}:" in references, f"docs/references.md lacks {scheme}:"
     assert "docs/references.md" in text
+
+
+PACKAGE = ROOT / "secretd"
+
+
+def _module_table() -> list[tuple[str, str]]:
+    """The rows of architecture.md's module table: (first cell, whole row)."""
+    rows = []
+    for line in (ROOT / "docs" / "architecture.md").read_text().splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| `") and len(cells) > 1:
+            rows.append((cells[0], line))
+    return rows
+
+
+def _documented(module: str, rows: list[tuple[str, str]]) -> bool:
+    """``a/b/c.py`` is documented by a row naming `a/b/c.py` in its first cell, or by the
+    row of a package above it (`a/` or `a/b/`) naming `b/c.py` or `c.py`; a package's
+    ``__init__.py`` by its package's row (`a/b/`)."""
+    parts = module.split("/")
+    for first, row in rows:
+        if f"`{module}`" in first:
+            return True
+        for depth in range(1, len(parts)):
+            package, rest = "/".join(parts[:depth]) + "/", "/".join(parts[depth:])
+            if f"`{package}`" in first and (f"`{rest}`" in row or rest == "__init__.py"):
+                return True
+    return False
+
+
+def test_architecture_lists_every_module() -> None:
+    rows = _module_table()
+    assert len(rows) > 20, "the module table of docs/architecture.md was not found"
+    modules = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py"))
+    missing = [m for m in modules if not _documented(m, rows)]
+    assert not missing, "docs/architecture.md's module table (## Layout) lacks:\n" + "\n".join(
+        f"  secretd/{m}: add a row '| `{m}` | its one job |'"
+        + (f" or name `{m.split('/', 1)[1]}` in the `{m.split('/')[0]}/` row" if "/" in m else "")
+        for m in missing
+    )
+
+
+def test_the_module_table_check_reads_package_rows() -> None:
+    rows = [("| `runtime/oci/`", "| `runtime/oci/` | runc: `state.py` (records) |")]
+    assert _documented("runtime/oci/state.py", rows)
+    assert _documented("runtime/oci/__init__.py", rows)
+    assert not _documented("runtime/oci/images.py", rows)
+    assert not _documented("runtime/sandbox.py", rows)
