@@ -29,11 +29,12 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__, _linux, protocol, safeopen
+from .caller_run import authorise_run, bind
 from .config import Config
 from .engine import Engine
 from .errors import SecretdError, UsageError
 from .limits import Budget, Connections, Limits
-from .policy import Peer, Policy, authorise_run, bind, peer_of
+from .policy import Peer, Policy, peer_of
 from .protocol import Channel, Closed, Message, ProtocolError
 from .signals import FORWARDED
 from .spec import Container, RunSpec, SecretMount

@@ -21,7 +21,6 @@ Every denial names the caller, the secret and the file the policy came from, and
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import grp
 import logging
@@ -35,9 +34,6 @@ from typing import Any
 
 from .config import Config
 from .errors import AccessDenied, UsageError
-from .refs import check_unique_targets, parse_ref
-from .spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef
-from .users import resolve_user
 
 log = logging.getLogger(__name__)
 
@@ -270,117 +266,4 @@ def _rule(entry: Any, index: int, source: str) -> Rule:
         gids=_gids(_strings(entry.get("groups", []), f"groups of {where}")),
         secrets=_strings(entry.get("secrets", []), f"secrets of {where}"),
         run_as=_uids(_strings(entry.get("run_as", []), f"run_as of {where}")),
-    )
-
-
-@dataclass(frozen=True)
-class Bound:
-    """One requested secret as the daemon binds it: ``key`` is the name policy judges
-    (the ``[secrets.KEY]`` binding or store entry), ``None`` for an explicit source URI."""
-
-    ref: SecretRef
-    key: str | None
-
-
-def bind(text: str, config: Config) -> Bound:
-    """Parse a ``--secret`` text with the daemon's bindings, never the client's.
-
-    A name the client's own config binds would otherwise reach the daemon as a source
-    URI chosen by the caller (``file:/etc/shadow``) and be read with the daemon's rights.
-
-    Raises:
-        UsageError: a malformed reference, or an ``env:`` source (the daemon cannot see the
-            client's environment).
-    """
-    bare = parse_ref(text, {})
-    if bare.scheme == "env":
-        raise UsageError(
-            f"secret {bare.name!r} comes from {bare.source}, but the daemon cannot read your "
-            "environment",
-            "store it (secretd secret create), bind it in the daemon's config, or use --no-daemon",
-        )
-    key = bare.locator if bare.scheme == "local" else None
-    return Bound(parse_ref(text, config.secrets), key)
-
-
-def authorise_run(
-    policy: Policy, peer: Peer, config: Config, spec: RunSpec, texts: Sequence[str], cwd: str | None
-) -> tuple[RunSpec, list[str]]:
-    """The RunSpec a caller's run becomes, and the secret names it uses.
-
-    Superusers get their spec as sent (explicit sources read relative to their ``cwd``).
-    Everyone else uses secret names only, within the policy, with the default secrets
-    directory, as themselves (or a ``run_as`` user): the command runs in the host's user
-    namespace, where setuid programs would trust any path a caller could shadow.
-
-    Raises:
-        AccessDenied: the policy refuses a secret, a user or an option.
-        UsageError: a malformed reference or ``--user``.
-    """
-    if spec.configs or spec.templates:  # the client runs these in-process
-        raise UsageError(
-            "the daemon does not run --config or --template yet", "use --no-daemon"
-        )
-    superuser = policy.is_superuser(peer)
-    bound = [bind(text, config) for text in texts]
-    for item in bound:
-        if item.key is None and not superuser:
-            policy.deny(
-                peer,
-                item.ref.name,
-                f"policy in {policy.source} lets only root use explicit sources such as "
-                f"{item.ref.scheme}: (secret {item.ref.name!r})",
-                "name a secret the daemon's config binds or its store holds, or use --no-daemon",
-            )
-    keys = [item.key or item.ref.name for item in bound]
-    policy.check_secrets(peer, keys)
-    refs = tuple(_anchored(item.ref, cwd) if item.key is None else item.ref for item in bound)
-    check_unique_targets(refs, spec.secrets_dir)
-    workdir = os.path.join(cwd, spec.workdir or ".") if cwd else spec.workdir
-    spec = dataclasses.replace(spec, secrets=refs, workdir=workdir)
-    return (spec if superuser else _as_caller(policy, peer, spec)), keys
-
-
-def _anchored(ref: SecretRef, cwd: str | None) -> SecretRef:
-    if cwd and ref.scheme in ("file", "dotenv") and not ref.locator.startswith("/"):
-        return dataclasses.replace(ref, source=f"{ref.scheme}:{os.path.join(cwd, ref.locator)}")
-    return ref
-
-
-def _as_caller(policy: Policy, peer: Peer, spec: RunSpec) -> RunSpec:
-    if spec.image is not None:
-        policy.deny(
-            peer,
-            "image",
-            f"only root may run images through the daemon ({policy.source})",
-            "run a host command (secretd run -- CMD) or use --no-daemon",
-        )
-    if spec.secrets_dir != DEFAULT_SECRETS_DIR or any(
-        r.target.startswith("/") for r in spec.secrets
-    ):
-        policy.deny(
-            peer,
-            "secrets path",
-            f"only root may mount secrets outside {DEFAULT_SECRETS_DIR} through the daemon "
-            f"({policy.source})",
-            "drop --secrets-dir and absolute targets",
-        )
-    user = spec.user or f"{peer.uid}:{peer.gid}"
-    identity = resolve_user(user, root=True)
-    group = identity.gid if ":" in user else None  # a user's own primary group is fine
-    policy.check_run_as(peer, f"--user {user}", identity.uid, group)
-    for ref in spec.secrets:
-        if ref.uid not in (None, identity.uid) or ref.gid not in (None, identity.gid):
-            policy.check_run_as(peer, f"uid/gid of secret {ref.name!r}", ref.uid, ref.gid)
-    refs = tuple(_owned(ref, identity.uid, identity.gid) for ref in spec.secrets)
-    return dataclasses.replace(spec, secrets=refs, user=user)
-
-
-def _owned(ref: SecretRef, uid: int, gid: int) -> SecretRef:
-    """Files belong to the user the command runs as by default, as in an unprivileged
-    in-process run (where only that user exists)."""
-    return dataclasses.replace(
-        ref,
-        uid=uid if ref.uid is None else ref.uid,
-        gid=gid if ref.gid is None else ref.gid,
     )

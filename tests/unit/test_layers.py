@@ -84,6 +84,7 @@ def test_the_circle_finder_finds_a_circle() -> None:
         ("secretd.mount", "secretd.backends"),
         ("secretd.mount", "secretd.runtime"),
         ("secretd.policy", "secretd.runtime"),  # --user names resolve in secretd.users
+        ("secretd.caller_run", "secretd.runtime"),
         ("secretd.protocol", "secretd.config"),  # frames on a socket, not where it is
     ],
 )
