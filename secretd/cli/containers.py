@@ -8,13 +8,16 @@ import json
 import shutil
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UsageError, printable
 from . import AppContext
 from .output import echo_table
+
+if TYPE_CHECKING:
+    from ..runtime.oci.state import Record
 
 
 @click.command()
@@ -25,11 +28,11 @@ from .output import echo_table
 def ps(app: AppContext, show_all: bool, quiet: bool, fmt: str) -> None:
     """List what secretd runs: the daemon's runs (yours, or everyone's for administrators)
     and detached oci containers, with the NAMES of their secrets (never values)."""
-    from ..runtime.oci.state import records, summary
+    from ..runtime.oci.state import records
 
     now = time.time()
     rows = [dict(run, kind="run") for run in _daemon_runs(app)]
-    rows += [dict(summary(record, now), kind="container") for _, record in records(app.config)]
+    rows += [dict(_summary(record, now), kind="container") for _, record in records(app.config)]
     rows = [r for r in rows if show_all or r["state"] != "exited"]
     if quiet:
         for row in rows:
@@ -68,6 +71,36 @@ def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
     return tuple(
         str(cell) for cell in (row["id"], row["name"] or "", image, shown, up, secrets, user)
     )
+
+
+def _summary(record: Record, now: float) -> dict[str, Any]:
+    """A ``secretd container ls`` row (secret names only)."""
+    state = record.state()
+    ago = _ago(now - (record.finished or record.created))
+    status = {
+        "running": f"Up {_ago(now - record.created)}",
+        "exited": f"Exited ({record.exit_code}) {ago} ago",
+        "created": "Created",
+        "dead": "Dead (secretd was interrupted; 'secretd prune' removes it)",
+    }[state]
+    return {
+        "id": record.id[:12],
+        "image": record.image,
+        "command": " ".join(record.command),
+        "created": f"{_ago(now - record.created)} ago",
+        "status": status,
+        "secrets": ",".join(record.secrets),
+        "name": record.name,
+        "state": state,
+    }
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
 
 
 def _named(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -307,25 +307,3 @@ def layers_in_use(config: Config) -> set[str]:
     """Cache directory names of layers some container stacks (kept by ``image rm``)."""
     return {Path(layer).name for _, record in records(config) for layer in record.layers}
 
-
-def summary(record: Record, now: float) -> dict[str, Any]:
-    """A ``secretd container ls`` row (secret names only)."""
-    state = record.state()
-    ago = _ago(now - (record.finished or record.created))
-    status = {
-        "running": f"Up {_ago(now - record.created)}",
-        "exited": f"Exited ({record.exit_code}) {ago} ago",
-        "created": "Created",
-        "dead": "Dead (secretd was interrupted; 'secretd prune' removes it)",
-    }[state]
-    return {"id": record.id[:12], "image": record.image, "command": " ".join(record.command),
-            "created": f"{_ago(now - record.created)} ago", "status": status,
-            "secrets": ",".join(record.secrets), "name": record.name, "state": state}
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} seconds"
