@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import __version__, protocol
+from .. import __version__, listener
 from ..client import default_socket
 from ..config import Config, load_config
 from ..errors import printable
@@ -121,12 +121,12 @@ def _serve(config: Config, path: Path) -> None:
     server.harden()
     policy = Policy.from_config(config)  # a malformed policy stops us before we listen
     server.reap(config)
-    listener, bound = protocol.inherited(), None
-    if listener is None:
+    sock, bound = listener.inherited(), None
+    if sock is None:
         mode = parse_mode(config.daemon.get("socket_mode", "0660"), "[daemon] socket_mode")
-        listener = protocol.listen(path, mode, config.daemon.get("socket_group", "secretd"))
+        sock = listener.listen(path, mode, config.daemon.get("socket_group", "secretd"))
         bound = path
-    daemon = server.Daemon(config, listener, policy)
+    daemon = server.Daemon(config, sock, policy)
     reapers: list[MountReaper] = []
     threading.Thread(target=lambda: reapers.extend(watch_engines(config)), daemon=True).start()
 
@@ -135,7 +135,7 @@ def _serve(config: Config, path: Path) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
-    log.info("secretd %s listening on %s", __version__, listener.getsockname())
+    log.info("secretd %s listening on %s", __version__, sock.getsockname())
     try:
         daemon.serve()
     except _Stopping as exc:
