@@ -6,9 +6,11 @@ secret value (only names, paths, provider URIs without credentials).
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 
 class SecretdError(Exception):
@@ -52,6 +54,8 @@ def _escape(char: str) -> str:
 
 def close_names(name: str, known: Iterable[str]) -> str | None:
     """A "did you mean" hint for a mistyped name, or ``None`` when nothing is close."""
+    import difflib  # only on this error path: it compiles a regular expression on import
+
     matches = difflib.get_close_matches(name, sorted(set(known)), n=3, cutoff=0.75)
     if not matches:
         return None

@@ -10,18 +10,28 @@ The client checks a daemon socket's directories, the socket itself and the proce
 listens on it (``SO_PEERCRED``: root or the caller) before it sends a byte. The daemon and
 every run create the runtime directory through ``runtime_dir``, which refuses one that
 someone else made first (``/tmp/secretd-<uid>`` is anyone's to create).
+
+The thin client (``thin.py``) runs these checks too, so this module imports nothing
+beyond ``errors`` and modules Python has loaded before ``main`` (``_socket``, not
+``socket``; paths as strings, not ``pathlib``): a few milliseconds per ``secretd run``.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import socket
 import stat
 import struct
-from pathlib import Path
+from _socket import SO_PEERCRED, SOL_SOCKET
 
 from .errors import Untrusted
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
+    from socket import socket
+
+    StrPath = str | os.PathLike[str]
 
 MAX_LINKS = 40
 UCRED = struct.Struct("3i")
@@ -42,7 +52,7 @@ def describe(uid: int) -> str:
         return f"uid {uid}"
 
 
-def check_directory(directory: Path) -> None:
+def check_directory(directory: StrPath) -> None:
     """Walk ``directory`` from ``/`` without trusting what anyone else could have changed.
 
     Each component is opened with ``O_PATH | O_NOFOLLOW`` below the descriptor of its
@@ -53,9 +63,8 @@ def check_directory(directory: Path) -> None:
             by others; the last directory is a link or is writable by others.
         OSError: a component is missing or is not a directory.
     """
-    if not directory.is_absolute():
-        directory = Path.cwd() / directory
-    pending = list(reversed(directory.parts[1:]))
+    path = os.path.join(os.getcwd(), directory)  # as given when it is absolute
+    pending = list(reversed(path.split("/")))
     fds = [os.open("/", _PATH_FLAGS | os.O_DIRECTORY)]
     names = [""]
     try:
@@ -114,7 +123,7 @@ def _judge_link(info: os.stat_result, where: str, last: bool, too_many: bool) ->
         raise Untrusted(f"{where}: more than {MAX_LINKS} symbolic links")
 
 
-def check_socket(path: Path) -> None:
+def check_socket(path: StrPath) -> None:
     """Whether a daemon found at ``path`` could only have been put there by root or the caller.
 
     Raises:
@@ -122,7 +131,7 @@ def check_socket(path: Path) -> None:
         Untrusted: its directories, or the socket itself, belong to someone else.
     """
     os.lstat(path)  # nothing there is no daemon, not a reason to warn
-    check_directory(path.parent)
+    check_directory(os.path.dirname(path))
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         raise Untrusted(f"{path} is a symbolic link")
@@ -130,13 +139,13 @@ def check_socket(path: Path) -> None:
         raise Untrusted(f"{path} belongs to {describe(info.st_uid)}, not to you or root")
 
 
-def peer_uid(sock: socket.socket) -> int:
+def peer_uid(sock: socket) -> int:
     """The uid of the process that listens (or connected) at the other end of ``sock``."""
-    _, uid, _ = UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size))
+    _, uid, _ = UCRED.unpack(sock.getsockopt(SOL_SOCKET, SO_PEERCRED, UCRED.size))
     return int(uid)
 
 
-def check_peer(sock: socket.socket, path: Path) -> None:
+def check_peer(sock: socket, path: StrPath) -> None:
     """Raises Untrusted unless root or the caller listens at the other end of ``sock``."""
     uid = peer_uid(sock)
     if uid not in trusted_uids():
@@ -156,7 +165,7 @@ def runtime_dir(path: Path, what: str = "runtime directory") -> Path:
     """
     mode = 0o755 if os.geteuid() == 0 else 0o700
     try:
-        os.makedirs(path.parent, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             os.mkdir(path, mode)  # never follows a link planted at ``path``
         except FileExistsError:

@@ -6,10 +6,12 @@ the shared context and the one error boundary.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,8 +115,39 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool, log_level: st
     setup_logging(app.flags["log_level"] or os.environ.get("SECRETD_LOG_LEVEL") or "warning")
 
 
-def main() -> None:
+def main() -> NoReturn:
     """Entry point: the single place that turns errors into one line and an exit code."""
+    try:
+        _main()
+    except SystemExit as exc:
+        leave(exc.code)
+    leave(0)
+
+
+def leave(code: str | int | None) -> NoReturn:
+    """End the process as ``sys.exit(code)`` would, without the interpreter's teardown
+    (~15 ms of freeing modules and objects nobody reads again): flush, run the ``atexit``
+    functions (logging's flush among them), then ``os._exit``. With another thread still
+    running, Python's own exit waits for it as usual."""
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code & 0xFF
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        status = status or 120  # what Python's own exit makes of an unflushable stdout
+    os._exit(status)
+
+
+def _main() -> None:
     try:
         cli.main(standalone_mode=False, prog_name="secretd")
     except SecretdError as exc:
