@@ -1,75 +1,9 @@
-"""A real Docker Engine for the docker tests, and a busybox image built without a registry.
-
-If a daemon already answers on /var/run/docker.sock it is used as is. Otherwise one
-``dockerd --iptables=false --bridge=none`` is started for the whole session with a private
-data root, exec root, pid file and socket (tests/support/daemons.py), and stopped at the end.
-"""
+"""A real Docker Engine for the docker tests (tests/support/dockerd.py), and the helpers
+the docker and podman tests share."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
-import pytest
-
-from secretd.runtime.engines.common import socket_answers
-from tests.support.daemons import IMAGE, SYSTEM_DOCKER_SOCKET, import_busybox, start_dockerd, stop
+from tests.support.dockerd import IMAGE, Dockerd, docker_env, dockerd  # noqa: F401 - fixtures
 from tests.support.engines import bound, unmount_leftovers  # noqa: F401 - fixtures
 
 __all__ = ["IMAGE", "Dockerd"]
-
-
-@dataclass
-class Dockerd:
-    host: str
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "DOCKER_HOST": self.host}
-
-    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str:
-        """Run the docker CLI against this daemon; its stdout."""
-        done = subprocess.run(
-            ["docker", *args], env=self.env(), capture_output=True, text=True, input=input,
-            timeout=60,
-        )  # fmt: skip
-        if check and done.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr}")
-        return done.stdout
-
-
-@pytest.fixture(scope="session")
-def dockerd() -> Iterator[Dockerd]:
-    if shutil.which("dockerd") is None or shutil.which("docker") is None:
-        pytest.fail("docker.io is not installed (make setup installs it)")
-    if os.geteuid() != 0:
-        pytest.skip("dockerd needs root")
-    if socket_answers(SYSTEM_DOCKER_SOCKET):
-        daemon = Dockerd(f"unix://{SYSTEM_DOCKER_SOCKET}")
-        import_busybox("docker", daemon.env())
-        yield daemon
-        return
-    root = Path(tempfile.mkdtemp(prefix="secretd-dockerd-"))
-    try:
-        proc, host = start_dockerd(root)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    daemon = Dockerd(host)
-    try:
-        import_busybox("docker", daemon.env())
-        yield daemon
-    finally:
-        daemon("rm", "-f", *daemon("ps", "-aq").split(), check=False)
-        stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def docker_env(dockerd: Dockerd, monkeypatch: pytest.MonkeyPatch) -> Dockerd:
-    """Point secretd (and the docker CLI) at the test daemon."""
-    monkeypatch.setenv("DOCKER_HOST", dockerd.host)
-    return dockerd
