@@ -22,6 +22,7 @@ from secretd.config import Config
 from secretd.runtime.engines import common as engines
 from secretd.runtime.engines import reaper as reaping
 from secretd.runtime.oci import state as ocistate
+from secretd.runtime.process import start_time
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.root
@@ -85,7 +86,7 @@ def test_a_damaged_note_or_a_hostile_label_does_not_stop_the_reaper(
         engine_mount(runtime, "b-pid", {**DEAD_OWNER, "pid": "x"}),
     ]
     leftover = engine_mount(runtime, "c-leftover", DEAD_OWNER)  # reaped past those
-    alive = {**DEAD_OWNER, "pid": os.getpid(), "start": engines._started(os.getpid())}
+    alive = {**DEAD_OWNER, "pid": os.getpid(), "start": str(start_time(os.getpid()))}
     detached = engine_mount(runtime, "d-detached", alive, "c2")
     caplog.set_level(logging.INFO, logger="secretd")
     reaper = reaping.MountReaper(runtime, engine)

@@ -26,6 +26,7 @@ from ... import _linux
 from ...errors import LaunchError, MountError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretMount
+from ..process import start_time
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def open_mount(
         "engine": engine,
         "host": host,
         "pid": os.getpid(),
-        "start": _started(os.getpid()),
+        "start": str(start_time(os.getpid())),  # a string, as notes always had it
         "detach": detach,
     }
     try:
@@ -215,13 +216,3 @@ class EventStream:
 
     def close(self) -> None:
         self._close()
-
-
-def _started(pid: int) -> str | None:
-    """A process's start time (field 22 of /proc/PID/stat), so a reused pid is not taken
-    for the owner."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return None

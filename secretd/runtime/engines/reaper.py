@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Protocol
 
 from ...errors import LaunchError, MountError, SecretdError
+from ..process import start_time
 from .common import (
     CONTAINER_NOTE,
     OWNER_NOTE,
     EventStream,
-    _started,
     docker_host,
     podman_host,
     teardown,
@@ -68,7 +68,7 @@ def read_notes(path: Path) -> Noted | None:
         engine=str(owner.get("engine", "")),
         host=str(owner.get("host", "")),
         detach=bool(owner.get("detach")),
-        owner_alive=pid > 0 and _started(pid) == owner.get("start"),
+        owner_alive=pid > 0 and str(start_time(pid)) == owner.get("start"),
         container=container,
     )
 

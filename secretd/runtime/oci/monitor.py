@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from ... import _linux
-from .state import Record, clean_signals, load, process_start, runc_error, save, teardown
+from ..process import start_time
+from .state import Record, clean_signals, load, runc_error, save, teardown
 
 PR_SET_CHILD_SUBREAPER = 36
 REPORT_FD = 3
@@ -66,7 +67,7 @@ def main(directory: Path) -> None:
         signal.signal(sig, signal.SIG_IGN)
     _linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
     record = load(directory)
-    record.owner, record.owner_start = os.getpid(), process_start(os.getpid())
+    record.owner, record.owner_start = os.getpid(), start_time(os.getpid())
     save(directory, record)
     try:
         pid = _start(directory, record)

@@ -27,6 +27,7 @@ from ...config import Config
 from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
+from ..process import kill_and_reap, start_time
 from . import bundle
 from .images import ImageStore, Limits
 from .rootfs import in_root
@@ -37,7 +38,6 @@ from .state import (
     containers_dir,
     disposition,
     init_pid,
-    process_start,
     runc_error,
     save,
     teardown,
@@ -107,7 +107,7 @@ class OciContainer:
         if self._removed:
             return
         if self._status is None:
-            _kill(self.pid)
+            kill_and_reap(self.pid)
             self._status = 128 + signal.SIGKILL
         os.close(self._pidfd)
         teardown(self.directory, self.record, self.mount)
@@ -135,16 +135,6 @@ class DetachedContainer:
 
 # Signals whose default action is to do nothing: a pid 1 that leaves them alone is fine.
 HARMLESS = frozenset({signal.SIGWINCH, signal.SIGCHLD, signal.SIGURG, signal.SIGCONT})
-
-
-def _kill(pid: int) -> None:
-    """Stop a ``runc run`` at once, whatever it was doing; ``teardown`` then has
-    ``runc delete --force`` take down the container it may have left."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(pid, 0)
 
 
 def _runc_failure(directory: Path) -> int:
@@ -193,7 +183,7 @@ class OciRuntime:
             secrets=[ref.name for ref in spec.secrets], runc=binary,
             runc_root=str(self.config.runtime_dir / "runc"), name=spec.name or "",
             detached=spec.detach, remove=spec.remove or not spec.detach,
-            owner=os.getpid(), owner_start=process_start(os.getpid()),
+            owner=os.getpid(), owner_start=start_time(os.getpid()),
         )
         store = ImageStore(self.config.state_dir, Limits.from_config(self.config))
         host_mount: HostMount | None = None
@@ -230,7 +220,7 @@ class OciRuntime:
             return OciContainer(directory, record, host_mount, pid)
         except BaseException:  # a failure, or a signal before the engine holds the container
             if pid:
-                _kill(pid)
+                kill_and_reap(pid)
             teardown(directory, record, host_mount)
             raise
 

@@ -28,6 +28,7 @@ from ...errors import LaunchError, SecretdError, UsageError
 from ...mount.atomic import DIR_FLAGS, remove_path
 from ...mount.tmpfs import HostMount, Layout
 from ...typed import decode
+from ..process import alive
 
 if TYPE_CHECKING:
     import subprocess
@@ -86,20 +87,6 @@ def load(directory: Path) -> Record:
         UsageError: a field is missing, unknown or of another type (a damaged record).
     """
     return decode(Record, json.loads((directory / "meta.json").read_text()), "container record")
-
-
-def process_start(pid: int) -> int:
-    """The start time of ``pid`` in clock ticks since boot (0 if gone): with the pid it
-    names one process, even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return int(fh.read().rpartition(b")")[2].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def alive(pid: int, start: int) -> bool:
-    return pid > 0 and process_start(pid) == start
 
 
 def disposition(pid: int, signum: int) -> str:

@@ -1,0 +1,35 @@
+"""Processes secretd started or recorded, known by identity rather than by pid alone.
+
+A pid is reused once its process is gone; with the process's start time (field 22 of
+``/proc/PID/stat``, in clock ticks since boot) it names one process for good. The oci
+runtime's container records and the engines' mount notes both name their owner this way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def start_time(pid: int) -> int:
+    """The start time of ``pid`` in clock ticks since boot; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rpartition(b")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def alive(pid: int, start: int) -> bool:
+    """Whether the process that had ``start`` as its start time still runs as ``pid``."""
+    return pid > 0 and start_time(pid) == start
+
+
+def kill_and_reap(pid: int) -> None:
+    """End a child of ours at once, whatever it was doing, and collect its status, so
+    that no zombie is left (a child already gone is fine)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
