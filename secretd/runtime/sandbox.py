@@ -42,6 +42,7 @@ from ..mount.tmpfs import fill, layout, uses_configs
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretFile, SecretMount, Stdio
 from ..users import resolve_user
 from .nsinit import Plan, child
+from .process import kill_and_reap
 
 log = logging.getLogger(__name__)
 INITS = ("tini-static", "tini")  # Debian's tini has both; the static one starts faster
@@ -228,18 +229,10 @@ def _parent(
             os.close(root_fd)
         for pid in (init, helper):
             if pid > 0:
-                _kill_and_reap(pid)
+                kill_and_reap(pid)
         raise
     os.waitpid(helper, 0)
     return SandboxProcess(init, root_fd, owner, tty, mount.secrets_dir)
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(pid, 0)
 
 
 def _receive(sock: socket.socket) -> tuple[bytes, list[int], int | None]:
