@@ -21,14 +21,20 @@ import calendar
 import errno
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import SecretdError, UsageError
+
+if TYPE_CHECKING:
+    from .config import Config
+
+log = logging.getLogger(__name__)
 
 FILE = "access.log"
 MAX_BYTES = 4 * 1024 * 1024
@@ -151,6 +157,25 @@ def configure(
             _current.close()
         _current = None if path is None else AccessLog(path, max_bytes, keep)
         return _current
+
+
+def configure_from(config: Config) -> None:
+    """The log ``config`` asks for (``[access_log]``: ``enabled``, ``max_bytes``,
+    ``keep``); one that cannot be opened is reported once and left off, not fatal."""
+    settings = config.access_log
+    if settings.get("enabled", True) is False:
+        configure(None)
+        return
+    try:
+        configure(
+            config.state_dir,
+            int(settings.get("max_bytes", MAX_BYTES)),
+            int(settings.get("keep", KEEP)),
+        )
+    except SecretdError as exc:
+        log.warning("the access log is off: %s", exc.line())
+    except OSError as exc:
+        log.warning("the access log is off: cannot create %s: %s", config.state_dir, exc.strerror)
 
 
 def record(event: str, **fields: Any) -> None:

@@ -1,0 +1,550 @@
+"""The FUSE secrets mount: the same tree as the tmpfs, served from secretd's memory.
+
+``--mount-type fuse`` mounts a FUSE filesystem at ``<runtime_dir>/mounts/<id>`` (in a
+0700 directory, like the host tmpfs) with the tmpfs's layout (``secrets/``,
+``abs/<key>/``, ``configs/<key>/``), served by a thread of the process that resolved the
+secrets (the daemon, or an in-process ``secretd run``): no value is ever written to any
+filesystem, not even a tmpfs. Runtimes bind its parts exactly as they bind the tmpfs's.
+
+- ``default_permissions``: the kernel checks each file's mode, uid and gid;
+  ``allow_other`` (root only) lets the container's users in at all.
+- Every open gets ``direct_io``: reads go to this process, so no value sits in the page
+  cache, and a rotated value (``update``) is what the next open reads. An open file keeps
+  the value it opened (a reader never sees a mix of two versions).
+- Regular files: ``stat`` gives the value's size; reads at any offset (``pread``).
+- ``max_reads=N``: after N opens of a file, the next open fails with ``EACCES`` (the file
+  is still listed, and ``stat`` still works); a rotation starts the count again.
+- Each open is recorded in the access log (pid and command name of the opener).
+- Root-level files other than the layout's (an engine's notes, ``owner.json``) may be
+  created and written by the serving uid only; they hold no value.
+
+Speed: every open is a few upcalls (open, read, read at EOF, release) into Python; each
+is a dict lookup and one ``memmove``. Attributes and names are cached by the kernel for
+``ATTR_TIMEOUT`` seconds, so a rotated file's ``stat`` size may lag by that long; its
+content never does.
+
+If the serving process dies, the kernel answers every access with ``ENOTCONN``
+("Transport endpoint is not connected"); ``reap`` unmounts what is left.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import logging
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import _linux, accesslog, trust
+from ..errors import MountError
+from ..spec import DEFAULT_SECRETS_DIR, SecretFile, SecretMount
+from .tmpfs import CONFIGS, SECRETS, HostMount, Layout, layout
+
+log = logging.getLogger(__name__)
+
+ATTR_TIMEOUT = 1.0  # seconds the kernel keeps a file's attributes and names
+FUSE_HINT = "install FUSE: apt-get install fuse3 libfuse2 (and load the fuse module)"
+NOTES_MODE = stat.S_IFREG | 0o600
+DIR_MODE = stat.S_IFDIR | 0o755
+_ACCESS_MODES = os.O_WRONLY | os.O_RDWR
+
+
+class _Args(ctypes.Structure):
+    _fields_ = [
+        ("argc", ctypes.c_int),
+        ("argv", ctypes.POINTER(ctypes.c_char_p)),
+        ("allocated", ctypes.c_int),
+    ]
+
+
+def _args(*words: str) -> tuple[_Args, Any]:
+    """A ``struct fuse_args`` (and the array it points into, to keep it alive)."""
+    argv = (ctypes.c_char_p * len(words))(*(w.encode() for w in words))
+    return _Args(len(words), argv, 0), argv
+
+
+class _Lib:
+    """libfuse 2 through fusepy's ctypes types; loaded on first use.
+
+    Raises:
+        MountError: ``/dev/fuse`` or libfuse is missing (with the fix).
+    """
+
+    fuse_mount: Any
+    fuse_new: Any
+    fuse_loop: Any
+    fuse_unmount: Any
+    fuse_destroy: Any
+    fuse_get_context: Any
+
+    def __init__(self) -> None:
+        if not os.path.exists("/dev/fuse"):
+            raise MountError("cannot use --mount-type fuse: /dev/fuse is missing", FUSE_HINT)
+        try:
+            import fuse as fusepy
+        except (ImportError, OSError):  # fusepy raises OSError without libfuse
+            raise MountError(
+                "cannot use --mount-type fuse: libfuse 2 or fusepy is not installed",
+                f"{FUSE_HINT}; pip install 'secretd[fuse]'",
+            ) from None
+        self.py = fusepy
+        lib = ctypes.CDLL(fusepy._libfuse_path)
+        libc = ctypes.CDLL(None)
+        libc.dlvsym.restype = ctypes.c_void_p
+        libc.dlvsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+        void = ctypes.c_void_p
+        for name, restype, argtypes in (
+            ("fuse_mount", void, [ctypes.c_char_p, ctypes.POINTER(_Args)]),
+            ("fuse_new", void, [void, ctypes.POINTER(_Args), void, ctypes.c_size_t, void]),
+            ("fuse_loop", ctypes.c_int, [void]),
+            ("fuse_unmount", None, [ctypes.c_char_p, void]),
+            ("fuse_destroy", None, [void]),
+            ("fuse_get_context", ctypes.POINTER(fusepy.fuse_context), []),
+        ):
+            # The FUSE_2.6 versions: the library also exports older ones under each name.
+            address = libc.dlvsym(lib._handle, name.encode(), b"FUSE_2.6")
+            if not address:
+                address = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+            function = ctypes.CFUNCTYPE(restype, *argtypes)(address)
+            setattr(self, name, function)
+        self.prototypes = {field[0]: field[1] for field in fusepy.fuse_operations._fields_}
+
+
+_lib: _Lib | None = None
+_lib_lock = threading.Lock()
+
+
+def library() -> _Lib:
+    """libfuse, loaded once; ``check`` calls it so a missing one fails before anything runs.
+
+    Raises:
+        MountError: FUSE is unavailable.
+    """
+    global _lib
+    with _lib_lock:
+        if _lib is None:
+            _lib = _Lib()
+        return _lib
+
+
+def check() -> None:
+    """Fail now, with the fix, when FUSE cannot be used (before anything is started).
+
+    Raises:
+        MountError: ``/dev/fuse``, libfuse or fusepy is missing.
+    """
+    library()
+    if os.geteuid() == 0:
+        return
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise MountError(
+            f"cannot use --mount-type fuse: /dev/fuse is not open to uid {os.getuid()}",
+            "make it so (chmod 0666 /dev/fuse, Debian's default) or run through the daemon",
+        )
+    if not shutil.which("fusermount3") and not shutil.which("fusermount"):
+        raise MountError("cannot use --mount-type fuse: fusermount is not installed", FUSE_HINT)
+
+
+class _Node:
+    """One file or directory: its ``stat`` as the kernel gets it, and its value."""
+
+    __slots__ = ("stat", "value", "max_reads", "name", "children")
+
+    def __init__(
+        self, ino: int, mode: int, uid: int, gid: int, value: bytes = b"", name: str = ""
+    ) -> None:
+        self.stat = self_stat = _stat_type()()
+        self_stat.st_ino = ino
+        self_stat.st_mode = mode
+        self_stat.st_nlink = 2 if stat.S_ISDIR(mode) else 1
+        self_stat.st_uid = uid
+        self_stat.st_gid = gid
+        self_stat.st_size = len(value)
+        self_stat.st_blksize = 4096
+        self_stat.st_blocks = -(-len(value) // 512)
+        self.value = value
+        self.max_reads: int | None = None
+        self.name = name  # the secret file's target, for the access log
+        self.children: list[bytes] = []
+
+
+def _stat_type() -> Any:
+    return library().py.c_stat
+
+
+class SecretsFS:
+    """The filesystem's contents and its operations (libfuse's high-level API: paths)."""
+
+    def __init__(self, files: Sequence[SecretFile], owner: tuple[int, int], secrets_dir: str):
+        self.owner = owner
+        self.secrets_dir = secrets_dir
+        self._inodes = itertools.count(2)
+        self._ino: dict[bytes, int] = {}
+        self._handles: dict[int, bytes] = {}
+        self._next_handle = itertools.count(1)
+        self._reads: dict[bytes, int] = {}  # opens so far of files with max_reads
+        self._lock = threading.Lock()
+        self.placed: Layout = layout(files, secrets_dir)
+        self.nodes: dict[bytes, _Node] = self._build({}, files, self.placed, root=True)
+        self._stat_size = ctypes.sizeof(_stat_type())
+        self._context = library().fuse_get_context
+
+    # -- the tree ---------------------------------------------------------------------
+
+    def _inode(self, path: bytes) -> int:
+        ino = self._ino.get(path)
+        if ino is None:
+            ino = self._ino[path] = next(self._inodes)
+        return ino
+
+    def _dir(self, nodes: dict[bytes, _Node], path: bytes) -> _Node:
+        node = nodes.get(path)
+        if node is None:
+            ino = 1 if path == b"/" else self._inode(path)
+            node = nodes[path] = _Node(ino, DIR_MODE, *self.owner)
+            if path != b"/":
+                parent, _, name = path.rpartition(b"/")
+                self._dir(nodes, parent or b"/").children.append(name)
+        return node
+
+    def _build(
+        self,
+        nodes: dict[bytes, _Node],
+        files: Sequence[SecretFile],
+        placed: Layout,
+        root: bool = False,
+    ) -> dict[bytes, _Node]:
+        """``nodes`` with ``files`` (placed by ``placed``, in the same order) added or
+        replaced; a tree secret's group is replaced whole (files it lost disappear)."""
+        nodes = dict(nodes)
+        for group in {f.group for f in placed.files if f.group}:
+            prefix = b"/" + group.encode()
+            for path in [p for p in nodes if p == prefix or p.startswith(prefix + b"/")]:
+                del nodes[path]
+            parent, _, name = prefix.rpartition(b"/")
+            if (parent or b"/") in nodes:
+                holder = nodes[parent or b"/"]
+                holder.children = [c for c in holder.children if c != name]
+        if root:
+            self._dir(nodes, b"/")
+            self._dir(nodes, b"/" + SECRETS.encode())
+            for directory in self.placed.dirs:
+                self._dir(nodes, b"/" + directory.encode())
+        for original, file in zip(files, placed.files, strict=True):
+            path = b"/" + file.target.encode()
+            parent, _, name = path.rpartition(b"/")
+            holder = self._dir(nodes, parent or b"/")
+            uid = self.owner[0] if file.uid is None else file.uid
+            gid = self.owner[1] if file.gid is None else file.gid
+            node = _Node(self._inode(path), stat.S_IFREG | file.mode, uid, gid, file.value)
+            node.max_reads = original.max_reads
+            node.name = original.target
+            if path not in nodes:
+                holder.children.append(name)
+            nodes[path] = node
+            self._reads.pop(path, None)
+        return nodes
+
+    def update(self, files: Sequence[SecretFile]) -> None:
+        """Rotate: the next open of each file reads its new value (one assignment, so a
+        lookup sees the whole old tree or the whole new one)."""
+        placed = layout(files, self.secrets_dir)
+        with self._lock:
+            self.nodes = self._build(self.nodes, files, placed)
+
+    # -- operations (each returns 0 or -errno) -----------------------------------------
+
+    def getattr(self, path: bytes, buf: Any) -> int:
+        node = self.nodes.get(path)
+        if node is None:
+            return -errno.ENOENT
+        ctypes.memmove(buf, ctypes.addressof(node.stat), self._stat_size)
+        return 0
+
+    def readdir(self, path: bytes, buf: Any, filler: Any, offset: int, info: Any) -> int:
+        node = self.nodes.get(path)
+        if node is None:
+            return -errno.ENOENT
+        for name in (b".", b"..", *node.children):
+            if filler(buf, name, None, 0):
+                break
+        return 0
+
+    def open(self, path: bytes, info: Any) -> int:
+        node = self.nodes.get(path)
+        if node is None:
+            return -errno.ENOENT
+        fi = info.contents
+        context = self._context().contents
+        if node.max_reads is None and not node.name:  # a note of the serving process
+            if context.uid != os.geteuid():
+                return -errno.EACCES
+            fi.direct_io = 1
+            return 0
+        if fi.flags & _ACCESS_MODES:
+            return -errno.EROFS
+        if node.max_reads is not None:
+            with self._lock:
+                done = self._reads.get(path, 0)
+                if done >= node.max_reads:
+                    accesslog.record(
+                        "fuse-open-refused", file=node.name, pid=context.pid, uid=context.uid,
+                        comm=_comm(context.pid), reason="max_reads",
+                    )  # fmt: skip
+                    return -errno.EACCES
+                self._reads[path] = done + 1
+        handle = next(self._next_handle)
+        self._handles[handle] = node.value
+        fi.fh = handle
+        fi.direct_io = 1
+        accesslog.record(
+            "fuse-open", file=node.name, pid=context.pid, uid=context.uid, comm=_comm(context.pid)
+        )
+        return 0
+
+    def read(self, path: bytes, buf: Any, size: int, offset: int, info: Any) -> int:
+        value = self._handles.get(info.contents.fh)
+        if value is None:  # a note: read what it holds now
+            node = self.nodes.get(path)
+            if node is None:
+                return -errno.EBADF
+            value = node.value
+        chunk = value[offset : offset + size]
+        ctypes.memmove(buf, chunk, len(chunk))
+        return len(chunk)
+
+    def release(self, path: bytes, info: Any) -> int:
+        self._handles.pop(info.contents.fh, None)
+        return 0
+
+    # -- notes: root-level files of the serving uid (an engine's owner.json) -----------
+
+    def create(self, path: bytes, mode: int, info: Any) -> int:
+        if path.count(b"/") != 1 or path in self.nodes:
+            return -errno.EACCES
+        if self._context().contents.uid != os.geteuid():
+            return -errno.EACCES
+        with self._lock:
+            nodes = dict(self.nodes)
+            nodes[path] = _Node(self._inode(path), NOTES_MODE, os.geteuid(), os.getegid())
+            nodes[b"/"].children.append(path[1:])
+            self.nodes = nodes
+        info.contents.direct_io = 1
+        return 0
+
+    def write(self, path: bytes, buf: Any, size: int, offset: int, info: Any) -> int:
+        node = self.nodes.get(path)
+        if node is None or node.name or node.stat.st_mode != NOTES_MODE:
+            return -errno.EROFS
+        data = ctypes.string_at(buf, size)
+        node.value = node.value[:offset].ljust(offset, b"\0") + data + node.value[offset + size :]
+        node.stat.st_size = len(node.value)
+        return size
+
+    def truncate(self, path: bytes, length: int) -> int:
+        node = self.nodes.get(path)
+        if node is None or node.name or node.stat.st_mode != NOTES_MODE:
+            return -errno.EROFS
+        node.value = node.value[:length].ljust(length, b"\0")
+        node.stat.st_size = length
+        return 0
+
+    def ftruncate(self, path: bytes, length: int, info: Any) -> int:
+        return self.truncate(path, length)
+
+    def operations(self) -> tuple[Any, list[Any]]:
+        """The ``struct fuse_operations`` (and the callbacks it points to, kept alive)."""
+        lib = library()
+        ops = lib.py.fuse_operations()
+        keep = []
+        for name in ("getattr", "readdir", "open", "read", "release", "create", "write",
+                     "truncate", "ftruncate"):  # fmt: skip
+            callback = lib.prototypes[name](_guarded(getattr(self, name)))
+            keep.append(callback)
+            setattr(ops, name, callback)
+        return ops, keep
+
+
+def _guarded(method: Callable[..., int]) -> Callable[..., int]:
+    """An exception must not cross into C: it becomes EIO (and a log line without values)."""
+
+    def call(*args: Any) -> int:
+        try:
+            return method(*args)
+        except Exception as exc:  # noqa: BLE001 - the C caller can only take an errno
+            log.error("FUSE %s failed: %s", method.__name__, type(exc).__name__)
+            return -errno.EIO
+
+    return call
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as fh:
+            return fh.read().decode(errors="replace").rstrip("\n")
+    except OSError:
+        return ""
+
+
+class FuseMount(HostMount):
+    """A FUSE mount under ``<runtime_dir>/mounts/<id>``, served by a thread of this
+    process; everything a runtime uses of a ``HostMount`` (paths, binds) is the same."""
+
+    def __init__(self, path: Path, fs: SecretsFS, secrets_dir: str = DEFAULT_SECRETS_DIR):
+        super().__init__(path, -1, fs.placed, secrets_dir)
+        self.fs = fs
+        self._fuse: int | None = None
+        self._chan: int | None = None
+        self._thread: threading.Thread | None = None
+        self._keep: list[Any] = []
+        self.device = 0
+
+    @classmethod
+    def create(cls, runtime_dir: Path, mount: SecretMount) -> FuseMount:
+        """Mount a FUSE filesystem holding ``mount``'s files and start serving it.
+
+        Raises:
+            MountError: FUSE is unavailable or the mount failed; nothing is left behind.
+        """
+        check()
+        base = trust.runtime_dir(runtime_dir) / "mounts"
+        base.mkdir(mode=0o700, exist_ok=True)
+        path = base / secrets.token_hex(8)
+        path.mkdir(mode=0o700)
+        owner = (os.geteuid(), os.getegid())
+        served = cls(path, SecretsFS(mount.files, owner, mount.secrets_dir), mount.secrets_dir)
+        try:
+            served._start(noexec=not any(f.config for f in mount.files))
+        except BaseException:
+            served.remove()
+            raise
+        log.debug("serving secrets over FUSE at %s", path)
+        return served
+
+    def _start(self, noexec: bool) -> None:
+        lib = library()
+        options = ["default_permissions", "nosuid", "nodev", "fsname=secretd", "subtype=secretd"]
+        if os.geteuid() == 0:
+            options.append("allow_other")
+        if noexec:
+            options.append("noexec")
+        mount_args, keep_m = _args("secretd", "-o", ",".join(options))
+        timeouts = f"attr_timeout={ATTR_TIMEOUT},entry_timeout={ATTR_TIMEOUT}"
+        lib_args, keep_l = _args("secretd", "-o", f"use_ino,{timeouts},negative_timeout=0")
+        ops, callbacks = self.fs.operations()
+        self._keep = [mount_args, keep_m, lib_args, keep_l, ops, callbacks]
+        chan = lib.fuse_mount(str(self.path).encode(), ctypes.byref(mount_args))
+        if not chan:
+            raise MountError(f"cannot mount the FUSE secrets filesystem at {self.path}", FUSE_HINT)
+        self._chan = chan
+        size = ctypes.sizeof(ops)
+        fuse = lib.fuse_new(chan, ctypes.byref(lib_args), ctypes.byref(ops), size, None)
+        if not fuse:
+            raise MountError("cannot start the FUSE secrets filesystem", FUSE_HINT)
+        self._fuse = fuse
+        self._thread = threading.Thread(
+            target=self._serve, args=(fuse,), daemon=True, name=f"secretd-fuse-{self.path.name}"
+        )
+        with _serving_lock:
+            _serving.add(self)  # libfuse calls into self.fs until the loop ends
+        self._thread.start()
+        self.device = os.stat(self.path).st_dev
+
+    def _serve(self, fuse: int) -> None:
+        """The thread: serve until unmounted (``ENODEV`` ends the loop)."""
+        try:
+            library().fuse_loop(fuse)
+        finally:
+            with _serving_lock:
+                _serving.discard(self)
+
+    def update(self, files: Sequence[SecretFile]) -> None:
+        self.fs.update(files)
+
+    def keep(self) -> None:
+        """A detached container keeps being served for as long as this process lives."""
+
+    def remove(self) -> None:
+        """Stop serving: unmount (lazily: a view inside a dying namespace may linger),
+        end the loop, free libfuse's state, remove the directory. Idempotent."""
+        if self._chan is not None:
+            _unmount(self.path)
+            if self._thread is not None:
+                self._thread.join(5.0)
+                if self._thread.is_alive():
+                    _abort(self.device)
+                    self._thread.join(5.0)
+            lib = library()
+            if self._thread is None or not self._thread.is_alive():
+                lib.fuse_unmount(str(self.path).encode(), self._chan)
+                if self._fuse is not None:
+                    lib.fuse_destroy(self._fuse)
+            self._chan = self._fuse = self._thread = None
+        try:
+            self.path.rmdir()
+        except FileNotFoundError:
+            pass
+
+
+_serving: set[FuseMount] = set()  # mounts being served, kept alive (libfuse holds callbacks)
+_serving_lock = threading.Lock()
+
+
+def _unmount(path: Path) -> None:
+    """Unmount lazily: umount2 as root, fusermount for a user's own mount."""
+    if os.geteuid() == 0:
+        try:
+            _linux.umount(str(path))
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise MountError(f"cannot unmount {path}: {exc.strerror}") from None
+        return
+    binary = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
+    subprocess.run([binary, "-u", "-z", "-q", str(path)], check=False, capture_output=True)
+
+
+def _abort(device: int) -> None:
+    """End a connection something still holds (root only): its server is going away."""
+    try:
+        with open(f"/sys/fs/fuse/connections/{os.minor(device)}/abort", "w") as fh:
+            fh.write("1")
+    except OSError:
+        pass
+
+
+def is_dead(path: Path) -> bool:
+    """Whether ``path`` is a FUSE mount whose server is gone (``ENOTCONN``)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def reap(runtime_dir: Path) -> list[str]:
+    """Unmount and remove the FUSE mounts a dead secretd left under ``mounts/``."""
+    base = runtime_dir / "mounts"
+    if not base.is_dir():
+        return []
+    reaped = []
+    for entry in base.iterdir():
+        if is_dead(entry):
+            _unmount(entry)
+            try:
+                entry.rmdir()
+            except OSError as exc:
+                log.warning("cannot remove %s: %s", entry, exc.strerror)
+                continue
+            reaped.append(entry.name)
+    return reaped
+
+
+__all__ = ["CONFIGS", "FuseMount", "SecretsFS", "check", "is_dead", "reap"]
