@@ -223,10 +223,12 @@ class HostMount:
                 mount_tmpfs(str(path / CONFIGS), size_for(configs), noexec=False)
             placed = fill(root_fd, mount.files, (0, 0), mount.secrets_dir)
         except OSError as exc:
-            _teardown(path, root_fd)
+            _close(root_fd)
+            remove_host_mount(path)
             raise MountError(f"cannot prepare the secrets mount: {exc.strerror}") from None
         except BaseException:
-            _teardown(path, root_fd)
+            _close(root_fd)
+            remove_host_mount(path)
             raise
         log.debug("mounted secrets tmpfs at %s", path)
         return cls(path, root_fd, placed, mount.secrets_dir)
@@ -256,8 +258,9 @@ class HostMount:
 
     def remove(self) -> None:
         if self._root_fd >= 0:
-            _teardown(self.path, self._root_fd)
+            _close(self._root_fd)
             self._root_fd = -1
+            remove_host_mount(self.path)
 
     def keep(self) -> None:
         """Close secretd's handle but leave the tmpfs mounted, for a detached container
@@ -267,29 +270,42 @@ class HostMount:
             self._root_fd = -1
 
 
-def _teardown(path: Path, root_fd: int) -> None:
-    if root_fd >= 0:
-        os.close(root_fd)
-    try:
-        _linux.umount(str(path / CONFIGS))
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):  # no configs tmpfs in this one
-            raise
+def _close(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
+
+
+def unmount(path: Path) -> None:
+    """Detach what is mounted at ``path``, lazily (as ``umount -l``: a process still
+    inside keeps its view, nobody new gets one); nothing mounted there (``EINVAL``, a
+    failed create) or no ``path`` at all is fine.
+
+    Raises:
+        OSError: the kernel refuses (``EPERM``, ``EBUSY``).
+    """
     try:
         _linux.umount(str(path))
     except OSError as exc:
-        if exc.errno != errno.EINVAL:  # EINVAL: not mounted (a failed create)
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
             raise
-    path.rmdir()
 
 
-def reap(runtime_dir: Path) -> list[str]:
-    """Unmount and remove every host mount a previous secretd left behind."""
-    base = runtime_dir / "mounts"
-    if not base.is_dir():
-        return []
-    reaped = []
-    for entry in base.iterdir():
-        _teardown(entry, -1)
-        reaped.append(entry.name)
-    return reaped
+def remove_host_mount(path: Path) -> None:
+    """Unmount a host mount (its configs tmpfs first) and remove its directory: for a
+    run's own mount on its way out and for one a container engine's reaper finds
+    orphaned. One already gone is fine.
+
+    Raises:
+        MountError: it cannot be unmounted or removed (named, with the reason).
+    """
+    try:
+        unmount(path / CONFIGS)
+        unmount(path)
+    except OSError as exc:
+        raise MountError(f"cannot unmount {path}: {os.strerror(exc.errno or 0)}") from None
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise MountError(f"cannot remove {path}: {exc.strerror}") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secretd.runtime.engines.common import teardown
+from secretd.mount.tmpfs import remove_host_mount
 
 Bind = Callable[..., dict[str, str]]
 
@@ -45,4 +45,4 @@ def unmount_leftovers(clean_environ: dict[str, Path]) -> Iterator[None]:
     yield
     base = clean_environ["runtime"] / "mounts"
     for path in base.iterdir() if base.is_dir() else []:
-        teardown(path)
+        remove_host_mount(path)

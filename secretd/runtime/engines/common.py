@@ -12,7 +12,6 @@ the mount once its container is gone.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -22,7 +21,6 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from ... import _linux
 from ...errors import LaunchError, MountError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretMount
@@ -185,22 +183,6 @@ def engine_labels(spec: RunSpec, host_mount: HostMount) -> dict[str, str]:
     labels[LABEL_SECRETS] = ",".join(dict.fromkeys(ref.name for ref in spec.secrets))
     labels[LABEL_MOUNT] = str(host_mount.path)
     return labels
-
-
-def teardown(path: Path) -> None:
-    """Unmount and remove an engine mount; a mount already gone is fine."""
-    try:
-        _linux.umount(str(path))
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise MountError(f"cannot unmount {path}: {os.strerror(exc.errno or 0)}") from None
-    try:
-        path.rmdir()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise MountError(f"cannot remove {path}: {exc.strerror}") from None
-    log.info("removed secrets mount %s", path.name)
 
 
 class EventStream:

@@ -4,8 +4,9 @@ Two things remove them:
 
 - ``MountReaper`` (``watch_destroyed``), run by the daemon in a thread: on each
   ``destroy``/``remove`` event of a labelled container it removes that container's tmpfs.
-- ``reap``: removes mounts whose owner process has exited and whose container no longer
-  exists; the daemon runs it when it starts watching, ``secretd run`` before each launch.
+- ``reap``: removes mounts whose owner process has exited and none of whose containers
+  (one, or a compose service's several) still exists; the daemon runs it when it starts
+  watching, ``secretd run`` before each launch.
 
 A mount whose owner is alive and attached is left alone: that process removes it itself.
 Mounts without notes (another runtime's, or one being set up) are never touched.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ...errors import LaunchError, MountError, SecretdError
+from ...mount.tmpfs import remove_host_mount
 from ..process import start_time
 from .common import (
     CONTAINER_NOTE,
@@ -29,7 +31,6 @@ from .common import (
     EventStream,
     docker_host,
     podman_host,
-    teardown,
 )
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Noted:
     detach: bool
     owner_alive: bool
     container: str | None
+    containers: frozenset[str] = frozenset()  # all of them, when several share the mount
 
 
 def read_notes(path: Path) -> Noted | None:
@@ -56,10 +58,10 @@ def read_notes(path: Path) -> Noted | None:
         owner = json.loads((path / OWNER_NOTE).read_text())
     except (OSError, ValueError):
         return None
-    try:
-        container: str | None = (path / CONTAINER_NOTE).read_text().strip() or None
+    try:  # one id a line: a compose service's containers share one mount
+        containers = (path / CONTAINER_NOTE).read_text().split()
     except (OSError, ValueError):
-        container = None
+        containers = []
     pid = owner.get("pid", 0) if isinstance(owner, dict) else None
     if type(pid) is not int:
         return None
@@ -69,7 +71,8 @@ def read_notes(path: Path) -> Noted | None:
         host=str(owner.get("host", "")),
         detach=bool(owner.get("detach")),
         owner_alive=pid > 0 and str(start_time(pid)) == owner.get("start"),
-        container=container,
+        container=containers[0] if containers else None,
+        containers=frozenset(containers),
     )
 
 
@@ -125,15 +128,22 @@ def reap(runtime_dir: Path) -> list[str]:
         finally:
             engine.close()
         for noted in mounts:
-            if noted.container in live:
+            if noted.containers & live:
                 continue
-            try:
-                teardown(noted.path)
-            except MountError as exc:  # one mount that resists must not keep the others
-                log.error("%s", exc)
-                continue
-            reaped.append(noted.path.name)
+            if _remove(noted.path):  # one mount that resists must not keep the others
+                reaped.append(noted.path.name)
     return reaped
+
+
+def _remove(path: Path) -> bool:
+    """Remove one orphaned engine mount; a failure is logged (it names the path)."""
+    try:
+        remove_host_mount(path)
+    except MountError as exc:
+        log.error("%s", exc)
+        return False
+    log.info("removed secrets mount %s", path.name)
+    return True
 
 
 def reap_quietly(runtime_dir: Path) -> None:
@@ -203,12 +213,13 @@ class MountReaper:
         if not label or path.parent != self.base:
             return
         noted = read_notes(path)
-        if noted is None or noted.container != cid or (noted.owner_alive and not noted.detach):
+        if noted is None or cid not in noted.containers:
             return
-        try:
-            teardown(path)
-        except MountError as exc:
-            log.error("%s", exc)
+        if noted.owner_alive and not noted.detach:
+            return
+        if noted.containers - {cid} & self.engine.live_ids():
+            return  # another container still uses it
+        _remove(path)
 
     def stop(self) -> None:
         self._stopped.set()

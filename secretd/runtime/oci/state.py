@@ -11,7 +11,6 @@ was left by an interrupted secretd; ``reap`` takes such leftovers down.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -22,11 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ... import _linux
 from ...config import Config
 from ...errors import LaunchError, SecretdError, UsageError
 from ...mount.atomic import DIR_FLAGS, remove_path
-from ...mount.tmpfs import HostMount, Layout
+from ...mount.tmpfs import HostMount, Layout, unmount
 from ...typed import decode
 from ..process import alive
 
@@ -201,11 +199,7 @@ def teardown(directory: Path, record: Record, mount: HostMount | None = None,
     the bundle and the upper layer; the record and logs too unless ``keep_record``."""
     if (Path(record.runc_root) / record.id).exists():
         runc(record, "delete", "--force", record.id)
-    try:
-        _linux.umount(str(directory / "rootfs"))
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise
+    unmount(directory / "rootfs")
     if mount is None and record.mount and os.path.isdir(record.mount):
         mount = HostMount(Path(record.mount), os.open(record.mount, DIR_FLAGS), Layout((), ()))
     if mount is not None:
