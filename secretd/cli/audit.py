@@ -1,4 +1,5 @@
-"""``secretd audit``: report secrets a Docker host, compose files or Dockerfiles expose."""
+"""``secretd audit``: report secrets a Docker host, compose files or Dockerfiles expose;
+``secretd audit log``: read the access log (which secret went where, never a value)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from . import AppContext
 FAIL_LEVELS = ("none", "low", "medium", "high")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option(
     "--docker",
     "docker_host",
@@ -49,9 +50,9 @@ FAIL_LEVELS = ("none", "low", "medium", "high")
     show_default=True,
     help="Exit 1 when a finding at or above this level exists ('none': never).",
 )
-@click.pass_obj
+@click.pass_context
 def audit(
-    app: AppContext,
+    ctx: click.Context,
     docker_host: bool,
     compose_files: tuple[Path, ...],
     dockerfiles: tuple[Path, ...],
@@ -62,8 +63,11 @@ def audit(
     show in clear; print where, which variable, why and the fix, never a value.
 
     Exit status: 0 nothing at or above --fail-on, 1 findings, 2 usage errors, 125 Docker
-    unreachable.
+    unreachable. 'secretd audit log' reads the access log instead.
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    app: AppContext = ctx.obj
     from ..audit import Auditor, Level, audit_compose, audit_docker, audit_dockerfile
     from ..audit_formats import FORMATS
     from ..errors import UsageError
@@ -94,3 +98,70 @@ def _key(app: AppContext) -> bytes:
     from ..audit import fingerprint_key
 
     return fingerprint_key(app.config.state_dir, os.environ)
+
+
+@audit.command("log")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only events since then: a duration back (30s, 10m, 2h, 7d) or a UTC time "
+    "(2026-12-01T02:00:00).",
+)
+@click.option("--secret", "secret", metavar="NAME", help="Only events about this secret or file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
+@click.pass_obj
+def log(app: AppContext, since: str | None, secret: str | None, as_json: bool) -> None:
+    """Show the access log: which secret (name, version) went to which run, for which uid,
+    each rotation, and each open of a FUSE file (pid, command). Never a value."""
+    import json
+
+    from .. import accesslog
+
+    start = _since(since) if since else None
+    for event in accesslog.read(app.config.state_dir, start, secret):
+        if as_json:
+            click.echo(json.dumps(event, separators=(",", ":")))
+        else:
+            click.echo(_line(event))
+
+
+def _since(text: str) -> float:
+    """``--since``: a duration back from now, or an ISO 8601 UTC time.
+
+    Raises:
+        UsageError: neither.
+    """
+    import calendar
+    import re
+    import time
+
+    from ..errors import UsageError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        return time.time() - float(match[1]) * units[match[2]]
+    for layout in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return calendar.timegm(time.strptime(text.strip().rstrip("Z"), layout))
+        except ValueError:
+            continue
+    raise UsageError(
+        f"invalid --since {text!r}",
+        "give a duration like 10m or 2h, or a UTC time like 2026-12-01T02:00",
+    )
+
+
+def _line(event: dict[str, object]) -> str:
+    """``TIME EVENT key=value ...``: secrets as ``name@version``."""
+    parts = [str(event.get("time", "")), str(event.get("event", ""))]
+    for key, value in event.items():
+        if key in ("time", "event") or value is None:
+            continue
+        if key == "secrets" and isinstance(value, list):
+            value = ",".join(
+                f"{item.get('name')}@{item.get('version')}" if isinstance(item, dict) else str(item)
+                for item in value
+            )
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
