@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import trust
 from .config import Config
-from .errors import LaunchError, Untrusted
+from .errors import LaunchError, Untrusted, UsageError
 from .protocol import (
     SOCKET_NAME,
     SYSTEM_SOCKET,
@@ -182,6 +182,12 @@ def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool =
     # configs and templates are not authorised by the daemon's policy yet: in-process
     local = no_daemon or bool(from_env or spec.configs or spec.templates)
     chan = None if local else connect(config)
+    if chan is None and spec.detach and spec.refreshes():
+        raise UsageError(
+            "--refresh with -d needs the secretd daemon, which keeps a detached container's "
+            "files current after this command returns",
+            "start it with 'secretd daemon', or drop --refresh",
+        )
     if chan is None:
         from .broker import Broker
         from .engine import Engine  # only without a daemon: the whole pipeline

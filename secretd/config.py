@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .refs import Binding, check_name, check_target, parse_id, parse_mode
+from .refs import Binding, check_name, check_target, parse_id, parse_mode, parse_refresh
 
 SYSTEM_CONFIG = Path("/etc/secretd/config.toml")
 PROJECT_CONFIG = "secretd.toml"
@@ -71,6 +71,7 @@ SETTINGS: dict[str, Setting] = {
     "secrets.*.uid": _ID,
     "secrets.*.gid": _ID,
     "secrets.*.mode": _MODE,
+    "secrets.*.refresh": Setting((str, int, float), 'a duration like "30s" or "5m"'),
     **dict.fromkeys(("configs", "configs.*", "templates", "templates.*"), _TABLE),
     "configs.*.source": Setting((str,), 'a source like "file:app.conf" or "vault:kv/app#conf"'),
     "configs.*.target": _PATH,
@@ -290,6 +291,7 @@ def _binding(name: str, entry: Any, origin: str, table: str = "secrets") -> Bind
         uid=parse_id(entry["uid"], "uid", where) if "uid" in entry else None,
         gid=parse_id(entry["gid"], "gid", where) if "gid" in entry else None,
         mode=parse_mode(entry["mode"], where) if "mode" in entry else None,
+        refresh=parse_refresh(entry["refresh"], where) if "refresh" in entry else None,
     )
 
 

@@ -32,10 +32,11 @@ from . import __version__, _linux, protocol, safeopen
 from .caller_run import authorise_run, bind
 from .config import Config
 from .engine import Engine
-from .errors import SecretdError, UsageError
+from .errors import AccessDenied, SecretdError, UsageError
 from .limits import Budget, Connections, Limits
 from .policy import Peer, Policy, peer_of
 from .protocol import Channel, Closed, Message, ProtocolError
+from .rotation import Rotation
 from .signals import FORWARDED
 from .spec import Container, RunSpec, SecretMount
 
@@ -49,6 +50,7 @@ ACCEPT_RETRY = 0.1
 THREAD_STACK = 2 * 1024 * 1024  # deep enough for the recursion limit of C code (json)
 RUN_NAME_MAX = 128
 SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
+ROTATE_TICK = 0.2  # how soon a run sees 'secretd secret rotate'
 
 
 def harden() -> None:
@@ -90,9 +92,13 @@ class RunRecord:
         self.started = time.time()
         self.done = threading.Event()
         self.container: Container | None = None
+        self.rotation: Rotation | None = None
         self._abandoned: float | None = None
         self._lock = threading.Lock()
         self._killer: threading.Timer | None = None
+
+    def watch(self, rotation: Rotation) -> None:
+        self.rotation = rotation
 
     def attach(self, container: Container) -> None:
         with self._lock:
@@ -138,6 +144,7 @@ class RunRecord:
             "command": self.command,
             "started": self.started,
             "state": state,
+            "stale": self.rotation.stale() if self.rotation else {},
         }
 
 
@@ -155,6 +162,7 @@ class Daemon:
         self.listener = listener
         self.policy = policy or Policy.from_config(config)
         self.engine = Engine(config)
+        self.engine.tick = ROTATE_TICK
         self.limits = Limits.from_config(config.daemon)
         self.connections = Connections(self.limits)
         self.budget = Budget(self.limits)
@@ -173,6 +181,7 @@ class Daemon:
             "secret": self._secret,
             "ps": self._ps,
             "stop": self._stop,
+            "rotate": self._rotate,
         }
 
     def serve(self) -> None:
@@ -295,6 +304,7 @@ class Daemon:
             raise ProtocolError(f"malformed RunSpec: {exc.line()}") from None
         self.budget.check_count(len(texts))
         spec, keys = authorise_run(self.policy, peer, self.config, spec, texts, cwd)
+        _check_rotation(spec, self.policy.is_superuser(peer))
         record = RunRecord(peer, spec, keys)
         watcher = threading.Thread(target=self._watch, args=(chan, record), daemon=True)
         with self._lock:
@@ -318,7 +328,7 @@ class Daemon:
                 trusted = self.policy.is_superuser(peer)
                 with safeopen.reading_for(peer.uid, peer.groups, trusted):
                     status = self.engine.run(
-                        spec, (fds[0], fds[1], fds[2]), on_start=started, admit=admit
+                        spec, (fds[0], fds[1], fds[2]), started, admit, record.watch
                     )
             finally:
                 record.finish()  # before the reply: the client hangs up as soon as it has it
@@ -408,6 +418,7 @@ class Daemon:
             info = store.create(name, protocol.blob(message, "value"), protocol.labels(message))
         else:
             info = store.rotate(name, protocol.blob(message, "value"))
+            self._notify({name})
         log.info("store %s %r by uid=%d", action, name, peer.uid)
         chan.send({"ok": True, "secret": dataclasses.asdict(info) if info else None})
 
@@ -419,6 +430,23 @@ class Daemon:
         with self._lock:
             views = [r.view() for r in self.runs.values() if everyone or r.peer.uid == peer.uid]
         chan.send({"ok": True, "runs": sorted(views, key=lambda v: v["started"])})
+
+    def _rotate(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+        """``secretd secret rotate --notify NAME``: every run using NAME reads it again now
+        (its provider has a new value the daemon did not write)."""
+        names = protocol.strings(message, "names")
+        if not self.policy.may_administer(peer):
+            self.policy.check_secrets(peer, names)
+        chan.send({"ok": True, "runs": self._notify(set(names))})
+
+    def _notify(self, names: set[str]) -> list[str]:
+        """Wake every run using one of ``names``; the ids of those runs."""
+        with self._lock:
+            records = list(self.runs.values())
+        woken = [r.id for r in records if r.rotation is not None and r.rotation.request(names)]
+        if woken:
+            log.info("reading %s again for runs %s", ", ".join(sorted(names)), ", ".join(woken))
+        return woken
 
     def _stop(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
         target, timeout = message.get("id"), message.get("timeout", STOP_TIMEOUT)
@@ -435,6 +463,21 @@ class Daemon:
         record.terminate(float(timeout))
         record.done.wait(float(timeout) + 5)
         chan.send({"ok": True, "id": record.id, "stopped": record.done.is_set()})
+
+
+def _check_rotation(spec: RunSpec, superuser: bool) -> None:
+    """What the daemon cannot do for a run's rotation: ``exec:`` hooks would run as the
+    daemon's user, and a detached container is not kept current yet."""
+    if spec.on_change.startswith("exec:") and not superuser:
+        raise AccessDenied(
+            "--on-change exec: would run its command as the daemon's user; only root may",
+            "use signal:NAME or restart, or --no-daemon",
+        )
+    if spec.detach and spec.refreshes():
+        raise UsageError(
+            "the daemon does not keep a detached container's files current yet",
+            "run it in the foreground with --refresh, or rotate with 'secretd secret rotate'",
+        )
 
 
 def _check_run_name(name: str | None) -> None:

@@ -5,6 +5,8 @@ references -> secrets and configs (broker) -> templates rendered -> mount plan -
 Supervising means waiting for the command while keeping leased secrets alive: each lease
 is renewed at 2/3 of its duration; when the provider refuses, the secret is issued anew
 and its files are replaced in place. Every lease is given back when the command ends.
+Secrets with a refresh interval are kept current by rotation.py, which says what changed;
+the engine swaps those files and acts (``--on-change``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import mount
+from . import accesslog, mount
 from .broker import Broker
 from .config import Config
 from .errors import MountError, SecretdError
 from .exposure import config_warning
 from .refs import parse_ref, target_path
+from .rotation import Actions, Rotation, check_spec
 from .runtime import load_runtime, runtime_name
 from .spec import (
     DEFAULT_MODE,
@@ -59,6 +62,8 @@ class Engine:
     def __init__(self, config: Config, broker: Broker | None = None) -> None:
         self.config = config
         self.broker = broker or Broker(config)
+        # how often a run wakes to see rotate requests (the daemon's ``request()``s)
+        self.tick: float | None = None
 
     def run(
         self,
@@ -66,16 +71,20 @@ class Engine:
         stdio: Stdio = (0, 1, 2),
         on_start: Callable[[Container], None] | None = None,
         admit: Callable[[SecretMount], None] | None = None,
+        watch: Callable[[Rotation], None] | None = None,
     ) -> int:
         """Run ``spec`` to completion and return the command's exit status.
 
         Args:
             admit: sees the planned files before anything is mounted, and may refuse them
                 (the daemon's per-run and per-user limits); leases are given back.
+            watch: gets the run's Rotation once the command started (the daemon's
+                ``secretd secret rotate`` and ``ps`` reach it through it).
 
         Raises:
             SecretdError: anything that failed before the command started.
         """
+        check_spec(spec)
         runtime = load_runtime(runtime_name(spec, self.config), self.config)
         if spec.file_env:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
@@ -89,15 +98,26 @@ class Engine:
             planned = mount.plan(refs, secrets, rendered, spec.secrets_dir)
             if admit is not None:
                 admit(planned)
-            container = runtime.launch(spec, planned, stdio)
+            current = [runtime.launch(spec, planned, stdio)]
             detached = spec.detach
             try:
-                log.debug("started %s with secrets %s", container.id, [r.name for r in refs])
+                log.debug("started %s with secrets %s", current[0].id, [r.name for r in refs])
                 if on_start is not None:
-                    on_start(container)
-                return self._supervise(container, refs, secrets)
+                    on_start(current[0])
+
+                def relaunch() -> Container:
+                    files = mount.plan(refs, secrets, rendered, spec.secrets_dir)
+                    current[0] = runtime.launch(spec, files, stdio)
+                    if on_start is not None:
+                        on_start(current[0])
+                    return current[0]
+
+                rotation = Rotation(self.broker, refs, secrets, spec.refresh)
+                if watch is not None:
+                    watch(rotation)
+                return self._supervise(current, refs, secrets, rotation, Actions(spec, relaunch))
             finally:
-                container.remove()
+                current[0].remove()
         finally:
             every = (refs + read[0], secrets + read[1])
             if detached:
@@ -156,16 +176,54 @@ class Engine:
             files.append(_template_file(mount.inside(template, spec.secrets_dir), done, owner))
         return files
 
-    def _supervise(self, container: Container, refs: list[SecretRef], secrets: list[Secret]) -> int:
+    def _supervise(
+        self,
+        current: list[Container],
+        refs: list[SecretRef],
+        secrets: list[Secret],
+        rotation: Rotation,
+        actions: Actions,
+    ) -> int:
+        """Wait for the command (``current[0]``, replaced by a restart), renewing leases
+        when due and swapping the files of secrets whose content changed."""
         due = {i: _renew_at(s) for i, s in enumerate(secrets) if s.lease_id and s.lease_duration}
         while True:
-            timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
-            status = container.wait(timeout)
+            wake = [*due.values(), *filter(None, [rotation.due()])]
+            timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
+            if self.tick is not None:
+                timeout = self.tick if timeout is None else min(timeout, self.tick)
+            status = current[0].wait(timeout)
             if status is not None:
                 return status
             now = time.monotonic()
             for index in [i for i, at in due.items() if at <= now]:
-                due[index] = self._keep_alive(container, refs, secrets, index)
+                due[index] = self._keep_alive(current[0], refs, secrets, index)
+            changed = rotation.poll()
+            if changed:
+                current[0] = self._rotated(current[0], refs, secrets, changed, actions)
+
+    def _rotated(
+        self,
+        container: Container,
+        refs: list[SecretRef],
+        secrets: list[Secret],
+        changed: list[int],
+        actions: Actions,
+    ) -> Container:
+        """Write the changed secrets' files in one update, then act once."""
+        files = tuple(f for i in changed for f in mount.files_for(refs[i], secrets[i]))
+        names = [refs[i].name for i in changed]
+        try:
+            container.update(files)
+        except OSError as exc:
+            log.error("cannot replace the files of %s: %s", ", ".join(names), exc.strerror or exc)
+            return container
+        for i in changed:
+            accesslog.record(
+                "rotate", secret=refs[i].name, version=secrets[i].version, run=container.id,
+                action=actions.on_change.action,
+            )  # fmt: skip
+        return actions.after_change(container, names)
 
     def _keep_alive(
         self, container: Container, refs: list[SecretRef], secrets: list[Secret], index: int

@@ -33,9 +33,12 @@ SCHEME_RE = re.compile(r"[a-z][a-z0-9+.-]*")
 NAME_MAX = 64
 PATH_MAX = 4096
 ELEMENT_MAX = 255
-LONG_KEYS = frozenset({"source", "src", "target", "uid", "gid", "mode"})
+LONG_KEYS = frozenset({"source", "src", "target", "uid", "gid", "mode", "refresh"})
 HINT = "see 'secretd run --help' for the reference grammar"
 KINDS = ("secret", "config", "template")
+MIN_REFRESH = 1.0
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Binding:
     gid: int | None = None
     mode: int | None = None
     delimiters: tuple[str, str] | None = None  # [templates.NAME] only
+    refresh: float | None = None  # [secrets.NAME] only
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,32 @@ def parse_id(value: str | int, what: str, context: str) -> int:
     return number
 
 
+def parse_refresh(value: str | int | float, context: str) -> float:
+    """A refresh interval: ``30s``, ``5m``, ``1h``, ``1500ms`` or a number of seconds,
+    at least one second (a provider polled faster is hammered for nothing).
+
+    Raises:
+        UsageError: not a duration, or under one second.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = DURATION_RE.fullmatch(str(value).strip())
+        if match is None:
+            raise UsageError(
+                f"invalid refresh {value!r} in {context!r}", "give a duration like 30s, 5m or 1h"
+            )
+        seconds = float(match[1]) * DURATION_UNITS[match[2] or "s"]
+    if not seconds >= MIN_REFRESH or seconds > 366 * 86400:
+        raise UsageError(
+            f"refresh {value!r} in {context!r} is under 1 s"
+            if not seconds >= MIN_REFRESH
+            else f"refresh {value!r} in {context!r} is over a year",
+            "give a duration of 1s or more, like 30s or 5m",
+        )
+    return seconds
+
+
 def check_target(target: str, context: str) -> str:
     """Validate a target path: relative to the secrets directory, or absolute."""
     if "\0" in target:
@@ -149,7 +179,7 @@ def _split_long(text: str, kind: str = "secret") -> dict[str, str]:
         if not eq or key not in LONG_KEYS:
             raise UsageError(
                 f"invalid field {part!r} in {kind} reference {text!r}",
-                "use source=, target=, uid=, gid=, mode=",
+                "use source=, target=, uid=, gid=, mode=, refresh=",
             )
         key = "source" if key == "src" else key
         if key in fields:
@@ -225,6 +255,9 @@ def parse_ref(
         gid = parse_id(fields["gid"], "gid", text)
     if "mode" in fields:
         mode = parse_mode(fields["mode"], text)
+    refresh = binding.refresh if binding else None
+    if "refresh" in fields:
+        refresh = parse_refresh(fields["refresh"], text)
     if kind == "config":
         target = posixpath.join("/", target)
     return SecretRef(
@@ -235,6 +268,7 @@ def parse_ref(
         gid=gid,
         mode=mode,
         kind=kind,
+        refresh=refresh,
     )
 
 
@@ -254,6 +288,11 @@ def parse_template(text: str, bindings: Mapping[str, Binding] | None = None) -> 
     binding: Binding | None = None
     if eq and head.strip() in LONG_KEYS:
         fields = _split_long(text, "template")
+        if "refresh" in fields:
+            raise UsageError(
+                f"template reference {text!r} has refresh=, which templates lack",
+                "set refresh= on the secrets the template reads",
+            )
     else:
         binding = (bindings or {}).get(check_name(text, "template name"))
         if binding is None:

@@ -36,6 +36,7 @@ class SecretRef:
     gid: int | None = None
     mode: int = DEFAULT_MODE
     kind: str = "secret"
+    refresh: float | None = None  # seconds between checks for a new version (rotation.py)
 
     @property
     def scheme(self) -> str:
@@ -159,9 +160,17 @@ class RunSpec:
     interactive: bool = False
     detach: bool = False
     remove: bool = False
+    refresh: float | None = None  # every secret's, unless its reference sets its own
+    on_change: str = "none"  # none, signal:NAME, restart or exec:CMD (rotation.py)
+    stop_signal: str = "SIGTERM"  # how restart stops the command
+    stop_timeout: float = 10.0  # seconds before restart kills it
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def refreshes(self) -> bool:
+        """Whether any secret is polled for new versions (``--refresh`` or ``refresh=``)."""
+        return self.refresh is not None or any(r.refresh for r in self.secrets + self.configs)
 
     @classmethod
     def from_json(cls, data: object) -> RunSpec:

@@ -58,6 +58,9 @@ def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
     if row["kind"] == "run":
         command = " ".join(map(str, row["command"]))
         up = f"Up {int(now - row['started'])} seconds" if row["state"] == "running" else "Starting"
+        if row.get("stale"):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(min(row["stale"].values())))
+            up += f", stale since {since}"
         secrets, image, user = ",".join(map(str, row["secrets"])), "(host)", row["user"]
     else:
         command, up, secrets, image, user = (
@@ -184,9 +187,9 @@ def rm(app: AppContext, force: bool, containers: tuple[str, ...]) -> None:
 @click.pass_obj
 def prune(app: AppContext) -> None:
     """Remove stopped containers and whatever an interrupted secretd left behind."""
-    from ..runtime.oci.state import reap, records, remove
+    from ..runtime.oci.state import records, remove, remove_dead_containers
 
-    deleted = reap(app.config)
+    deleted = remove_dead_containers(app.config)
     for _, record in records(app.config):
         if record.state() == "exited":
             remove(app.config, record.id)

@@ -15,7 +15,8 @@ from .. import client, runtime, safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import SecretdError, UsageError
 from ..exposure import check_env
-from ..refs import check_unique_targets, parse_ref, parse_refs, parse_template
+from ..refs import check_unique_targets, parse_ref, parse_refresh, parse_refs, parse_template
+from ..rotation import check_spec
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef, TemplateRef
 from . import AppContext
 
@@ -25,7 +26,7 @@ ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are take
 SPEC_FLAGS = (
     "runtime", "user", "workdir", "name", "secrets_dir", "file_env", "entrypoint", "volumes",
     "publish", "network", "hostname", "restart", "read_only", "tty", "interactive", "detach",
-    "remove",
+    "remove", "on_change", "stop_signal", "stop_timeout",
 )  # fmt: skip
 
 
@@ -158,6 +159,22 @@ def _strict(flag: bool, app: AppContext) -> bool:
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background (images).")
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option(
+    "--refresh",
+    metavar="DURATION",
+    help="Check every secret for a new version this often (1s or more; docs/rotation.md).",
+)
+@click.option(
+    "--on-change",
+    default="none",
+    show_default=True,
+    metavar="ACTION",
+    help="When secrets changed: none, signal:NAME, restart or exec:CMD.",
+)
+@click.option("--stop-signal", default="SIGTERM", show_default=True, help="How restart stops.")
+@click.option(
+    "--stop-timeout", type=float, default=10.0, show_default=True, help="Restart's SIGKILL delay."
+)
 @click.option("--no-daemon", is_flag=True, help="Never use the secretd daemon; run in-process.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[IMAGE] [--] CMD [ARG...]")
 @click.pass_context
@@ -227,7 +244,8 @@ def build_spec(
     if image is None:
         env = inherited_env(secrets) + env
     same = {key: opts[key] for key in SPEC_FLAGS}
-    return RunSpec(
+    refresh = parse_refresh(opts["refresh"], "--refresh") if opts["refresh"] else None
+    spec = RunSpec(
         command=tuple(command),
         secrets=secrets,
         configs=configs,
@@ -235,8 +253,11 @@ def build_spec(
         env=env,
         image=image,
         labels=tuple(labels),
+        refresh=refresh,
         **same,
     )
+    check_spec(spec)
+    return spec
 
 
 def _anchored(template: TemplateRef) -> TemplateRef:

@@ -148,17 +148,44 @@ def create(app: AppContext, name: str, file: str | None, labels: tuple[str, ...]
 
 
 @secret.command()
+@click.option(
+    "--notify",
+    is_flag=True,
+    help="Store nothing: tell the daemon's runs using NAME to read it again now.",
+)
 @click.argument("name")
 @click.argument("file", required=False, metavar="[FILE|-]")
 @click.pass_obj
-def rotate(app: AppContext, name: str, file: str | None) -> None:
+def rotate(app: AppContext, notify: bool, name: str, file: str | None) -> None:
     """Add a new version of NAME from FILE or stdin; older versions beyond the last few
-    (keep_versions, default 5) are deleted."""
+    (keep_versions, default 5) are deleted. A running daemon puts it into every run
+    using NAME at once (docs/rotation.md).
+
+    With --notify, NAME's provider (Vault, AWS, a file) already has the new value: the
+    daemon's runs using NAME read it again now instead of at their next refresh."""
     check_name(name)
+    if notify:
+        _notify(app, name, file)
+        return
     store = _secrets(app)
     with _suggesting(store, name):
         info = store.rotate(name, read_value(file, name))
     click.echo(f"{info.name}: version {info.version}")
+
+
+def _notify(app: AppContext, name: str, file: str | None) -> None:
+    from .. import client
+    from ..protocol import request
+
+    if file is not None:
+        raise UsageError("--notify takes no value", f"secretd secret rotate --notify {name}")
+    reply = client.call(app.config, request("rotate", names=[name]))
+    if reply is None:
+        raise UsageError(
+            "no secretd daemon answers, so no run is waiting to be told",
+            "start it with 'secretd daemon'; runs with --refresh see new versions themselves",
+        )
+    click.echo(f"{name}: {len(reply['runs'])} runs notified")
 
 
 @secret.command("ls")

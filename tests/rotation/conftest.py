@@ -1,0 +1,85 @@
+"""Helpers for rotation tests: a store with a passphrase, and a command that reports what
+it reads, when, and which signals it got, into a log the test follows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import daemon, world  # noqa: F401 - the daemon tests' fixtures
+from tests.support.waiting import wait_for
+
+PASSPHRASE = "rotation-test-pass"
+
+
+@pytest.fixture
+def store_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment a ``secretd`` subprocess needs to read the test's local store."""
+    monkeypatch.setenv("SECRETD_PASSPHRASE", PASSPHRASE)
+    return dict(os.environ)
+
+
+def reporter(log: Path, target: str = "/run/secrets/api_key", period: float = 0.1) -> str:
+    """A shell loop that appends ``<value> <inode>`` whenever the file's value or inode
+    changes, and ``HUP`` for each SIGHUP it gets (first line: ``start``)."""
+    return (
+        f'echo start >> {log}; trap "echo HUP >> {log}" HUP; last=""; '
+        f'while :; do now="$(cat {target}) $(stat -c %i {target})"; '
+        f'[ "$now" != "$last" ] && echo "$now" >> {log}; last="$now"; sleep {period}; done'
+    )
+
+
+class Follower:
+    """The lines a reporter wrote so far."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def lines(self) -> list[str]:
+        try:
+            return self.log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def values(self) -> list[str]:
+        return [line.split()[0] for line in self.lines() if line not in ("start", "HUP")]
+
+    def wait_value(self, value: str, timeout: float = 15) -> None:
+        wait_for(lambda: value in self.values(), f"{value!r} in {self.lines()}", timeout)
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``secretd ARGS`` in the background; stopped (SIGTERM) at the end."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-m", "secretd", *args], text=True, **kwargs)  # type: ignore[call-overload]
+        procs.append(proc)
+        return proc  # type: ignore[no-any-return]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def settle(seconds: float) -> None:
+    """Give a run time in which nothing should happen (no write, no signal)."""
+    time.sleep(seconds)

@@ -1,0 +1,110 @@
+"""Rotation into a running sandbox command, in-process (no daemon): a new store version
+reaches the command within one refresh interval, an unchanged value is never rewritten,
+``--on-change`` acts once per change, a failing provider keeps the last good files."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.rotation.conftest import Follower, reporter, settle
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.root
+
+Start = Callable[..., subprocess.Popen[str]]
+
+
+def create(secretd: Callable[..., subprocess.CompletedProcess[str]], value: str) -> None:
+    done = secretd("secret", "create", "api_key", "-", input=value)
+    assert done.returncode == 0, done.stderr
+
+
+def rotate(secretd: Callable[..., subprocess.CompletedProcess[str]], value: str) -> None:
+    done = secretd("secret", "rotate", "api_key", "-", input=value)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def follower(tmp_path: Path) -> Follower:
+    return Follower(tmp_path / "seen.log")
+
+
+def test_a_new_version_reaches_the_command_and_signals_it_once(
+    secretd, store_env, background: Start, follower: Follower
+) -> None:
+    create(secretd, "v1")
+    run = background(
+        "run", "--no-daemon", "--on-change", "signal:HUP", "--secret", "source=api_key,refresh=1s",
+        "--", "sh", "-c", reporter(follower.log),
+    )  # fmt: skip
+    follower.wait_value("v1")
+    rotate(secretd, "v2")
+    follower.wait_value("v2", timeout=10)
+    first = [line for line in follower.lines() if line.startswith("v1")][0].split()[1]
+    second = [line for line in follower.lines() if line.startswith("v2")][0].split()[1]
+    assert first != second  # a new file took the name: renamed into place
+    wait_for(lambda: follower.lines().count("HUP") == 1, f"one HUP in {follower.lines()}")
+    rotate(secretd, "v2")  # a new version with the same content
+    settle(3)
+    assert follower.lines().count("HUP") == 1
+    assert [v for v in follower.values() if v == "v2"] == ["v2"]  # same inode: never rewritten
+    assert run.poll() is None
+
+
+def test_restart_starts_the_command_again_once_with_the_new_files(
+    secretd, store_env, background: Start, follower: Follower
+) -> None:
+    create(secretd, "v1")
+    background(
+        "run", "--no-daemon", "--on-change", "restart", "--stop-timeout", "5",
+        "--refresh", "1s", "--secret", "api_key", "--", "sh", "-c", reporter(follower.log),
+    )  # fmt: skip
+    follower.wait_value("v1")
+    rotate(secretd, "v2")
+    follower.wait_value("v2", timeout=10)
+    settle(2)
+    assert follower.lines().count("start") == 2
+
+
+def test_restart_keeps_the_exit_status_of_the_last_command(
+    secretd, store_env, background: Start, tmp_path: Path
+) -> None:
+    create(secretd, "v1")
+    started = tmp_path / "started"
+    script = (
+        f'echo x >> {started}; trap "exit 0" TERM; '
+        'while [ "$(cat /run/secrets/api_key)" = v1 ]; do sleep 0.1; done; sleep 0.5; exit 7'
+    )
+    run = background(
+        "run", "--no-daemon", "--on-change", "restart", "--refresh", "1s", "--secret", "api_key",
+        "--", "sh", "-c", script,
+    )  # fmt: skip
+    wait_for(started.exists, "the command to start")
+    rotate(secretd, "v2")
+    assert run.wait(30) == 7
+    assert started.read_text().count("x") == 2
+
+
+def test_a_failing_provider_keeps_the_old_files_and_recovers(
+    background: Start, follower: Follower, tmp_path: Path
+) -> None:
+    source = tmp_path / "api_key.txt"
+    source.write_text("v1")
+    run = background(
+        "run", "--no-daemon", "--secret", f"source=file:{source},target=api_key,refresh=1s",
+        "--", "sh", "-c", reporter(follower.log),
+    )  # fmt: skip
+    follower.wait_value("v1")
+    source.unlink()  # the provider now fails
+    settle(3)
+    assert follower.values() == ["v1"]
+    source.write_text("v2")
+    follower.wait_value("v2", timeout=15)
+    run.terminate()
+    _, err = run.communicate(timeout=20)
+    assert err.count("refreshing api_key failed") == 1  # logged once, not once per retry
+    assert "v1" not in err and "v2" not in err
