@@ -38,8 +38,8 @@ def push(app: AppContext, names: tuple[str, ...], dry_run: bool) -> None:
     NAME is resolved as 'secretd run --secret NAME' resolves it (secretd.toml, else the
     local store); NAME=SCHEME:LOCATOR binds it on the spot.
     """
-    with _session(app) as (session, stack):
-        secrets = session.resolve(stack, names)
+    with _session(app) as (session, held):
+        secrets = session.resolve(held, names)
         session.carry_out(session.swarm.plan_push(secrets), dry_run)
 
 
@@ -53,12 +53,12 @@ def rotate(app: AppContext, services: tuple[str, ...], only: str | None, dry_run
     first if Swarm lacks it), keeping each file's target, uid, gid and mode."""
     if only is not None:
         check_name(only)
-    with _session(app) as (session, stack):
+    with _session(app) as (session, held):
         from ..runtime.swarm import versioned_name
 
         used = session.swarm.sources(services, only)
         sources = sorted({source for refs in used.values() for _, source in refs})
-        secrets = session.resolve(stack, sources)
+        secrets = session.resolve(held, sources)
         creates = [s for s in session.swarm.plan_push(secrets) if s.action == "create"]
         newest = {secret.name: versioned_name(secret.name, secret.value) for secret in secrets}
         session.carry_out([*creates, *session.swarm.plan_rotate(used, newest)], dry_run)
@@ -95,7 +95,7 @@ class _Session:
         self.app = app
         self.swarm = Swarm()
 
-    def resolve(self, stack: ExitStack, names: Sequence[str]) -> list[Secret]:
+    def resolve(self, held: ExitStack, names: Sequence[str]) -> list[Secret]:
         """The values of ``names`` through the broker, held until the command ends.
 
         Raises:
@@ -108,7 +108,7 @@ class _Session:
         refs = [parse_ref(name, self.app.config.secrets) for name in names]
         for ref in refs:
             check_source(ref.name)
-        secrets: list[Secret] = stack.enter_context(resolve(refs, self.app.config))
+        secrets: list[Secret] = held.enter_context(resolve(refs, self.app.config))
         self._no_leases(secrets)
         return secrets
 
@@ -123,7 +123,7 @@ class _Session:
                 )
 
     def resolve_project(
-        self, stack: ExitStack, files: Sequence[str], name: str
+        self, held: ExitStack, files: Sequence[str], name: str
     ) -> tuple[_Project, list[str], list[Secret]]:
         """The compose model (read as project ``name``) and the secrets its services use:
         their compose keys and values, each once, held until the command ends."""
@@ -142,7 +142,7 @@ class _Session:
         found = resolve(only, broker)
         keys = [key for _, key in found]
         secrets = list(found.values())
-        stack.callback(broker.release, [loaded.plan.sources[k].ref for k in found], secrets)
+        held.callback(broker.release, [loaded.plan.sources[k].ref for k in found], secrets)
         self._no_leases(secrets)
         return _Project(loaded.model, project.home()), keys, secrets
 
@@ -161,11 +161,11 @@ def _session(app: AppContext) -> Iterator[tuple[_Session, ExitStack]]:
     """A manager to talk to (refused early when it is not one), closed at the end; a
     failure of secretd's own exits 125, as ``secretd run`` does."""
     try:
-        with ExitStack() as stack:
+        with ExitStack() as held:
             session = _Session(app)
-            stack.callback(session.swarm.close)
+            held.callback(session.swarm.close)
             session.swarm.require_manager()
-            yield session, stack
+            yield session, held
     except SecretdError as exc:
         if exc.exit_code == 1:
             exc.exit_code = 125
@@ -196,12 +196,12 @@ def deploy(app: AppContext, files: tuple[str, ...], name: str, dry_run: bool) ->
     import json
     import sys
 
-    with _session(app) as (session, stack):
+    with _session(app) as (session, held):
         from ..runtime.stack import check, stack_model
         from ..runtime.stack import deploy as deploy_stack
         from ..runtime.swarm import versioned_name
 
-        project, keys, secrets = session.resolve_project(stack, files, name)
+        project, keys, secrets = session.resolve_project(held, files, name)
         versions = {
             key: versioned_name(secret.name, secret.value)
             for key, secret in zip(keys, secrets, strict=True)
@@ -210,7 +210,8 @@ def deploy(app: AppContext, files: tuple[str, ...], name: str, dry_run: bool) ->
         check(model, project.home)
         session.carry_out(session.swarm.plan_push(secrets), dry_run)
         for key, versioned in sorted(versions.items()):
-            click.echo(f"{'would use' if dry_run else 'use'}: secret {key} as {versioned}")
+            verb = "would use" if dry_run else "use"
+            click.echo(printable(f"{verb}: secret {key} as {versioned}"))
         if dry_run:
             click.echo(f"would run: docker stack deploy -c - {name}")
             return

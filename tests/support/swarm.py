@@ -10,15 +10,14 @@ containers keep working meanwhile.
 
 from __future__ import annotations
 
-import random
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from tests.support.dockerd import Dockerd
+from tests.support.waiting import free_port, wait_for
 
 __all__ = ["Swarm", "swarm"]
 
@@ -28,12 +27,9 @@ class Swarm:
     docker: Dockerd
 
     def wait(self, what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-        """Poll ``check`` until it holds (swarm converges in its own time)."""
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.2)
+        """Poll ``check`` until it holds (swarm converges in its own time; each check
+        runs the docker CLI, hence the longer interval)."""
+        wait_for(check, what, timeout, interval=0.2)
 
     def task_container(self, service: str, not_in: frozenset[str] = frozenset()) -> str:
         """The id of the service's running task container (a new one, if ``not_in`` lists
@@ -55,25 +51,13 @@ def swarm(dockerd: Dockerd) -> Iterator[Swarm]:
     state = dockerd("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")
     made = state.split() != ["active", "true"]
     if made:
-        listen = f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
+        listen = f"127.0.0.1:{free_port()}"
         dockerd(
             "swarm", "init", "--advertise-addr", listen, "--listen-addr", listen,
-            "--data-path-port", str(_free_port(socket.SOCK_DGRAM)),
+            "--data-path-port", str(free_port(socket.SOCK_DGRAM, below=49152)),
         )  # fmt: skip
     try:
         yield Swarm(dockerd)
     finally:
         if made:
             dockerd("swarm", "leave", "--force", check=False)
-
-
-def _free_port(kind: socket.SocketKind) -> int:
-    """A port nobody uses now, in 1024-49151 (the range Swarm takes for its data path)."""
-    while True:
-        port = random.randint(20000, 49151)
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        return port
