@@ -33,6 +33,7 @@ MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+TMPFS_MAGIC = 0x01021994
 
 # The mount API of Linux 5.2 (fsopen & co.): a filesystem can be set up and filled as a
 # detached mount, reachable only through a file descriptor, before it is attached anywhere.
@@ -115,6 +116,14 @@ def unshare(flags: int) -> None:
 
 def prctl(option: int, arg: int) -> None:
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
+
+
+def fs_type(path: str) -> int:
+    """The filesystem type (``f_type`` of ``statfs(2)``, e.g. ``TMPFS_MAGIC``) of ``path``;
+    ``os.statvfs`` does not report it."""
+    buffer = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    _check(_libc.statfs(_b(path), buffer), f"statfs {path}")
+    return ctypes.c_long.from_buffer(buffer).value
 
 
 class _CloneArgs(ctypes.Structure):

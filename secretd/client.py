@@ -179,8 +179,9 @@ def run(config: Config, spec: RunSpec, secrets: Sequence[str], no_daemon: bool =
     if from_env and not no_daemon:
         log.debug("%s come from this environment, which the daemon cannot see: in-process",
                   ", ".join(from_env))  # fmt: skip
-    # configs and templates are not authorised by the daemon's policy yet: in-process
-    local = no_daemon or bool(from_env or spec.configs or spec.templates)
+    # configs and templates are not authorised by the daemon's policy yet; a host command
+    # without a sandbox is this process's child, its secrets directory this user's
+    local = no_daemon or bool(from_env or spec.configs or spec.templates) or spec.runtime == "host"
     chan = None if local else connect(config)
     if chan is None and spec.detach and spec.refreshes():
         raise UsageError(

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import accesslog, mount
+from . import accesslog, ci, mount
 from .broker import Broker
 from .config import Config
 from .errors import MountError, SecretdError
 from .exposure import config_warning
-from .refs import parse_ref, target_path
+from .refs import parse_ref
 from .rotation import Actions, Rotation, check_spec
 from .runtime import load_runtime, runtime_name
 from .spec import (
@@ -50,10 +49,7 @@ RETRY_AFTER_FAILURE = 10.0
 
 def file_env(spec: RunSpec) -> tuple[tuple[str, str], ...]:
     """``<NAME>_FILE=/run/secrets/<target>`` for each secret (the official images' way)."""
-    return tuple(
-        (re.sub(r"[^A-Z0-9_]", "_", ref.name.upper()) + "_FILE", target_path(ref, spec.secrets_dir))
-        for ref in spec.secrets
-    )
+    return mount.file_env(spec.secrets, spec.secrets_dir)
 
 
 class Engine:
@@ -95,6 +91,7 @@ class Engine:
         try:
             _warn_about_configs(refs, secrets)
             rendered = self._render(spec, refs, secrets, runtime.name, read)
+            _register_masks(spec, refs, secrets, read[1], stdio[1])
             planned = mount.plan(refs, secrets, rendered, spec.secrets_dir)
             if admit is not None:
                 admit(planned)
@@ -258,6 +255,17 @@ class Engine:
                 raise MountError(message) from None
             raise
         self.broker.release([ref], [old])
+
+
+def _register_masks(
+    spec: RunSpec, refs: list[SecretRef], secrets: list[Secret], read: list[Secret], fd: int
+) -> None:
+    """In a GitHub Actions job, the values go to the runner's log masking before the
+    command can print them (ci.py); the job's variables reach a daemon in ``spec.env``."""
+    found = ci.detect() or ci.detect(dict(spec.env))
+    if found is not None:
+        values = [s for r, s in zip(refs, secrets, strict=True) if r.kind == "secret"] + read
+        ci.register(found, values, fd)
 
 
 def _leave_leases(refs: list[SecretRef], secrets: list[Secret]) -> None:

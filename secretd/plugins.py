@@ -26,6 +26,7 @@ BUILTIN: Mapping[str, Mapping[str, str]] = {
     },
     "secretd.runtimes": {
         "sandbox": "secretd.runtime.sandbox:SandboxRuntime",
+        "host": "secretd.runtime.hostdir:HostRuntime",
         "oci": "secretd.runtime.oci.runtime:OciRuntime",
         "docker": "secretd.runtime.engines.docker:DockerRuntime",
         "podman": "secretd.runtime.engines.podman:PodmanRuntime",

@@ -14,14 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from secretd import ci
+
 SCRUBBED_PREFIXES = ("VAULT_", "AWS_", "SECRETD_", "DOCKER_", "CONTAINERS_", "BAO_")
+# A CI system's markers change what secretd prints (secretd/ci.py): tests set them.
+SCRUBBED_NAMES = frozenset({"CI", "GITHUB_ACTIONS", "GITLAB_CI", *ci.OTHERS})
 
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Path]]:
     """Drop the developer's credentials and point secretd's state at a temporary place."""
     for key in list(os.environ):
-        if key.startswith(SCRUBBED_PREFIXES) or key == "CI":
+        if key.startswith(SCRUBBED_PREFIXES) or key in SCRUBBED_NAMES:
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     paths = {

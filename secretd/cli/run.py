@@ -11,16 +11,13 @@ from typing import Any
 
 import click
 
-from .. import client, runtime, safeopen
-from ..backends import CREDENTIAL_VARIABLES
+from .. import ci, client, runtime
 from ..errors import SecretdError, UsageError
-from ..exposure import check_env
 from ..refs import check_unique_targets, parse_ref, parse_refresh, parse_refs, parse_template
 from ..rotation import check_spec
-from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretRef, TemplateRef
+from ..spec import DEFAULT_SECRETS_DIR, RunSpec, TemplateRef
 from . import AppContext
-
-ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are taken as written)"
+from .runenv import Variable, check_exposure, inherited_env, read_env
 
 # Flags that land in the RunSpec field of the same name, as given.
 SPEC_FLAGS = (
@@ -40,74 +37,8 @@ class RunCommand(click.Command):
         return rest
 
 
-def parse_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> tuple[tuple[str, str], ...]:
-    """``-e``/``--env-file`` as Docker reads them: ``KEY=VALUE`` literally, and a bare
-    ``KEY`` taken from secretd's own environment (omitted when unset)."""
-    lines: list[tuple[str, str]] = []
-    for path in env_files:
-        lines += env_file_lines(path)
-    lines += [("-e", value) for value in values]
-    pairs: list[tuple[str, str]] = []
-    for where, item in lines:
-        name, eq, value = item.partition("=")
-        if not name or any(c.isspace() for c in name):
-            hint = "use KEY=VALUE" if where == "-e" else ENV_FILE_HINT
-            raise UsageError(f"invalid variable name {name!r} in {where}", hint)
-        if eq:
-            pairs.append((name, value))
-        elif name in os.environ:
-            pairs.append((name, os.environ[name]))
-    return tuple(pairs)
-
-
-def env_file_lines(path: Path) -> list[tuple[str, str]]:
-    """The ``KEY[=VALUE]`` lines of an ``--env-file`` (a regular file smaller than 500 KiB),
-    each with the place it came from; values are literal, nothing is expanded.
-
-    Raises:
-        UsageError: the file cannot be read, is not UTF-8, or holds a NUL character.
-    """
-    try:
-        text = safeopen.decode(safeopen.read_file(path), f"--env-file {path}")
-    except OSError as exc:
-        raise UsageError(f"cannot read --env-file {path}: {exc.strerror}") from None
-    lines = []
-    for number, line in enumerate(text.split("\n"), 1):
-        where = f"--env-file {path} at line {number}"
-        if "\0" in line:
-            raise UsageError(f"NUL character in {where}", ENV_FILE_HINT)
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            lines.append((where, line.lstrip().removesuffix("\r")))
-    return lines
-
-
-def inherited_env(secrets: tuple[SecretRef, ...]) -> tuple[tuple[str, str], ...]:
-    """secretd's environment for a host command, less what must not travel with it: the
-    variables that ``env:`` secrets moved into files, and every provider's credentials
-    (``backends.CREDENTIAL_ENV``; pass one on purpose with ``-e NAME``)."""
-    moved = {ref.locator for ref in secrets if ref.scheme == "env"}
-    return tuple(
-        (key, value)
-        for key, value in os.environ.items()
-        if key not in moved and key not in CREDENTIAL_VARIABLES
-    )
-
-
-def check_exposure(env: tuple[tuple[str, str], ...], allow: tuple[str, ...], strict: bool) -> None:
-    found = check_env(env, allow)
-    if found and strict:
-        names = ", ".join(f"-e {e.name} ({e.reason})" for e in found)
-        raise UsageError(
-            f"{names}: environment values are exposed by 'docker inspect' and /proc/<pid>/environ",
-            "pass them with --secret, or accept one with --allow-env NAME",
-        )
-    for exposure in found:
-        click.echo(f"secretd: warning: {exposure.warning()}", err=True)
-
-
 def _strict(flag: bool, app: AppContext) -> bool:
-    return flag or app.config.strict or os.environ.get("CI", "").lower() == "true"
+    return flag or app.config.strict or ci.detect() is not None
 
 
 @click.command(
@@ -176,6 +107,17 @@ def _strict(flag: bool, app: AppContext) -> bool:
     "--stop-timeout", type=float, default=10.0, show_default=True, help="Restart's SIGKILL delay."
 )
 @click.option("--no-daemon", is_flag=True, help="Never use the secretd daemon; run in-process.")
+@click.option(
+    "--no-sandbox",
+    is_flag=True,
+    help="Host commands: no namespace; secrets in a private directory on /dev/shm, "
+    "$SECRETD_SECRETS_DIR (docs/ci.md).",
+)
+@click.option(
+    "--clean-env",
+    is_flag=True,
+    help="Host commands inherit only PATH HOME USER LANG TZ TERM and CI*, plus -e.",
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[IMAGE] [--] CMD [ARG...]")
 @click.pass_context
 def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
@@ -187,9 +129,10 @@ def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
     """
     app: AppContext = ctx.obj
     try:
-        env = parse_env(opts["env"], opts["env_file"])
-        spec = build_spec(app, args, bool(ctx.meta.get("no_image")), env, opts)
-        check_exposure(env, opts["allow_env"], _strict(opts["strict"], app))
+        given = read_env(opts["env"], opts["env_file"])
+        spec, inherited = build_spec(app, args, bool(ctx.meta.get("no_image")), given, opts)
+        strict = _strict(opts["strict"], app)
+        check_exposure(given, inherited, opts["allow_env"], strict, spec.image is None)
         status = client.run(app.config, spec, opts["secrets"], opts["no_daemon"])
     except SecretdError as exc:
         if exc.exit_code == 1:
@@ -220,12 +163,18 @@ def build_spec(
     app: AppContext,
     args: tuple[str, ...],
     no_image: bool,
-    env: tuple[tuple[str, str], ...],
+    given: list[Variable],
     opts: dict[str, Any],
-) -> RunSpec:
-    """The RunSpec for the flags; host commands inherit secretd's environment, as sudo's."""
+) -> tuple[RunSpec, list[Variable]]:
+    """The RunSpec for the flags, and what a host command inherits of secretd's
+    environment (as with sudo -E; ``--clean-env`` keeps little of it)."""
     if not args:
         raise UsageError("no command given", "secretd run [OPTIONS] [IMAGE] -- CMD [ARG...]")
+    if opts["no_sandbox"]:
+        if opts["runtime"] not in ("auto", "host"):
+            raise UsageError(f"--no-sandbox and --runtime {opts['runtime']} disagree")
+        opts["runtime"] = "host"
+        no_image = True  # the host's program, image or not
     image, command = (None, args) if no_image else (args[0], args[1:])
     if image is not None and opts["runtime"] == "auto" and app.config.runtime == "auto":
         image, command = image_or_program(app, args)
@@ -241,8 +190,8 @@ def build_spec(
     configs = tuple(parse_ref(text, app.config.configs, "config") for text in opts["configs"])
     templates = tuple(_anchored(parse_template(t, app.config.templates)) for t in opts["templates"])
     check_unique_targets((*secrets, *configs, *templates), opts["secrets_dir"])
-    if image is None:
-        env = inherited_env(secrets) + env
+    inherited = inherited_env(secrets, opts["clean_env"]) if image is None else []
+    env = tuple((v.name, v.value) for v in (*inherited, *given))
     same = {key: opts[key] for key in SPEC_FLAGS}
     refresh = parse_refresh(opts["refresh"], "--refresh") if opts["refresh"] else None
     spec = RunSpec(
@@ -257,7 +206,7 @@ def build_spec(
         **same,
     )
     check_spec(spec)
-    return spec
+    return spec, inherited
 
 
 def _anchored(template: TemplateRef) -> TemplateRef:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
+import re
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -20,6 +22,18 @@ def inside(ref: R, secrets_dir: str) -> R:
     if prefix != "/" and ref.target.startswith(prefix):
         return dataclasses.replace(ref, target=ref.target[len(prefix) :])
     return ref
+
+
+def file_env(refs: Sequence[SecretRef], secrets_dir: str) -> tuple[tuple[str, str], ...]:
+    """``<NAME>_FILE=<path>`` for each secret (the official images' way): the path the
+    command sees, ``secrets_dir`` joined to a relative target."""
+    return tuple(
+        (
+            re.sub(r"[^A-Z0-9_]", "_", ref.name.upper()) + "_FILE",
+            posixpath.join(secrets_dir, ref.target),  # an absolute target stays itself
+        )
+        for ref in refs
+    )
 
 
 def files_for(ref: SecretRef, secret: Secret) -> list[SecretFile]:

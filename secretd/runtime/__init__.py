@@ -1,6 +1,7 @@
 """Runtimes: what starts the command. One protocol, found through ``secretd.runtimes``.
 
-``sandbox`` runs a host command in its own mount namespace (no image); ``oci`` runs an
+``sandbox`` runs a host command in its own mount namespace (no image); ``host`` runs one
+without any (``--no-sandbox``: secrets in a private directory on a tmpfs); ``oci`` runs an
 image with runc; ``docker`` and ``podman`` hand the container to those engines.
 """
 
@@ -41,12 +42,12 @@ def runtime_name(spec: RunSpec, config: Config) -> str:
         if spec.detach:  # nothing would stop it later, nor give its leases back
             hint = "a host command runs in the foreground: drop -d"
             raise UsageError("-d/--detach is for images", hint)
-        if spec.runtime not in ("auto", "sandbox"):
+        if spec.runtime not in ("auto", "sandbox", "host"):
             raise UsageError(f"--runtime {spec.runtime} needs an image", "give IMAGE before CMD")
-        return "sandbox"
+        return "host" if spec.runtime == "host" else "sandbox"
     chosen = spec.runtime if spec.runtime != "auto" else config.runtime
-    if chosen == "sandbox":
-        raise UsageError("the sandbox runtime runs host commands, not images", "drop --runtime")
+    if chosen in ("sandbox", "host"):
+        raise UsageError(f"the {chosen} runtime runs host commands, not images", "drop --runtime")
     if chosen == "auto":
         from .oci.images import is_local  # image files and secretd's own store: only oci runs them
 

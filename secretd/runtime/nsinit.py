@@ -54,16 +54,18 @@ class Plan:
 def child(plan: Plan, sock: socket.socket) -> None:
     """The forked helper: enter the namespaces, clone the init into a new PID namespace as
     secretd's child, leave. Syscalls only, every failure reported to the parent."""
+    kind = "setup"
     try:
         _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != plan.parent:
             os._exit(125)
         os.setpgid(0, 0)  # out of reach of a Ctrl-C meant for secretd
+        kind = "refused"  # the kernel or a security policy allows no namespace here
         _enter_namespaces(plan.userns)
         if _linux.clone_sibling_init() == 0:
             _init(plan, sock)
     except BaseException as exc:  # noqa: B036 - report anything, then leave without cleanup
-        _report(sock, "setup", exc, plan.command[0])
+        _report(sock, kind, exc, plan.command[0])
         os._exit(125)
     os._exit(0)
 

@@ -29,6 +29,8 @@ import struct
 import sys
 from collections.abc import Sequence
 
+from ..ci import CI
+from ..ci import detect as detect_ci
 from ..config import Config
 from ..errors import (
     CommandNotFound,
@@ -39,16 +41,37 @@ from ..errors import (
     UsageError,
 )
 from ..mount.tmpfs import fill, layout, uses_configs
-from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretFile, SecretMount, Stdio
+from ..spec import DEFAULT_SECRETS_DIR, Container, RunSpec, SecretFile, SecretMount, Stdio
 from ..users import resolve_user
+from . import terminal
 from .nsinit import Plan, child
 from .process import kill_and_reap
 
 log = logging.getLogger(__name__)
 INITS = ("tini-static", "tini")  # Debian's tini has both; the static one starts faster
+
+
+class SandboxRefused(MountError):
+    """The kernel or a security policy allows no namespace here: a container without
+    CAP_SYS_ADMIN (Docker's seccomp profile refuses ``unshare``), or Ubuntu 24.04's
+    AppArmor rule for unprivileged user namespaces. The message lists the ways out."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            f"{text} (no namespace may be made here: a container without CAP_SYS_ADMIN, "
+            "a seccomp profile such as Docker's, or Ubuntu's AppArmor rule for "
+            "unprivileged user namespaces)",
+            "run with --no-sandbox (secrets in a private directory on /dev/shm, removed "
+            "when the command ends; automatic when CI=true; docs/ci.md), or allow "
+            "namespaces (docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined; "
+            "on Ubuntu: sysctl kernel.apparmor_restrict_unprivileged_userns=0)",
+        )
+
+
 FAILURES: dict[str, type[SecretdError]] = {
     "notfound": CommandNotFound,
     "noexec": CommandNotRunnable,
+    "refused": SandboxRefused,
     "setup": MountError,
     "usage": UsageError,
 }
@@ -110,13 +133,7 @@ class SandboxProcess:
     def _reclaim_terminal(self) -> None:
         """tini gave the terminal to the command's group; take it back, as a shell does."""
         if self._tty_fd is not None:
-            old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-            try:
-                os.tcsetpgrp(self._tty_fd, os.getpgrp())
-            except OSError:
-                pass
-            finally:
-                signal.signal(signal.SIGTTOU, old)
+            terminal.reclaim(self._tty_fd)
             self._tty_fd = None
 
 
@@ -127,7 +144,7 @@ class SandboxRuntime:
     def from_config(cls, config: Config) -> SandboxRuntime:
         return cls()
 
-    def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> SandboxProcess:
+    def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> Container:
         """Fork, set the namespaces up, write the files, exec tini and the command.
 
         Raises:
@@ -143,7 +160,7 @@ class SandboxRuntime:
         if not root:
             _check_userns_owners(mount.files, owner)
         tty = stdio[0] if os.isatty(stdio[0]) else None
-        foreground = tty is not None and _in_foreground(tty)
+        foreground = tty is not None and terminal.in_foreground(tty)
         plan = Plan(
             command=spec.command,
             env=dict(spec.env),
@@ -170,7 +187,30 @@ class SandboxRuntime:
             child(plan, theirs)
         theirs.close()
         with ours:
-            return _parent(pid, ours, mount, owner, tty if foreground else None)
+            try:
+                return _parent(pid, ours, mount, owner, tty if foreground else None)
+            except SandboxRefused as exc:
+                ci = detect_ci()
+                if ci is None:
+                    raise
+                refused = exc
+        return _without_sandbox(refused, ci, spec, mount, stdio)
+
+
+def _without_sandbox(
+    refused: SandboxRefused, ci: CI, spec: RunSpec, mount: SecretMount, stdio: Stdio
+) -> Container:
+    """A CI job whose sandbox is refused runs as ``--no-sandbox`` would, saying so once."""
+    from .hostdir import HostRuntime
+
+    log.warning(
+        "%s; in CI (%s) the command runs without a sandbox, its secrets in a private "
+        "directory on a tmpfs ($SECRETD_SECRETS_DIR, removed when it ends); --no-sandbox "
+        "skips the attempt",
+        refused.message,
+        ci.origin,
+    )
+    return HostRuntime().launch(spec, mount, stdio)
 
 
 def find_init() -> str:
@@ -251,15 +291,6 @@ def _receive(sock: socket.socket) -> tuple[bytes, list[int], int | None]:
         elif kind == socket.SCM_CREDENTIALS:
             sender = struct.unpack("3i", data[: struct.calcsize("3i")])[0]
     return message, fds, sender
-
-
-def _in_foreground(tty: int) -> bool:
-    """Whether we own ``tty``'s foreground; a daemon handed a client's terminal does not
-    (it is not the daemon's controlling terminal, so ``tcgetpgrp`` fails with ENOTTY)."""
-    try:
-        return os.tcgetpgrp(tty) == os.getpgrp()
-    except OSError:
-        return False
 
 
 def _failure(message: bytes) -> SecretdError:

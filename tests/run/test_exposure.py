@@ -1,4 +1,5 @@
-"""Warnings about -e values that 'docker inspect' and /proc/<pid>/environ would expose."""
+"""Warnings about -e values that the command's processes (and, for images, 'docker
+inspect') would see."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def test_secret_looking_names_warn(secretd, name: str) -> None:
         if w in name
     )
     assert result.stderr == (
-        f"secretd: warning: -e {name} looks like a secret (name contains {word}); 'docker inspect' "
-        f"and /proc/<pid>/environ expose environment values. Use --secret {name.lower()}.\n"
+        f"secretd: warning: -e {name} looks like a secret (name contains {word}); environment "
+        "values are read by the command and every process it starts (/proc/<pid>/environ). "
+        f"Use --secret {name.lower()}.\n"
     )
 
 
@@ -74,7 +76,9 @@ def test_env_file_entries_are_checked(secretd, tmp_path: Path) -> None:
     env_file.write_text(f"# comment\nMODE=production\nSTRIPE={TOKENS['stripe']}\n")
     result = secretd("run", "--env-file", str(env_file), "--", "sh", "-c", 'echo "$MODE"')
     assert result.stdout == "production\n"
-    assert result.stderr.startswith("secretd: warning: -e STRIPE looks like a secret")
+    assert result.stderr.startswith(
+        f"secretd: warning: STRIPE (--env-file {env_file}:3) looks like a secret"
+    )
 
 
 def test_strict_refuses_before_starting(secretd, tmp_path: Path) -> None:

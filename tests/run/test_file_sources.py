@@ -119,7 +119,7 @@ def test_env_file_and_dotenv_hints_agree(secretd, tmp_path: Path) -> None:
     env_file = secretd("run", "--no-daemon", "--env-file", "app.env", "--", "true")
     assert (env_file.returncode, env_file.stderr) == (
         2,
-        "secretd: invalid variable name 'BAD NAME' in --env-file app.env at line 2: use "
+        "secretd: invalid variable name 'BAD NAME' in --env-file app.env:2: use "
         "KEY=VALUE lines (Docker's --env-file rules: values are taken as written)\n",
     )
     dotenv = secretd("run", "--no-daemon", "--secret", "x=dotenv:app.env#MODE", "--", "true")

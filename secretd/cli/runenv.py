@@ -1,0 +1,166 @@
+"""The environment a ``secretd run`` command gets, and the warnings about it.
+
+Each variable keeps where it came from (``-e``, ``--env-file ci.env:3``, or secretd's own
+environment, which a host command inherits), so that a warning names the place to fix.
+A host command's environment is read by the command and every process it starts
+(``/proc/<pid>/environ``); a container's also by anyone who may run ``docker inspect``:
+the warnings say which. ``--clean-env`` passes a host command only a few inherited
+variables; provider credentials never travel (``backends.CREDENTIAL_ENV``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from .. import safeopen
+from ..backends import CREDENTIAL_VARIABLES
+from ..errors import UsageError
+from ..exposure import Exposure, check_env, variable_name_reason
+from ..spec import SecretRef
+
+ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are taken as written)"
+INHERITED = "inherited"
+# What --clean-env lets a host command inherit, besides CI* (the CI system's own).
+CLEAN_ENV = ("PATH", "HOME", "USER", "LANG", "TZ", "TERM")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One variable for the command, and where it came from (``-e``, ``--env-file F:N``
+    or ``inherited``)."""
+
+    name: str
+    value: str = field(repr=False)
+    origin: str
+
+
+def read_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> list[Variable]:
+    """``-e``/``--env-file`` as Docker reads them: ``KEY=VALUE`` literally, and a bare
+    ``KEY`` taken from secretd's own environment (omitted when unset).
+
+    Raises:
+        UsageError: a malformed name, or an ``--env-file`` that cannot be read.
+    """
+    lines: list[tuple[str, str]] = []
+    for path in env_files:
+        lines += env_file_lines(path)
+    lines += [("-e", value) for value in values]
+    found: list[Variable] = []
+    for where, item in lines:
+        name, eq, value = item.partition("=")
+        if not name or any(c.isspace() for c in name):
+            hint = "use KEY=VALUE" if where == "-e" else ENV_FILE_HINT
+            raise UsageError(f"invalid variable name {name!r} in {where}", hint)
+        if eq:
+            found.append(Variable(name, value, where))
+        elif name in os.environ:
+            found.append(Variable(name, os.environ[name], where))
+    return found
+
+
+def env_file_lines(path: Path) -> list[tuple[str, str]]:
+    """The ``KEY[=VALUE]`` lines of an ``--env-file`` (a regular file smaller than 500 KiB),
+    each with the place it came from (``--env-file PATH:LINE``); values are literal,
+    nothing is expanded.
+
+    Raises:
+        UsageError: the file cannot be read, is not UTF-8, or holds a NUL character.
+    """
+    try:
+        text = safeopen.decode(safeopen.read_file(path), f"--env-file {path}")
+    except OSError as exc:
+        raise UsageError(f"cannot read --env-file {path}: {exc.strerror}") from None
+    lines = []
+    for number, line in enumerate(text.split("\n"), 1):
+        where = f"--env-file {path}:{number}"
+        if "\0" in line:
+            raise UsageError(f"NUL character in {where}", ENV_FILE_HINT)
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            lines.append((where, line.lstrip().removesuffix("\r")))
+    return lines
+
+
+def inherited_env(secrets: Sequence[SecretRef], clean: bool = False) -> list[Variable]:
+    """secretd's environment for a host command, less what must not travel with it: the
+    variables that ``env:`` secrets moved into files, and every provider's credentials
+    (``backends.CREDENTIAL_ENV``; pass one on purpose with ``-e NAME``). ``clean`` keeps
+    only ``CLEAN_ENV`` and the CI system's ``CI*`` variables whose names mark no secret
+    (``CI_JOB_TOKEN`` stays behind)."""
+    moved = {ref.locator for ref in secrets if ref.scheme == "env"}
+    return [
+        Variable(key, value, INHERITED)
+        for key, value in os.environ.items()
+        if key not in moved
+        and key not in CREDENTIAL_VARIABLES
+        and (not clean or _clean(key, value))
+    ]
+
+
+def _clean(name: str, value: str) -> bool:
+    return name in CLEAN_ENV or (name.startswith("CI") and not variable_name_reason(name, value))
+
+
+def check_exposure(
+    given: Sequence[Variable],
+    inherited: Sequence[Variable],
+    allow: tuple[str, ...],
+    strict: bool,
+    host: bool,
+) -> None:
+    """Warn about ``-e``/``--env-file`` values that look like secrets (refuse them when
+    ``strict``); when ``strict``, warn by name about inherited ones too.
+
+    Raises:
+        UsageError: strict, and a given value looks like a secret.
+    """
+    origins = {v.name: v.origin for v in given}
+    found = check_env([(v.name, v.value) for v in given], allow)
+    if found and strict:
+        names = ", ".join(f"{_who(e.name, origins[e.name])} ({e.reason})" for e in found)
+        raise UsageError(
+            f"{names}: environment values are {_readers(host)}",
+            "pass them with --secret, or accept one with --allow-env NAME",
+        )
+    for exposure in found:
+        warning = _warning(exposure, origins[exposure.name], host)
+        click.echo(f"secretd: warning: {warning}", err=True)
+    if strict and inherited:
+        _warn_inherited(inherited, allow, {v.name for v in given})
+
+
+def _warn_inherited(inherited: Sequence[Variable], allow: tuple[str, ...], given: set[str]) -> None:
+    """One line naming every inherited variable that looks like a secret (never a value)."""
+    pairs = [(v.name, v.value) for v in inherited if v.name not in given]
+    names = [e.name for e in check_env(pairs, allow)]
+    if names:
+        click.echo(
+            f"secretd: warning: inherited {', '.join(sorted(names))} "
+            f"{'looks' if len(names) == 1 else 'look'} like "
+            f"{'a secret' if len(names) == 1 else 'secrets'}; the command and every process "
+            "it starts can read them (/proc/<pid>/environ). Move one into a file with "
+            "--secret NAME=env:VAR, or pass --clean-env.",
+            err=True,
+        )
+
+
+def _who(name: str, origin: str) -> str:
+    return f"-e {name}" if origin == "-e" else f"{name} ({origin})"
+
+
+def _readers(host: bool) -> str:
+    if host:
+        return "read by the command and every process it starts (/proc/<pid>/environ)"
+    return "exposed by 'docker inspect' and /proc/<pid>/environ"
+
+
+def _warning(exposure: Exposure, origin: str, host: bool) -> str:
+    return (
+        f"{_who(exposure.name, origin)} looks like a secret ({exposure.reason}); environment "
+        f"values are {_readers(host)}. Use --secret {exposure.name.lower()}."
+    )

@@ -1,0 +1,188 @@
+"""``secretd run --no-sandbox`` on the real host: a fresh 0700 directory on /dev/shm, 0400
+files of the caller's, the variables naming them, and nothing left however secretd ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.waiting import wait_for
+
+SHM = Path("/dev/shm")
+VALUE = "hunter2-db-password"
+# Compared in the shell: a value the command prints would be redacted on its way out.
+SAME = f'[ "$(cat "$DB_FILE")" = {VALUE} ] && echo same'
+SHOW = f'echo "$SECRETD_SECRETS_DIR"; echo "$DB_FILE"; stat -c "%a %u %F" "$SECRETD_SECRETS_DIR" "$DB_FILE"; {SAME}'  # noqa: E501
+
+
+def ours() -> set[str]:
+    return {p.name for p in SHM.iterdir() if p.name.startswith("secretd-")}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    (tmp_path / "db").write_text(VALUE)
+    return f"db=file:{tmp_path / 'db'}"
+
+
+def test_files_are_the_callers_0400_in_a_fresh_0700_tmpfs_directory(secretd, db: str) -> None:
+    before = ours()
+    result = secretd("run", "--no-sandbox", "--secret", db, "--", "sh", "-c", SHOW)
+    assert result.returncode == 0, result.stderr
+    directory, file, dir_stat, file_stat, value = result.stdout.splitlines()
+    assert directory.startswith("/dev/shm/secretd-")
+    assert file == f"{directory}/db"
+    assert dir_stat == f"700 {os.getuid()} directory"
+    assert file_stat == f"400 {os.getuid()} regular file"
+    assert value == "same"
+    assert result.stderr == ""
+    assert ours() == before  # removed when the command ended
+    assert not Path(directory).exists()
+
+
+def test_exit_status_is_the_commands(secretd, db: str) -> None:
+    failed = secretd("run", "--no-sandbox", "--secret", db, "--", "sh", "-c", "exit 7")
+    assert failed.returncode == 7
+    missing = secretd("run", "--no-sandbox", "--", "no-such-program-xyz")
+    assert missing.returncode == 127
+    assert missing.stderr == (
+        "secretd: cannot run 'no-such-program-xyz': command not found: check PATH or the name\n"
+    )
+
+
+def test_chosen_secrets_dir_on_tmpfs(secretd, db: str) -> None:
+    chosen = SHM / f"secretd-test-{os.getpid()}"
+    result = secretd(
+        "run", "--no-sandbox", "--secrets-dir", str(chosen), "--secret", db, "--",
+        "sh", "-c", f'[ "$SECRETD_SECRETS_DIR" = {chosen} ] && {SAME}',
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "same\n"
+    assert not chosen.exists()
+
+
+def test_secrets_dir_on_a_disk_is_refused(secretd, db: str, tmp_path: Path) -> None:
+    result = secretd(
+        "run", "--no-sandbox", "--secrets-dir", str(tmp_path / "s"), "--secret", db, "--", "true"
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"secretd: --secrets-dir {tmp_path / 's'} is not on a tmpfs: its files would reach a "
+        "disk: choose a directory under /dev/shm or drop --secrets-dir\n"
+    )
+    assert not (tmp_path / "s").exists()
+
+
+def test_existing_secrets_dir_is_refused(secretd, db: str) -> None:
+    chosen = SHM / f"secretd-test-exists-{os.getpid()}"
+    chosen.mkdir()
+    try:
+        result = secretd("run", "--no-sandbox", "--secrets-dir", str(chosen), "--", "true")
+        assert result.returncode == 2
+        assert "exists; without a sandbox secretd makes a new one" in result.stderr
+        assert chosen.is_dir()  # not someone else's to remove
+    finally:
+        chosen.rmdir()
+
+
+@pytest.mark.root
+def test_no_tmpfs_is_an_error_naming_the_way_out(db: str) -> None:
+    """/dev/shm covered by a disk directory (in a mount namespace of the test's own) and
+    no XDG_RUNTIME_DIR: statfs tells, nothing is written."""
+    disk = Path.cwd() / "disk"
+    disk.mkdir()
+    script = (
+        f'mount --bind {disk} /dev/shm && exec {sys.executable} -m secretd run --no-sandbox '
+        f'--secret {db} -- true'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 125
+    assert done.stderr.startswith(
+        "secretd: no tmpfs to hold the secrets without a sandbox (/dev/shm is missing, not "
+        "writable or not a tmpfs; XDG_RUNTIME_DIR is unset): give the job a tmpfs at /dev/shm"
+    )
+    assert list(disk.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "wording"),
+    [
+        (["--user", "65534"], "secretd: --user needs the sandbox"),
+        (["--secret", "source=file:db,target=/etc/app.key"], "'/etc/app.key' needs the sandbox"),
+    ],
+)
+def test_what_needs_the_sandbox_is_refused(secretd, flags: list[str], wording: str) -> None:
+    Path("db").write_text("x")
+    result = secretd("run", "--no-sandbox", *flags, "--", "true")
+    assert result.returncode == 2
+    assert wording in result.stderr
+
+
+def start(db: str, *command: str) -> tuple[subprocess.Popen[str], str]:
+    """secretd --no-sandbox running ``command``; the secrets directory it printed."""
+    script = 'echo "$SECRETD_SECRETS_DIR"; exec ' + " ".join(command)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "run", "--no-sandbox", "--secret", db, "--",
+         "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    directory = proc.stdout.readline().strip()
+    assert Path(directory, "db").exists()
+    return proc, directory
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_directory_goes_when_secretd_is_interrupted(db: str, signum: signal.Signals) -> None:
+    proc, directory = start(db, "sleep", "60")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum  # relayed to the command, which died of it
+    assert not Path(directory).exists()
+    assert err == ""
+
+
+def test_directory_and_command_go_when_secretd_is_killed(db: str, tmp_path: Path) -> None:
+    """SIGKILL leaves secretd no chance: the watchdog removes the directory and the
+    command dies with secretd (PR_SET_PDEATHSIG)."""
+    marker = tmp_path / "still-running"
+    proc, directory = start(db, "sh", "-c", f"'sleep 3; touch {marker}'")
+    proc.kill()
+    proc.communicate(timeout=30)
+    wait_for(lambda: not Path(directory).exists(), "the watchdog")
+    time.sleep(3.5)
+    assert not marker.exists()
+
+
+def test_watchdog_survives_a_signal_to_the_whole_process_group(db: str) -> None:
+    """A cancelled job gets SIGTERM in its whole process group, then SIGKILL."""
+    script = (
+        f"{sys.executable} -m secretd run --no-sandbox --secret {db} -- "
+        "sh -c 'echo \"$SECRETD_SECRETS_DIR\"; exec sleep 60' & wait"
+    )
+    proc = subprocess.Popen(
+        ["sh", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None
+    directory = proc.stdout.readline().strip()
+    assert Path(directory).is_dir()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    wait_for(lambda: not Path(directory).exists(), "the watchdog")
+
+
+def test_nothing_is_left_in_dev_shm(secretd, db: str) -> None:
+    before = ours()
+    for _ in range(3):
+        assert secretd("run", "--no-sandbox", "--secret", db, "--", "true").returncode == 0
+    assert ours() == before
