@@ -223,13 +223,19 @@ def read(
                 continue
             if not isinstance(event, dict):
                 continue
-            if secret is not None and event.get("secret") != secret and secret not in (
-                event.get("secrets") or ()
-            ):
+            if secret is not None and secret not in _names(event):
                 continue
             if since is not None and _epoch(str(event.get("time", ""))) < since:
                 continue
             yield event
+
+
+def _names(event: dict[str, Any]) -> set[str]:
+    """The secret names and files an event is about."""
+    names = {str(event[key]) for key in ("secret", "file") if key in event}
+    for item in event.get("secrets") or ():
+        names.add(str(item.get("name")) if isinstance(item, dict) else str(item))
+    return names
 
 
 def _epoch(stamp: str) -> float:

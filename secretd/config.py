@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .refs import Binding, check_name, check_target, parse_id, parse_mode, parse_refresh
+from .refs import (
+    Binding,
+    check_name,
+    check_target,
+    parse_id,
+    parse_max_reads,
+    parse_mode,
+    parse_refresh,
+)
 
 SYSTEM_CONFIG = Path("/etc/secretd/config.toml")
 PROJECT_CONFIG = "secretd.toml"
@@ -29,9 +37,11 @@ ENV_SETTINGS = {
     "SECRETD_CACHE_TTL": "cache_ttl",
     "SECRETD_RUNTIME": "runtime",
     "SECRETD_LOG_LEVEL": "log_level",
+    "SECRETD_MOUNT_TYPE": "mount_type",
 }
 TOP_LEVEL = {"state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level"}
-TABLES = {"secrets", "configs", "templates", "providers", "daemon", "policy"}
+TOP_LEVEL |= {"mount_type"}
+TABLES = {"secrets", "configs", "templates", "providers", "daemon", "policy", "access_log"}
 PATH_SCHEMES = ("dotenv:", "file:")
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -72,6 +82,12 @@ SETTINGS: dict[str, Setting] = {
     "secrets.*.gid": _ID,
     "secrets.*.mode": _MODE,
     "secrets.*.refresh": Setting((str, int, float), 'a duration like "30s" or "5m"'),
+    "secrets.*.max_reads": _COUNT,
+    "mount_type": Setting((str,), '"tmpfs" or "fuse"', lambda value: value in ("tmpfs", "fuse")),
+    "access_log": _TABLE,
+    "access_log.enabled": Setting((bool,), "true or false"),
+    "access_log.max_bytes": _COUNT,
+    "access_log.keep": Setting((int,), "a whole number of files", lambda value: value >= 0),
     **dict.fromkeys(("configs", "configs.*", "templates", "templates.*"), _TABLE),
     "configs.*.source": Setting((str,), 'a source like "file:app.conf" or "vault:kv/app#conf"'),
     "configs.*.target": _PATH,
@@ -150,12 +166,14 @@ class Config:
     cache_ttl: float = 0.0
     runtime: str = "auto"
     log_level: str = "warning"
+    mount_type: str = "tmpfs"
     secrets: Mapping[str, Binding] = field(default_factory=dict)
     configs: Mapping[str, Binding] = field(default_factory=dict)
     templates: Mapping[str, Binding] = field(default_factory=dict)
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     daemon: Mapping[str, Any] = field(default_factory=dict)
     policy: Mapping[str, Any] = field(default_factory=dict)
+    access_log: Mapping[str, Any] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
 
@@ -292,6 +310,7 @@ def _binding(name: str, entry: Any, origin: str, table: str = "secrets") -> Bind
         gid=parse_id(entry["gid"], "gid", where) if "gid" in entry else None,
         mode=parse_mode(entry["mode"], where) if "mode" in entry else None,
         refresh=parse_refresh(entry["refresh"], where) if "refresh" in entry else None,
+        max_reads=parse_max_reads(entry["max_reads"], where) if "max_reads" in entry else None,
     )
 
 
@@ -360,12 +379,14 @@ def load_config(
         cache_ttl=cache_ttl,
         runtime=str(merged.get("runtime", "auto")),
         log_level=str(merged.get("log_level", "warning")),
+        mount_type=str(merged.get("mount_type", "tmpfs")),
         secrets=secrets,
         configs=configs,
         templates=templates,
         providers=merged.get("providers", {}),
         daemon=merged.get("daemon", {}),
         policy=merged.get("policy", {}),
+        access_log=merged.get("access_log", {}),
         origins=origins,
         files=tuple(files),
     )

@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import __version__, _linux, protocol, safeopen
+from . import __version__, _linux, accesslog, protocol, safeopen
 from .caller_run import authorise_run, bind
 from .config import Config
 from .engine import Engine
@@ -313,6 +313,7 @@ class Daemon:
         log.info("run %s for %s secrets=%s command=%s", record.id, peer, keys, spec.command[:1])
 
         def started(container: Container) -> None:
+            accesslog.record("client", run=container.id, uid=peer.uid, pid=peer.pid)
             record.attach(container)
             chan.send({"event": "started", "id": record.id, "container": container.id})
 
@@ -508,11 +509,18 @@ def _reply(chan: Channel, message: Message) -> None:
 
 def reap(config: Config) -> None:
     """Take down what a killed predecessor left: oci containers whose owner is gone, engine
-    mounts whose container is gone (sandbox mounts die with their namespace). Not
-    ``mount.tmpfs.reap``: it would take the mounts of live detached containers too."""
+    mounts whose container is gone (sandbox mounts die with their namespace), FUSE mounts
+    whose server died. Not ``mount.tmpfs.reap``: it would take the mounts of live
+    detached containers too."""
+    from .mount import fuse
     from .runtime.engines import reaper
     from .runtime.oci import state as ocistate
 
+    try:
+        for name in fuse.reap(config.runtime_dir):
+            log.warning("unmounted FUSE mount %s a previous secretd left behind", name)
+    except (OSError, SecretdError) as exc:
+        log.error("cannot check for leftover FUSE mounts: %s", exc)
     try:
         for cid in ocistate.reap(config):
             log.warning("took down container %s a previous secretd left behind", cid)

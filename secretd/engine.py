@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,7 @@ class Engine:
     def __init__(self, config: Config, broker: Broker | None = None) -> None:
         self.config = config
         self.broker = broker or Broker(config)
+        accesslog.configure_from(config)
         # how often a run wakes to see rotate requests (the daemon's ``request()``s)
         self.tick: float | None = None
 
@@ -81,6 +83,7 @@ class Engine:
             SecretdError: anything that failed before the command started.
         """
         check_spec(spec)
+        mount.check_type(spec)
         runtime = load_runtime(runtime_name(spec, self.config), self.config)
         if spec.file_env:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
@@ -92,10 +95,11 @@ class Engine:
             _warn_about_configs(refs, secrets)
             rendered = self._render(spec, refs, secrets, runtime.name, read)
             _register_masks(spec, refs, secrets, read[1], stdio[1])
-            planned = mount.plan(refs, secrets, rendered, spec.secrets_dir)
+            planned = mount.plan(refs, secrets, rendered, spec.secrets_dir, spec.mount_type)
             if admit is not None:
                 admit(planned)
             current = [runtime.launch(spec, planned, stdio)]
+            _record_run(spec, current[0], refs, secrets, runtime.name)
             detached = spec.detach
             try:
                 log.debug("started %s with secrets %s", current[0].id, [r.name for r in refs])
@@ -103,7 +107,7 @@ class Engine:
                     on_start(current[0])
 
                 def relaunch() -> Container:
-                    files = mount.plan(refs, secrets, rendered, spec.secrets_dir)
+                    files = mount.plan(refs, secrets, rendered, spec.secrets_dir, spec.mount_type)
                     current[0] = runtime.launch(spec, files, stdio)
                     if on_start is not None:
                         on_start(current[0])
@@ -266,6 +270,26 @@ def _register_masks(
     if found is not None:
         values = [s for r, s in zip(refs, secrets, strict=True) if r.kind == "secret"] + read
         ci.register(found, values, fd)
+
+
+def _record_run(
+    spec: RunSpec, container: Container, refs: list[SecretRef], secrets: list[Secret], runtime: str
+) -> None:
+    """The access log's line for a started run: which secrets (names, versions) it got."""
+    accesslog.record(
+        "run",
+        run=container.id,
+        runtime=runtime,
+        image=spec.image,
+        name=spec.name,
+        uid=os.getuid(),
+        user=spec.user,
+        mount=spec.mount_type,
+        secrets=[
+            {"name": ref.name, "version": secret.version, "kind": ref.kind}
+            for ref, secret in zip(refs, secrets, strict=True)
+        ],
+    )
 
 
 def _leave_leases(refs: list[SecretRef], secrets: list[Secret]) -> None:

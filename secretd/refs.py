@@ -33,7 +33,7 @@ SCHEME_RE = re.compile(r"[a-z][a-z0-9+.-]*")
 NAME_MAX = 64
 PATH_MAX = 4096
 ELEMENT_MAX = 255
-LONG_KEYS = frozenset({"source", "src", "target", "uid", "gid", "mode", "refresh"})
+LONG_KEYS = frozenset({"source", "src", "target", "uid", "gid", "mode", "refresh", "max_reads"})
 HINT = "see 'secretd run --help' for the reference grammar"
 KINDS = ("secret", "config", "template")
 MIN_REFRESH = 1.0
@@ -52,6 +52,7 @@ class Binding:
     mode: int | None = None
     delimiters: tuple[str, str] | None = None  # [templates.NAME] only
     refresh: float | None = None  # [secrets.NAME] only
+    max_reads: int | None = None  # [secrets.NAME] only; a FUSE mount's
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,21 @@ def parse_refresh(value: str | int | float, context: str) -> float:
     return seconds
 
 
+def parse_max_reads(value: str | int, context: str) -> int:
+    """``max_reads=N``: how many opens of a file a FUSE mount allows (1 or more).
+
+    Raises:
+        UsageError: not a whole number of at least 1.
+    """
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise UsageError(
+            f"invalid max_reads {value!r} in {context!r}",
+            "give a whole number of opens of at least 1 (leave it out for no limit)",
+        )
+    return int(text)
+
+
 def check_target(target: str, context: str) -> str:
     """Validate a target path: relative to the secrets directory, or absolute."""
     if "\0" in target:
@@ -179,7 +195,7 @@ def _split_long(text: str, kind: str = "secret") -> dict[str, str]:
         if not eq or key not in LONG_KEYS:
             raise UsageError(
                 f"invalid field {part!r} in {kind} reference {text!r}",
-                "use source=, target=, uid=, gid=, mode=, refresh=",
+                "use source=, target=, uid=, gid=, mode=, refresh=, max_reads=",
             )
         key = "source" if key == "src" else key
         if key in fields:
@@ -258,6 +274,9 @@ def parse_ref(
     refresh = binding.refresh if binding else None
     if "refresh" in fields:
         refresh = parse_refresh(fields["refresh"], text)
+    max_reads = binding.max_reads if binding else None
+    if "max_reads" in fields:
+        max_reads = parse_max_reads(fields["max_reads"], text)
     if kind == "config":
         target = posixpath.join("/", target)
     return SecretRef(
@@ -269,6 +288,7 @@ def parse_ref(
         mode=mode,
         kind=kind,
         refresh=refresh,
+        max_reads=max_reads,
     )
 
 

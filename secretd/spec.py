@@ -37,6 +37,7 @@ class SecretRef:
     mode: int = DEFAULT_MODE
     kind: str = "secret"
     refresh: float | None = None  # seconds between checks for a new version (rotation.py)
+    max_reads: int | None = None  # opens allowed of its file (a FUSE mount only)
 
     @property
     def scheme(self) -> str:
@@ -100,6 +101,7 @@ class SecretFile:
     mode: int = DEFAULT_MODE
     group: str | None = None
     config: bool = False  # on the configs tmpfs, which allows exec (a config may be a script)
+    max_reads: int | None = None  # opens allowed before EACCES (a FUSE mount only)
 
     def __repr__(self) -> str:
         return (
@@ -120,6 +122,7 @@ class SecretMount:
     files: tuple[SecretFile, ...]
     size: int
     secrets_dir: str = DEFAULT_SECRETS_DIR
+    kind: str = "tmpfs"  # or "fuse": served from secretd's memory (mount/fuse.py)
 
     def relative(self) -> list[SecretFile]:
         return [f for f in self.files if not f.target.startswith("/")]
@@ -164,6 +167,7 @@ class RunSpec:
     on_change: str = "none"  # none, signal:NAME, restart or exec:CMD (rotation.py)
     stop_signal: str = "SIGTERM"  # how restart stops the command
     stop_timeout: float = 10.0  # seconds before restart kills it
+    mount_type: str = "tmpfs"  # or "fuse" (mount/fuse.py)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -106,6 +106,11 @@ def _strict(flag: bool, app: AppContext) -> bool:
 @click.option(
     "--stop-timeout", type=float, default=10.0, show_default=True, help="Restart's SIGKILL delay."
 )
+@click.option(
+    "--mount-type",
+    type=click.Choice(["tmpfs", "fuse"]),
+    help="tmpfs (default) or fuse: files served from secretd's memory (docs/fuse.md).",
+)
 @click.option("--no-daemon", is_flag=True, help="Never use the secretd daemon; run in-process.")
 @click.option(
     "--no-sandbox",
@@ -203,6 +208,7 @@ def build_spec(
         image=image,
         labels=tuple(labels),
         refresh=refresh,
+        mount_type=opts["mount_type"] or app.config.mount_type,
         **same,
     )
     check_spec(spec)

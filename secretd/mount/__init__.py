@@ -6,10 +6,20 @@ import dataclasses
 import posixpath
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TypeVar
 
-from ..spec import DEFAULT_SECRETS_DIR, Secret, SecretFile, SecretMount, SecretRef, TemplateRef
-from .tmpfs import size_for
+from ..errors import UsageError
+from ..spec import (
+    DEFAULT_SECRETS_DIR,
+    RunSpec,
+    Secret,
+    SecretFile,
+    SecretMount,
+    SecretRef,
+    TemplateRef,
+)
+from .tmpfs import HostMount, size_for
 
 R = TypeVar("R", SecretRef, TemplateRef)
 
@@ -40,11 +50,17 @@ def files_for(ref: SecretRef, secret: Secret) -> list[SecretFile]:
     """The files one resolved secret or config becomes: one, or one per key of a tree."""
     config = ref.kind == "config"
     if secret.tree is None:
-        return [SecretFile(ref.target, secret.value, ref.uid, ref.gid, ref.mode, config=config)]
+        return [
+            SecretFile(
+                ref.target, secret.value, ref.uid, ref.gid, ref.mode, config=config,
+                max_reads=ref.max_reads,
+            )  # fmt: skip
+        ]
     return [
         SecretFile(
-            f"{ref.target}/{path}", value, ref.uid, ref.gid, ref.mode, ref.target, config
-        )
+            f"{ref.target}/{path}", value, ref.uid, ref.gid, ref.mode, ref.target, config,
+            ref.max_reads,
+        )  # fmt: skip
         for path, value in sorted(secret.tree.items())
     ]
 
@@ -54,8 +70,54 @@ def plan(
     secrets: Sequence[Secret],
     extra: Sequence[SecretFile] = (),
     secrets_dir: str = DEFAULT_SECRETS_DIR,
+    kind: str = "tmpfs",
 ) -> SecretMount:
     """Every file of a run: the resolved references', then ``extra`` (rendered templates)."""
     files = tuple(f for ref, s in zip(refs, secrets, strict=True) for f in files_for(ref, s))
     files += tuple(extra)
-    return SecretMount(files=files, size=size_for(files), secrets_dir=secrets_dir)
+    return SecretMount(files=files, size=size_for(files), secrets_dir=secrets_dir, kind=kind)
+
+
+MOUNT_TYPES = ("tmpfs", "fuse")
+
+
+def check_type(spec: RunSpec) -> None:
+    """Refuse, before anything starts, a mount type that cannot serve this run.
+
+    Raises:
+        UsageError: an unknown type; ``max_reads=`` without FUSE; FUSE with ``-d``.
+        MountError: FUSE is unavailable here (``/dev/fuse``, libfuse or fusepy missing).
+    """
+    if spec.mount_type not in MOUNT_TYPES:
+        raise UsageError(
+            f"unknown mount type {spec.mount_type!r}", f"use one of {', '.join(MOUNT_TYPES)}"
+        )
+    limited = [ref.name for ref in (*spec.secrets, *spec.configs) if ref.max_reads]
+    if spec.mount_type != "fuse":
+        if limited:
+            raise UsageError(
+                f"max_reads= of {limited[0]!r} needs a FUSE mount", "add --mount-type fuse"
+            )
+        return
+    if spec.detach:
+        raise UsageError(
+            "--mount-type fuse serves files only while this secretd runs, not after -d",
+            "leave out --mount-type fuse (a tmpfs outlives secretd) or -d",
+        )
+    from .fuse import check
+
+    check()
+
+
+def host_mount(runtime_dir: Path, planned: SecretMount) -> HostMount:
+    """The host-side mount image runtimes bind: a tmpfs, or (``kind`` ``"fuse"``) a FUSE
+    mount served from this process's memory (mount/fuse.py).
+
+    Raises:
+        MountError: it cannot be made; nothing is left behind.
+    """
+    if planned.kind == "fuse":
+        from .fuse import FuseMount
+
+        return FuseMount.create(runtime_dir, planned)
+    return HostMount.create(runtime_dir, planned)

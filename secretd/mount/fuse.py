@@ -82,6 +82,7 @@ class _Lib:
     fuse_new: Any
     fuse_loop: Any
     fuse_unmount: Any
+    fuse_chan_fd: Any
     fuse_destroy: Any
     fuse_get_context: Any
 
@@ -106,6 +107,7 @@ class _Lib:
             ("fuse_new", void, [void, ctypes.POINTER(_Args), void, ctypes.c_size_t, void]),
             ("fuse_loop", ctypes.c_int, [void]),
             ("fuse_unmount", None, [ctypes.c_char_p, void]),
+            ("fuse_chan_fd", ctypes.c_int, [void]),
             ("fuse_destroy", None, [void]),
             ("fuse_get_context", ctypes.POINTER(fusepy.fuse_context), []),
         ):
@@ -445,6 +447,9 @@ class FuseMount(HostMount):
         if not chan:
             raise MountError(f"cannot mount the FUSE secrets filesystem at {self.path}", FUSE_HINT)
         self._chan = chan
+        # libfuse 2 opens /dev/fuse without O_CLOEXEC: a command holding it could read
+        # other processes' requests and answer them as the filesystem.
+        os.set_inheritable(lib.fuse_chan_fd(chan), False)
         size = ctypes.sizeof(ops)
         fuse = lib.fuse_new(chan, ctypes.byref(lib_args), ctypes.byref(ops), size, None)
         if not fuse:
@@ -521,9 +526,10 @@ def _abort(device: int) -> None:
 
 
 def is_dead(path: Path) -> bool:
-    """Whether ``path`` is a FUSE mount whose server is gone (``ENOTCONN``)."""
+    """Whether ``path`` is a FUSE mount whose server is gone (``ENOTCONN``). Listing it,
+    not ``stat``: the kernel answers ``stat`` from its attribute cache for a second."""
     try:
-        os.stat(path)
+        os.listdir(path)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False

@@ -49,6 +49,7 @@ class Plan:
     init: str
     new_session: bool  # a terminal we do not own: keep the command from taking it
     exec_configs: bool = False  # configs/ is bound without noexec, so the tmpfs is made so
+    source: str | None = None  # a FUSE mount secretd serves, bound instead of a new tmpfs
 
 
 def child(plan: Plan, sock: socket.socket) -> None:
@@ -168,9 +169,14 @@ def _write(path: str, text: str) -> None:
 
 
 def _mount_secrets(plan: Plan, sock: socket.socket) -> int:
-    """Make a detached tmpfs, let the parent fill it, then attach read-only views of it."""
-    root_fd, noswap = detached_tmpfs(plan.size, noexec=not plan.exec_configs)
-    socket.send_fds(sock, [b"fd" if noswap else b"fd-noswap-refused"], [root_fd])
+    """Make a detached tmpfs, let the parent fill it, then attach read-only views of it
+    (of the FUSE mount secretd serves, when there is one: this namespace's copy of it)."""
+    if plan.source is not None:
+        root_fd = os.open(plan.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        sock.send(b"fuse")
+    else:
+        root_fd, noswap = detached_tmpfs(plan.size, noexec=not plan.exec_configs)
+        socket.send_fds(sock, [b"fd" if noswap else b"fd-noswap-refused"], [root_fd])
     if sock.recv(16) != b"go":
         os._exit(125)
     for inner, target in ((SECRETS, plan.secrets_dir), *plan.binds):
@@ -184,6 +190,11 @@ def _mount_secrets(plan: Plan, sock: socket.socket) -> int:
         # a config may be a script: its views alone allow exec
         flags = BIND_RO & ~_linux.MS_NOEXEC if inner.startswith(CONFIGS + "/") else BIND_RO
         _linux.mount(None, target, None, flags)
+    if plan.source is not None:  # the namespace needs no writable view of it
+        try:
+            _linux.umount(plan.source)
+        except OSError:
+            pass  # locked into a user namespace; under a 0700 directory of root's
     return root_fd
 
 

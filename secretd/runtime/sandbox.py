@@ -20,6 +20,7 @@ tmpfs holding bind mounts of everything it had, plus the new mount point.
 from __future__ import annotations
 
 import array
+import dataclasses
 import logging
 import os
 import shutil
@@ -28,6 +29,8 @@ import socket
 import struct
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..ci import CI
 from ..ci import detect as detect_ci
@@ -46,6 +49,9 @@ from ..users import resolve_user
 from . import terminal
 from .nsinit import Plan, child
 from .process import kill_and_reap
+
+if TYPE_CHECKING:
+    from ..mount.fuse import FuseMount
 
 log = logging.getLogger(__name__)
 INITS = ("tini-static", "tini")  # Debian's tini has both; the static one starts faster
@@ -96,6 +102,7 @@ class SandboxProcess:
         self._tty_fd = tty_fd
         self._secrets_dir = secrets_dir
         self._status: int | None = None
+        self.served: FuseMount | None = None  # --mount-type fuse: the mount the init bound
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self._status is None:
@@ -111,7 +118,10 @@ class SandboxProcess:
         return self._status
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
-        fill(self._root_fd, files, self._owner, self._secrets_dir)
+        if self.served is not None:
+            self.served.update(files)
+        else:
+            fill(self._root_fd, files, self._owner, self._secrets_dir)
 
     def signal(self, signum: signal.Signals) -> None:
         if self._status is None:
@@ -129,6 +139,8 @@ class SandboxProcess:
             if fd >= 0:
                 os.close(fd)
         self._root_fd = self._pidfd = -1
+        if self.served is not None:
+            self.served.remove()
 
     def _reclaim_terminal(self) -> None:
         """tini gave the terminal to the command's group; take it back, as a shell does."""
@@ -140,9 +152,12 @@ class SandboxProcess:
 class SandboxRuntime:
     name = "sandbox"
 
+    def __init__(self, runtime_dir: Path | None = None) -> None:
+        self.runtime_dir = runtime_dir  # where a FUSE mount is made (--mount-type fuse)
+
     @classmethod
     def from_config(cls, config: Config) -> SandboxRuntime:
-        return cls()
+        return cls(config.runtime_dir)
 
     def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> Container:
         """Fork, set the namespaces up, write the files, exec tini and the command.
@@ -176,6 +191,39 @@ class SandboxRuntime:
             init=find_init(),
             new_session=tty is not None and not foreground,
         )
+        served = self._serve(mount)
+        if served is not None:
+            plan = dataclasses.replace(plan, source=str(served.path))
+        try:
+            process = self._start(plan, spec, mount, stdio, owner, tty if foreground else None)
+        except BaseException:
+            if served is not None:
+                served.remove()
+            raise
+        if isinstance(process, SandboxProcess):
+            process.served = served
+        elif served is not None:
+            served.remove()
+        return process
+
+    def _serve(self, mount: SecretMount) -> FuseMount | None:
+        """``--mount-type fuse``: the FUSE mount the init binds, served by this process."""
+        if mount.kind != "fuse":
+            return None
+        from ..config import default_runtime_dir
+        from ..mount.fuse import FuseMount
+
+        return FuseMount.create(self.runtime_dir or default_runtime_dir(os.environ), mount)
+
+    def _start(
+        self,
+        plan: Plan,
+        spec: RunSpec,
+        mount: SecretMount,
+        stdio: Stdio,
+        owner: tuple[int, int],
+        tty: int | None,
+    ) -> Container:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Each message then says which process sent it: the init's pid, in our namespace.
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -188,7 +236,7 @@ class SandboxRuntime:
         theirs.close()
         with ours:
             try:
-                return _parent(pid, ours, mount, owner, tty if foreground else None)
+                return _parent(pid, ours, mount, owner, tty)
             except SandboxRefused as exc:
                 ci = detect_ci()
                 if ci is None:
@@ -253,7 +301,10 @@ def _parent(
         message, fds, sender = _receive(sock)
         if sender is not None and sender != helper:
             init = sender
-        if fds:
+        if message == b"fuse":  # the init binds the FUSE mount this process serves
+            sock.send(b"go")
+            message, _, _ = _receive(sock)
+        elif fds:
             root_fd = fds[0]
             if message == b"fd-noswap-refused":
                 log.debug("kernel refused tmpfs noswap; mounted the secrets without it")

@@ -1,0 +1,116 @@
+"""The daemon serving a FUSE mount is killed: readers get ENOTCONN, no value is on any
+disk, and the next daemon start unmounts what is left. Through the daemon, the access log
+names the caller."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import CANARY, Daemon, World, wait_for
+from tests.daemon.conftest import world as world  # noqa: F401 - the fixture
+from tests.fuse.conftest import fuse_mounts
+
+pytestmark = [pytest.mark.fuse, pytest.mark.root]
+
+
+@pytest.fixture
+def daemon(world: World) -> Iterator[Daemon]:  # noqa: F811 - world is the fixture
+    started = Daemon(world)
+    started.start()
+    yield started
+    if started.proc is not None and started.proc.poll() is None:
+        started.kill()
+
+
+def _files_holding(value: bytes, roots: list[Path], since: float, skip: set[str]) -> list[Path]:
+    """Regular files under ``roots`` changed since ``since`` that hold ``value``, but for
+    those named in ``skip`` (the daemon fixtures' own source files, this test's and any
+    other running at the same time); mounts (other filesystems: a dead FUSE mount,
+    others' engines) are not entered."""
+    found = []
+    for root in roots:
+        device = os.stat(root).st_dev
+        for directory, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if _same_device(Path(directory, d), device)]
+            for name in names:
+                path = Path(directory, name)
+                try:
+                    info = os.stat(path, follow_symlinks=False)
+                    if name in skip or info.st_mtime < since or info.st_size > 16 << 20:
+                        continue
+                    if os.path.isfile(path) and value in path.read_bytes():
+                        found.append(path)
+                except OSError:
+                    continue
+    return found
+
+
+def _same_device(path: Path, device: int) -> bool:
+    try:
+        return os.stat(path, follow_symlinks=False).st_dev == device
+    except OSError:
+        return False
+
+
+def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
+    world: World,  # noqa: F811
+    daemon: Daemon,
+) -> None:
+    started = time.time() - 1
+    ready = world.root / "ready"
+    env = world.env(SECRETD_HOST=world.host)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "run", "--mount-type", "fuse", "--secret", "api_key",
+         "--", "sh", "-c", f"cat /run/secrets/api_key >/dev/null && touch {ready} && sleep 300"],
+        cwd=world.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(ready.exists, f"the command to start; daemon log:\n{daemon.logs()}")
+        mounts = fuse_mounts(world.runtime)
+        assert len(mounts) == 1, mounts
+        held = os.open(f"{mounts[0]}/secrets/api_key", os.O_RDONLY)
+        try:
+            assert os.pread(held, 100, 0) == CANARY.encode()
+            daemon.kill()
+            with pytest.raises(OSError) as read_held:
+                os.pread(held, 100, 0)
+        finally:
+            os.close(held)
+        with pytest.raises(OSError) as opened:
+            open(f"{mounts[0]}/secrets/api_key", "rb")
+        assert read_held.value.errno == opened.value.errno == errno.ENOTCONN
+        runner.wait(30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.communicate()
+
+    roots = [world.state, world.runtime, Path("/tmp"), Path("/dev/shm")]
+    skip = {"api_key.txt"}
+    assert _files_holding(CANARY.encode(), roots, started, skip) == []
+
+    restarted = Daemon(world)
+    restarted.start()
+    try:
+        assert fuse_mounts(world.runtime) == [], restarted.logs()
+        assert not Path(mounts[0]).exists()
+        assert "unmounted FUSE mount" in restarted.logs()
+    finally:
+        restarted.stop()
+
+    events = [json.loads(line) for line in (world.state / "access.log").read_text().splitlines()]
+    caller = next(e for e in events if e["event"] == "client")
+    run = next(e for e in events if e["event"] == "run")
+    assert caller["run"] == run["run"] and caller["uid"] == 0 and caller["pid"] > 1
+    assert [s["name"] for s in run["secrets"]] == ["api_key"]
+    assert {e["comm"] for e in events if e["event"] == "fuse-open"} >= {"cat"}
+    assert CANARY.encode() not in (world.state / "access.log").read_bytes()
