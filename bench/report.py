@@ -269,6 +269,15 @@ def measure(rounds: int) -> tuple[list[Result], list[str]]:
     return results, load
 
 
+def fuse_lines() -> list[str]:
+    """bench/fuse.py's table, from a process of its own (that file shares fusepy's name)."""
+    argv = [sys.executable, str(BENCH / "fuse.py")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        return [f"(bench/fuse.py failed: {result.stderr.strip()[-300:]})"]
+    return [*result.stdout.splitlines(), "", "See docs/fuse.md; each open is in the access log."]
+
+
 def main() -> None:
     if os.geteuid() != 0 or shutil.which("runc") is None:
         raise SystemExit("report.py needs root and runc (and docker, podman for their rows)")
@@ -283,7 +292,8 @@ def main() -> None:
     loadavg = (before, Path("/proc/loadavg").read_text().split()[0])
     title = f"secretd and its peers, {rounds} interleaved rounds, {when}"
     chart(results, BENCH / "report.png", title)
-    (BENCH / "REPORT.md").write_text(markdown(results, rounds, when, loadavg, load))
+    report = markdown(results, rounds, when, loadavg, load)
+    (BENCH / "REPORT.md").write_text(report + "\n".join(["## FUSE mount", "", *fuse_lines(), ""]))
     width = max(len(r.entry.name) for r in results)
     for r in results:
         print(f"  {r.entry.name:<{width}}  median {r.median * 1000:8.1f} ms")
