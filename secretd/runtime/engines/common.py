@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ...errors import LaunchError, MountError, UsageError
+from ...mount import host_mount as create_host_mount
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretMount
 from ..process import start_time
@@ -136,7 +137,7 @@ def open_mount(
     Raises:
         MountError: the tmpfs cannot be made.
     """
-    host_mount = HostMount.create(runtime_dir, mount)
+    host_mount = create_host_mount(runtime_dir, mount)  # a tmpfs, or FUSE (mount/fuse.py)
     owner = {
         "engine": engine,
         "host": host,
