@@ -31,6 +31,14 @@ def _needs_fuse() -> None:
         pytest.skip("needs /dev/fuse and root")
 
 
+@pytest.fixture(autouse=True)
+def _unmount_leftovers(clean_environ: dict[str, Path]) -> Iterator[None]:
+    """After a test, even a failed one, no FUSE mount of it stays (tmp dirs can go)."""
+    yield
+    for path in fuse_mounts(clean_environ["runtime"]):
+        subprocess.run(["umount", "-l", path], check=False)
+
+
 @pytest.fixture
 def value_file(tmp_path: Path) -> Path:
     path = tmp_path / "value.txt"
@@ -77,5 +85,9 @@ def background_run(
         yield proc
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.terminate()  # secretd stops the command and takes its mount down
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         proc.communicate()

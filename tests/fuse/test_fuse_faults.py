@@ -29,6 +29,8 @@ def daemon(world: World) -> Iterator[Daemon]:  # noqa: F811 - world is the fixtu
     yield started
     if started.proc is not None and started.proc.poll() is None:
         started.kill()
+    for path in fuse_mounts(world.runtime):  # a failed test's, before world's rmtree
+        subprocess.run(["umount", "-l", path], check=False)
 
 
 def _files_holding(value: bytes, roots: list[Path], since: float, skip: set[str]) -> list[Path]:
