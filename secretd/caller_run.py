@@ -69,6 +69,8 @@ def authorise_run(
         raise UsageError(
             "the daemon does not run --config or --template yet", "use --no-daemon"
         )
+    if spec.runtime == "host":  # the command would be the daemon's child, outside any namespace
+        raise UsageError("the daemon runs no --no-sandbox command", "use --no-daemon")
     superuser = policy.is_superuser(peer)
     bound = [bind(text, config) for text in texts]
     for item in bound:

@@ -1,0 +1,40 @@
+"""A run without a sandbox is this process's child, never the daemon's: the CLI keeps it
+in-process, and a client speaking the protocol itself is refused (the daemon would run
+the command as itself, outside any namespace)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+from secretd import protocol
+from secretd.spec import RunSpec
+from tests.daemon.conftest import Daemon, World, daemon, world  # noqa: F401 - fixtures
+
+
+def test_a_raw_client_asking_for_no_sandbox_is_refused(world: World, daemon: Daemon) -> None:  # noqa: F811
+    marker = world.root / "ran"
+    spec = RunSpec(command=("touch", str(marker)), runtime="host").to_json()
+    request = protocol.request("run", spec=spec, secrets=[], cwd=str(world.root))
+    with open(os.devnull, "r+b") as null, socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(world.socket))
+        chan = protocol.Channel(sock)
+        chan.send(request, [null.fileno()] * 3)
+        reply, _ = chan.receive(10)
+    assert reply["error"] == "the daemon runs no --no-sandbox command: use --no-daemon"
+    assert reply["exit_code"] == 2
+    assert not marker.exists()
+
+
+def test_the_cli_runs_no_sandbox_in_process(world: World, daemon: Daemon) -> None:  # noqa: F811
+    (world.root / "v").write_text("value-in-process")
+    result = subprocess.run(
+        [sys.executable, "-m", "secretd", "run", "--no-sandbox", "--secret",
+         f"v=file:{world.root}/v", "--", "sh", "-c", 'echo "$V_FILE"'],
+        cwd=world.root, env=world.env(SECRETD_HOST=world.host),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("/dev/shm/secretd-")
