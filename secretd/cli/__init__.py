@@ -77,6 +77,7 @@ COMMANDS = {
     "template": "template:template",
     "audit": "audit:audit",
     "redact": "redact:redact",
+    "compose": "compose:compose",
 }
 
 

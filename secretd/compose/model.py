@@ -145,8 +145,24 @@ def run_compose(
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         why = lines[-1] if lines else f"exit status {done.returncode}"
-        raise UsageError(f"docker compose cannot read the project: {why}", "fix the compose file")
+        raise UsageError(f"docker compose cannot read the project: {why}", _hint(why))
     return done.stdout
+
+
+# compose's own messages about secrets and configs, and what to do about each
+_HINTS = (
+    (re.compile(r"undefined (secret|config) (\S+)"), "add {1}: to the top-level {0}s:"),
+    (re.compile(r"\.(secret|config)s\[\d+\]\.mode'"), "write the mode in octal, like 0440"),
+    (re.compile(r"\.(secret|config)s\[\d+\]\.(uid|gid)"), 'write the {1} as a string, "1000"'),
+)
+
+
+def _hint(line: str) -> str:
+    for pattern, hint in _HINTS:
+        found = pattern.search(line)
+        if found:
+            return hint.format(*found.groups())
+    return "fix the compose file"
 
 
 def load(

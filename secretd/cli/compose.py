@@ -1,0 +1,122 @@
+"""``secretd compose``: Docker Compose with Swarm's /run/secrets (docs/compose.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..errors import SecretdError
+from . import AppContext
+from .output import echo_table
+
+PASSED = {"allow_extra_args": True, "ignore_unknown_options": True}
+ARGS = click.argument("args", nargs=-1, type=click.UNPROCESSED)
+
+
+@click.group()
+@click.option("-f", "--file", "files", multiple=True, metavar="FILE", help="Compose file.")
+@click.option("-p", "--project-name", "name", metavar="NAME", help="Project name.")
+@click.option("--project-directory", metavar="DIR", help="Project directory.")
+@click.pass_context
+def compose(ctx: click.Context, /, files: tuple[str, ...], name: str | None, **opts: Any) -> None:
+    """Run a compose project with in-memory secrets and configs at Swarm's paths.
+
+    Docker Compose v2 reads the files and runs the containers; secretd resolves each
+    service's secrets: and configs: first and binds them from a tmpfs, read-only, with
+    their uid, gid and mode. ps, logs and exec go to compose unchanged.
+    """
+    ctx.meta["app"] = ctx.obj
+    ctx.obj = _Lazy(files, name, opts["project_directory"])
+
+
+class _Lazy:
+    """The project, with compose looked up only by a command that runs it."""
+
+    def __init__(self, files: tuple[str, ...], name: str | None, directory: str | None) -> None:
+        self.files, self.name, self.directory = files, name, directory
+
+    def project(self) -> Any:
+        from ..compose.model import find_compose
+        from ..compose.project import Project
+
+        return Project(tuple(find_compose()), self.files, self.name, self.directory)
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app: AppContext = ctx.meta["app"]
+    return app
+
+
+def _exit(status: int) -> None:
+    sys.exit(status)
+
+
+def _failing(run: Any) -> Any:
+    """secretd's own failures before compose runs exit 125 (usage errors 2)."""
+    try:
+        return run()
+    except SecretdError as exc:
+        if exc.exit_code == 1:
+            exc.exit_code = 125
+        raise
+
+
+@compose.command("config")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def config_cmd(ctx: click.Context, fmt: str) -> None:
+    """Print the plan: each service's secrets and configs, their sources, targets,
+    owners (default 0:0, Swarm's) and modes. Never a value."""
+    from ..compose.project import describe, load_project
+
+    loaded = _failing(lambda: load_project(ctx.obj.project(), _app(ctx).config))
+    rows = describe(loaded.plan)
+    header = ("SERVICE", "KIND", "NAME", "SOURCE", "TARGET", "OWNER", "MODE")
+    if fmt == "json":
+        keys = [h.lower() for h in header]
+        click.echo(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
+    else:
+        echo_table(header, rows)
+
+
+def _launching(name: str, doc: str) -> click.Command:
+    @click.pass_context
+    def command(ctx: click.Context, args: tuple[str, ...]) -> None:
+        from ..compose.project import launch
+
+        app = _app(ctx)
+        _exit(_failing(lambda: launch(ctx.obj.project(), app.config, [name, *args])))
+
+    command.__doc__ = doc
+    return compose.command(name, context_settings=PASSED)(ARGS(command))
+
+
+def _passing(name: str, doc: str) -> click.Command:
+    @click.pass_context
+    def command(ctx: click.Context, args: tuple[str, ...]) -> None:
+        from ..compose.project import passthrough
+
+        _exit(_failing(lambda: passthrough(ctx.obj.project(), [name, *args])))
+
+    command.__doc__ = doc
+    return compose.command(name, context_settings=PASSED)(ARGS(command))
+
+
+_launching("up", "Resolve and mount every service's secrets, then 'docker compose up'.")
+_launching("run", "Resolve and mount, then 'docker compose run' a one-off container.")
+_passing("ps", "'docker compose ps'.")
+_passing("logs", "'docker compose logs'.")
+_passing("exec", "'docker compose exec'.")
+
+
+@compose.command("down", context_settings=PASSED)
+@ARGS
+@click.pass_context
+def down_cmd(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """'docker compose down', then remove the tmpfs of every container it removed."""
+    from ..compose.project import down
+
+    _exit(_failing(lambda: down(ctx.obj.project(), _app(ctx).config, list(args))))

@@ -1,0 +1,185 @@
+"""``secretd compose`` against the real dockerd and the real Docker Compose v2: Swarm's
+layout in plain Docker, no value anywhere Docker keeps state, every tmpfs gone at down."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from secretd.config import load_config
+from secretd.runtime.engines.reaper import remove_orphan_mounts
+from tests.compose.conftest import IMAGE, Project
+
+pytestmark = [pytest.mark.docker, pytest.mark.root]
+
+TWO_SERVICES = f"""\
+services:
+  web:
+    image: {IMAGE}
+    command: ["sleep", "600"]
+    network_mode: none
+    secrets:
+      - db_pass
+      - source: api_key
+        target: api.key
+        uid: "1000"
+        gid: "1000"
+        mode: 0400
+      - source: api_key
+        target: /etc/app/key
+        mode: 0o440
+      - source: tok
+        mode: "0440"
+    configs:
+      - source: app_conf
+        target: /etc/app.d/app.conf
+  worker:
+    image: {IMAGE}
+    command: ["sleep", "600"]
+    network_mode: none
+    secrets:
+      - source: tok
+        uid: "65534"
+        mode: 288
+secrets:
+  db_pass:
+    file: ./db_pass.txt
+  api_key:
+    environment: API_KEY
+  tok:
+    external: true
+    name: shared_token
+configs:
+  app_conf:
+    content: |
+      level=debug
+"""
+
+
+def values() -> dict[str, str]:
+    return {name: f"sk-{name}-{secrets.token_hex(10)}" for name in ("db", "api", "tok")}
+
+
+def two_services(project: Project) -> dict[str, str]:
+    """The issue's file: a file:, an environment: (from .env) and an external (local
+    store) secret, and a config; the values it will read."""
+    made = values()
+    project.write(TWO_SERVICES, **{"db_pass.txt": made["db"], ".env": f"API_KEY={made['api']}\n"})
+    created = project.runner("secret", "create", "shared_token", "-", input=made["tok"])
+    assert created.returncode == 0, created.stderr
+    return made
+
+
+def container(project: Project, service: str) -> str:
+    labels = [f"com.docker.compose.service={service}", f"com.docker.compose.project={project.name}"]
+    (cid,) = project.docker("ps", "-q", *(f"--filter=label={label}" for label in labels)).split()
+    return cid
+
+
+def test_up_gives_swarm_layout_on_a_read_only_tmpfs_and_down_removes_it(project: Project) -> None:
+    made = two_services(project)
+    done = project.secretd("up", "-d")
+    assert done.returncode == 0, done.stderr
+    web, worker = container(project, "web"), container(project, "worker")
+
+    assert files(project, web, "/run/secrets /etc/app /etc/app.d") == {
+        "api.key": ("-r--------", "1000", "1000"),
+        "db_pass": ("-r--r--r--", "0", "0"),
+        "tok": ("-r--r-----", "0", "0"),
+        "key": ("-r--r-----", "0", "0"),
+        "app.conf": ("-r--r--r--", "0", "0"),
+    }
+    assert files(project, worker, "/run/secrets") == {"tok": ("-r--r-----", "65534", "0")}
+    read = project.docker("exec", web, "cat", "/run/secrets/db_pass", "/run/secrets/api.key",
+                          "/etc/app/key", "/run/secrets/tok", "/etc/app.d/app.conf")  # fmt: skip
+    assert read == made["db"] + made["api"] + made["api"] + made["tok"] + "level=debug\n"
+    table = project.docker("exec", web, "cat", "/proc/mounts").splitlines()
+    mounted = {fields[1]: (fields[2], fields[3].split(",")[0]) for fields in map(str.split, table)}
+    for where in ("/run/secrets", "/etc/app", "/etc/app.d"):
+        assert mounted[where] == ("tmpfs", "ro"), where
+    project.docker("exec", web, "touch", "/run/secrets/x", check=False)  # read-only: fails
+    assert "x" not in project.docker("exec", web, "ls", "/run/secrets").split()
+
+    seen = json.dumps([project.inspect(web), project.inspect(worker)])
+    seen += project.docker("diff", web) + project.docker("diff", worker)
+    for value in made.values():
+        assert value not in seen
+    assert len(list((project.runtime / "mounts").iterdir())) == 2  # one tmpfs per service
+
+    down = project.secretd("down", "-t", "0")
+    assert down.returncode == 0, down.stderr
+    assert project.containers() == []
+    assert project.mounts() == []
+
+
+def files(project: Project, cid: str, dirs: str) -> dict[str, tuple[str, str, str]]:
+    """``ls -ln`` of directories in a container: name -> (mode, uid, gid)."""
+    listing = project.docker("exec", cid, "sh", "-c", f"ls -ln {dirs}")
+    return {
+        fields[-1]: (fields[0], fields[2], fields[3])
+        for fields in map(str.split, listing.splitlines())
+        if fields and fields[0].startswith("-")
+    }
+
+
+def test_the_transformed_model_holds_paths_never_values(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from secretd.broker import Broker
+    from secretd.compose.model import find_compose
+    from secretd.compose.project import Project as Spec
+    from secretd.compose.project import load_project, mount_services, resolve
+
+    made = two_services(project)
+    monkeypatch.chdir(project.path)
+    config = load_config()
+    loaded = load_project(Spec(tuple(find_compose()), name=project.name), config)
+    mounted = mount_services(loaded, resolve(loaded, Broker(config)), config.runtime_dir,
+                             project.docker.host)  # fmt: skip
+    try:
+        text = json.dumps(mounted.model)
+        assert "secrets" not in mounted.model and "configs" not in mounted.model
+        web = mounted.model["services"]["web"]
+        assert {v["target"] for v in web["volumes"]} == {"/run/secrets", "/etc/app", "/etc/app.d"}
+        assert all(v["read_only"] and v["type"] == "bind" for v in web["volumes"])
+        assert all(Path(v["source"]).is_dir() for v in web["volumes"])  # directories only
+    finally:
+        mounted.remove()
+    for value in [*made.values(), "level=debug"]:
+        assert value not in text
+
+
+def test_a_tmpfs_stays_until_the_last_container_of_a_scaled_service_is_gone(
+    project: Project,
+) -> None:
+    made = values()
+    project.write(
+        f"services:\n  worker:\n    image: {IMAGE}\n    command: [sleep, '600']\n"
+        "    network_mode: none\n    secrets: [tok]\nsecrets:\n  tok:\n    file: ./tok.txt\n",
+        **{"tok.txt": made["tok"]},
+    )
+    done = project.secretd("up", "-d", "--scale", "worker=2")
+    assert done.returncode == 0, done.stderr
+    first, second = project.containers()
+    runtime = load_config().runtime_dir
+
+    remove_orphan_mounts(runtime)  # what 'secretd run' and the daemon do: both containers are alive
+    assert project.docker("exec", second, "cat", "/run/secrets/tok") == made["tok"]
+    project.docker("rm", "-f", first)
+    remove_orphan_mounts(runtime)
+    assert project.docker("exec", second, "cat", "/run/secrets/tok") == made["tok"]
+    assert len(list((project.runtime / "mounts").iterdir())) == 1
+
+    assert project.secretd("down", "-t", "0").returncode == 0
+    assert project.mounts() == []
+
+
+def test_run_rm_reads_its_secrets_and_leaves_nothing(project: Project) -> None:
+    made = two_services(project)
+    done = project.secretd("run", "--rm", "-T", "worker", "sh", "-c", "cat /run/secrets/*; exit 3")
+    assert (done.returncode, done.stdout) == (3, made["tok"]), done.stderr
+    assert project.containers() == []
+    assert project.mounts() == []
