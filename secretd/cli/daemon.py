@@ -120,7 +120,7 @@ def _serve(config: Config, path: Path) -> None:
 
     server.harden()
     policy = Policy.from_config(config)  # a malformed policy stops us before we listen
-    server.reap(config)
+    server.remove_leftovers(config)
     sock, bound = listener.inherited(), None
     if sock is None:
         mode = parse_mode(config.daemon.get("socket_mode", "0660"), "[daemon] socket_mode")

@@ -80,7 +80,7 @@ def test_a_damaged_note_or_a_hostile_label_does_not_stop_the_reaper(
     runtime: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = QueuedEngine()
-    monkeypatch.setattr(reaping, "engine_for", lambda name, host: engine)
+    monkeypatch.setattr(reaping, "engine_client", lambda name, host: engine)
     damaged = [
         engine_mount(runtime, "a-list", []),
         engine_mount(runtime, "b-pid", {**DEAD_OWNER, "pid": "x"}),
@@ -126,6 +126,6 @@ def test_one_oci_leftover_that_resists_does_not_keep_the_others(
 
     resists = leftover("a" * 64, str(tmp_path / "no-runc-here"), created=2.0)
     goes = leftover("b" * 64, "/bin/true", created=1.0)
-    assert ocistate.reap(config) == ["b" * 64]
+    assert ocistate.remove_dead_containers(config) == ["b" * 64]
     assert resists.exists() and not goes.exists()
     assert f"cannot take down container {'a' * 12}: FileNotFoundError" in caplog.text

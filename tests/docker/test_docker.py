@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from secretd.runtime.engines.reaper import reap, watch_destroyed
+from secretd.runtime.engines.reaper import remove_orphan_mounts, watch_destroyed
 from tests.conftest import Runner
 from tests.docker.conftest import IMAGE, Dockerd
 from tests.support.engines import Bind, mounts_left
@@ -218,7 +218,7 @@ def test_leftover_mounts_are_reaped_without_a_watcher(
     running = run(secretd, "-d", "--secret", "api_key", IMAGE, "sleep", "60")
     gone = run(secretd, "-d", "--secret", "api_key", IMAGE, "sleep", "60")
     assert running.returncode == gone.returncode == 0
-    assert reap(runtime_dir) == []  # both containers exist
+    assert remove_orphan_mounts(runtime_dir) == []  # both containers exist
     dockerd("rm", "-f", gone.stdout.strip())
     try:
         done = run(secretd, "--rm", IMAGE, "true")  # reaps before it launches
@@ -227,7 +227,7 @@ def test_leftover_mounts_are_reaped_without_a_watcher(
         assert dockerd("exec", running.stdout.strip(), "ls", "/run/secrets") == "api_key\n"
     finally:
         dockerd("rm", "-f", running.stdout.strip())
-    assert reap(runtime_dir) != [] and mounts_left(runtime_dir) == []
+    assert remove_orphan_mounts(runtime_dir) != [] and mounts_left(runtime_dir) == []
 
 
 def test_remote_engine_is_refused(

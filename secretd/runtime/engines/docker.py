@@ -44,7 +44,7 @@ from .common import (
     secret_binds,
     under_volume,
 )
-from .reaper import reap_quietly
+from .reaper import remove_orphan_mounts_quietly
 
 if TYPE_CHECKING:
     import docker
@@ -160,7 +160,7 @@ class DockerRuntime:
         """
         if spec.image is None:
             raise UsageError("--runtime docker needs an image", "give IMAGE before CMD")
-        reap_quietly(self.runtime_dir)
+        remove_orphan_mounts_quietly(self.runtime_dir)
         client = self.engine.client()
         host_mount = open_mount(self.runtime_dir, mount, "docker", self.engine.host, spec.detach)
         cid = None

@@ -38,7 +38,7 @@ from .common import (
     secret_binds,
     under_volume,
 )
-from .reaper import reap_quietly
+from .reaper import remove_orphan_mounts_quietly
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class PodmanRuntime:
         if spec.image is None:
             raise UsageError("--runtime podman needs an image", "give IMAGE before CMD")
         binary = self.engine.command()
-        reap_quietly(self.runtime_dir)
+        remove_orphan_mounts_quietly(self.runtime_dir)
         host_mount = open_mount(self.runtime_dir, mount, "podman", self.engine.host, spec.detach)
         try:
             exists = image_directories(binary, spec, host_mount)

@@ -4,9 +4,9 @@ Two things remove them:
 
 - ``MountReaper`` (``watch_destroyed``), run by the daemon in a thread: on each
   ``destroy``/``remove`` event of a labelled container it removes that container's tmpfs.
-- ``reap``: removes mounts whose owner process has exited and none of whose containers
-  (one, or a compose service's several) still exists; the daemon runs it when it starts
-  watching, ``secretd run`` before each launch.
+- ``remove_orphan_mounts``: removes mounts whose owner process has exited and none of
+  whose containers (one, or a compose service's several) still exists; the daemon runs
+  it when it starts watching, ``secretd run`` before each launch.
 
 A mount whose owner is alive and attached is left alone: that process removes it itself.
 Mounts without notes (another runtime's, or one being set up) are never touched.
@@ -76,7 +76,9 @@ def read_notes(path: Path) -> Noted | None:
     )
 
 
-class Engine(Protocol):
+class EngineClient(Protocol):
+    """What the reaper asks of a container engine (``DockerEngine``, ``PodmanEngine``)."""
+
     name: str
 
     def live_ids(self) -> set[str]: ...
@@ -92,7 +94,7 @@ ENGINES = {  # engine: (module, client class)
 }
 
 
-def engine_for(engine: str, host: str) -> Engine:
+def engine_client(engine: str, host: str) -> EngineClient:
     """The client for an engine named in a note (imports only that engine's module).
 
     Found by name, like a runtime: the Docker and Podman runtimes import this module (they
@@ -101,11 +103,11 @@ def engine_for(engine: str, host: str) -> Engine:
     if engine not in ENGINES:
         raise LaunchError(f"unknown container engine {engine!r} in a secrets mount note")
     module, name = ENGINES[engine]
-    client: Engine = getattr(importlib.import_module(module), name)(host)
+    client: EngineClient = getattr(importlib.import_module(module), name)(host)
     return client
 
 
-def reap(runtime_dir: Path) -> list[str]:
+def remove_orphan_mounts(runtime_dir: Path) -> list[str]:
     """Remove engine mounts whose owner exited and whose container no longer exists.
 
     Returns:
@@ -122,7 +124,7 @@ def reap(runtime_dir: Path) -> list[str]:
             groups.setdefault((noted.engine, noted.host), []).append(noted)
     reaped = []
     for (name, host), mounts in groups.items():
-        engine = engine_for(name, host)
+        engine = engine_client(name, host)
         try:
             live = engine.live_ids()
         finally:
@@ -146,10 +148,10 @@ def _remove(path: Path) -> bool:
     return True
 
 
-def reap_quietly(runtime_dir: Path) -> None:
-    """``reap`` before a launch: a failure is logged, it never stops the run."""
+def remove_orphan_mounts_quietly(runtime_dir: Path) -> None:
+    """``remove_orphan_mounts`` before a launch: a failure is logged, never raised."""
     try:
-        reap(runtime_dir)
+        remove_orphan_mounts(runtime_dir)
     except SecretdError as exc:
         log.warning("cannot check leftover secrets mounts: %s", exc)
 
@@ -162,7 +164,7 @@ class MountReaper:
     restarts. ``stop`` ends it from any thread.
     """
 
-    def __init__(self, runtime_dir: Path, engine: Engine) -> None:
+    def __init__(self, runtime_dir: Path, engine: EngineClient) -> None:
         self.base = (runtime_dir / "mounts").resolve()
         self.runtime_dir = runtime_dir
         self.engine = engine
@@ -195,7 +197,7 @@ class MountReaper:
 
     def _serve(self, stream: EventStream) -> None:
         """Reap, then handle each destroy event until the stream ends."""
-        reap_quietly(self.runtime_dir)
+        remove_orphan_mounts_quietly(self.runtime_dir)
         with self._lock:
             self._stream = stream
         if self._stopped.is_set():
@@ -239,7 +241,8 @@ def watch_destroyed(
     """
     if host is None and engine == "podman":
         host = podman_host()
-    reaper = MountReaper(runtime_dir, engine_for(engine, docker_host() if host is None else host))
+    client = engine_client(engine, docker_host() if host is None else host)
+    reaper = MountReaper(runtime_dir, client)
     threading.Thread(target=reaper.run, name=f"secretd-reaper-{engine}", daemon=True).start()
     reaper.ready.wait(10)
     return reaper

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ... import _linux
 from ..process import start_time
-from .state import Record, clean_signals, load, runc_error, save, teardown
+from .state import Record, clean_signals, load, runc_error, save, take_down_container
 
 PR_SET_CHILD_SUBREAPER = 36
 REPORT_FD = 3
@@ -81,7 +81,7 @@ def main(directory: Path) -> None:
     code = _wait(pid)
     record.status, record.exit_code, record.finished = "exited", code, time.time()
     save(directory, record)
-    teardown(directory, record, keep_record=not record.remove)
+    take_down_container(directory, record, keep_record=not record.remove)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ secrets directory), then ``runc run`` with the client's stdio. ``runc`` forwards
 signals it gets to the container and exits with the container's status (128+N when
 killed by signal N). When the command ends, or secretd is interrupted, the container's
 directory, overlay, upper layer, secrets tmpfs and runc state are taken down; leftovers
-of a killed secretd are taken down by ``ocistate.reap`` (``secretd prune``, and the
+of a killed secretd are taken down by ``state.remove_dead_containers`` (``secretd prune``, and the
 daemon on start). ``-d`` hands the container to a monitor process (monitor.py).
 """
 
@@ -40,7 +40,7 @@ from .state import (
     init_pid,
     runc_error,
     save,
-    teardown,
+    take_down_container,
 )
 
 ENV_BINARY = "SECRETD_OCI_RUNTIME"
@@ -110,7 +110,7 @@ class OciContainer:
             kill_and_reap(self.pid)
             self._status = 128 + signal.SIGKILL
         os.close(self._pidfd)
-        teardown(self.directory, self.record, self.mount)
+        take_down_container(self.directory, self.record, self.mount)
         self._removed = True
 
 
@@ -221,7 +221,7 @@ class OciRuntime:
         except BaseException:  # a failure, or a signal before the engine holds the container
             if pid:
                 kill_and_reap(pid)
-            teardown(directory, record, host_mount)
+            take_down_container(directory, record, host_mount)
             raise
 
     def _check(self, spec: RunSpec) -> str:

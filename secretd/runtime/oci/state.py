@@ -6,7 +6,7 @@ Each container has a directory ``<state_dir>/containers/<id>`` holding the bundl
 The record names the secrets a container holds (names only, never sources or values),
 its secrets tmpfs, and the process that owns it: secretd itself for a foreground run, the
 monitor for a detached one. A record whose owner is gone while it still says "running"
-was left by an interrupted secretd; ``reap`` takes such leftovers down.
+was left by an interrupted secretd; ``remove_dead_containers`` takes such leftovers down.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def runc_error(directory: Path) -> str:
     return ""
 
 
-def teardown(directory: Path, record: Record, mount: HostMount | None = None,
+def take_down_container(directory: Path, record: Record, mount: HostMount | None = None,
              keep_record: bool = False) -> None:
     """Take down what a container holds: runc's state, the overlay, the secrets tmpfs,
     the bundle and the upper layer; the record and logs too unless ``keep_record``."""
@@ -262,11 +262,12 @@ def remove(config: Config, ref: str, force: bool = False) -> Record:
         runc(record, "kill", record.id, "KILL")
         wait_owner(record, STOP_TIMEOUT)
     if directory.exists():
-        teardown(directory, load(directory) if (directory / "meta.json").exists() else record)
+        current = load(directory) if (directory / "meta.json").exists() else record
+        take_down_container(directory, current)
     return record
 
 
-def reap(config: Config) -> list[str]:
+def remove_dead_containers(config: Config) -> list[str]:
     """Take down containers whose secretd was killed (their owner is gone while they
     still run or were being set up); returns their ids. Safe to run at any time."""
     reaped = []
@@ -275,7 +276,7 @@ def reap(config: Config) -> list[str]:
             continue
         try:
             runc(record, "kill", record.id, "KILL")
-            teardown(directory, record)
+            take_down_container(directory, record)
         except (OSError, SecretdError) as exc:  # one that resists must not keep the others
             why = exc.line() if isinstance(exc, SecretdError) else type(exc).__name__
             log.error("cannot take down container %s: %s", record.id[:12], why)
