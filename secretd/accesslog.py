@@ -233,7 +233,8 @@ def read(
 def _names(event: dict[str, Any]) -> set[str]:
     """The secret names and files an event is about."""
     names = {str(event[key]) for key in ("secret", "file") if key in event}
-    for item in event.get("secrets") or ():
+    listed = event.get("secrets")
+    for item in listed if isinstance(listed, list) else ():
         names.add(str(item.get("name")) if isinstance(item, dict) else str(item))
     return names
 
