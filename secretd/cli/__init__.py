@@ -78,6 +78,8 @@ COMMANDS = {
     "audit": "audit:audit",
     "redact": "redact:redact",
     "compose": "compose:compose",
+    "swarm": "swarm:swarm",
+    "stack": "swarm:stack",
 }
 
 
