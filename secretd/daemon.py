@@ -507,10 +507,10 @@ def _reply(chan: Channel, message: Message) -> None:
         log.debug("could not reply: %s", exc)
 
 
-def reap(config: Config) -> None:
+def remove_leftovers(config: Config) -> None:
     """Take down what a killed predecessor left: oci containers whose owner is gone, engine
     mounts whose container is gone (sandbox mounts die with their namespace), FUSE mounts
-    whose server died. Not ``mount.tmpfs.reap``: it would take the mounts of live
+    whose server died. Not removing every mount: it would take the mounts of live
     detached containers too."""
     from .mount import fuse
     from .runtime.engines import reaper
@@ -522,8 +522,8 @@ def reap(config: Config) -> None:
     except (OSError, SecretdError) as exc:
         log.error("cannot check for leftover FUSE mounts: %s", exc)
     try:
-        for cid in ocistate.reap(config):
+        for cid in ocistate.remove_dead_containers(config):
             log.warning("took down container %s a previous secretd left behind", cid)
     except (OSError, SecretdError) as exc:
         log.error("cannot check for leftover oci containers: %s", exc)
-    reaper.reap_quietly(config.runtime_dir)
+    reaper.remove_orphan_mounts_quietly(config.runtime_dir)
