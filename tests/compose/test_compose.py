@@ -183,3 +183,24 @@ def test_run_rm_reads_its_secrets_and_leaves_nothing(project: Project) -> None:
     assert (done.returncode, done.stdout) == (3, made["tok"]), done.stderr
     assert project.containers() == []
     assert project.mounts() == []
+
+
+def test_config_prints_the_plan_and_no_value(project: Project) -> None:
+    made = two_services(project)
+    shown = project.secretd("config")
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert rows[0] == ["SERVICE", "KIND", "NAME", "SOURCE", "TARGET", "OWNER", "MODE"]
+    assert ["web", "secret", "api_key", "env:API_KEY", "/run/secrets/api.key", "1000:1000",
+            "0400"] in rows  # fmt: skip
+    assert ["worker", "secret", "tok", "local:shared_token", "(external)", "/run/secrets/tok",
+            "65534:0", "0440"] in rows  # fmt: skip
+    assert ["web", "config", "app_conf", "(inline", "content)", "/etc/app.d/app.conf", "0:0",
+            "0444"] in rows  # fmt: skip
+    as_json = project.secretd("config", "--format", "json")
+    assert {"service": "web", "kind": "secret", "name": "db_pass", "target": "/run/secrets/db_pass",
+            "owner": "0:0", "mode": "0444", "source": f"file:{project.path / 'db_pass.txt'}"} in (
+        json.loads(as_json.stdout))  # fmt: skip
+    for value in made.values():
+        assert value not in shown.stdout + shown.stderr + as_json.stdout
+    assert project.containers() == [] and project.mounts() == []
