@@ -186,3 +186,34 @@ def test_nothing_is_left_in_dev_shm(secretd, db: str) -> None:
     for _ in range(3):
         assert secretd("run", "--no-sandbox", "--secret", db, "--", "true").returncode == 0
     assert ours() == before
+
+
+def test_on_a_terminal_the_command_reads_it_and_ctrl_c_reaches_it_once() -> None:
+    """The command's process group gets the terminal's foreground (as the sandbox's does):
+    it reads the terminal without being stopped, and Ctrl-C ends it with status 130."""
+    secretd = f"{sys.executable} -m secretd run --no-sandbox --"
+    script = (
+        f"{secretd} sh -c 'read x; echo got-$x'; echo status=$?; "
+        f"{secretd} sleep 30; echo status=$?"
+    )
+    feed = subprocess.Popen(
+        ["timeout", "60", "script", "-qec", script, "/dev/null"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert feed.stdin is not None and feed.stdout is not None
+    feed.stdin.write("hello\n")
+    feed.stdin.flush()
+    lines: list[str] = []
+    while not any(line.startswith("status=") for line in lines):
+        line = feed.stdout.readline()
+        assert line, f"the command stopped or ended early: {lines}"  # stopped: timeout ends it
+        lines.append(line.strip())
+    time.sleep(1)  # the second command is running
+    feed.stdin.write("\x03")
+    feed.stdin.flush()
+    rest = feed.stdout.read()
+    feed.stdin.close()
+    feed.stdout.close()
+    assert feed.wait(timeout=30) == 0
+    assert "got-hello" in lines and "status=0" in lines
+    assert rest.strip().endswith("status=130")
