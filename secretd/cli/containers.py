@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import UsageError, printable
+from ..errors import SecretdError, UsageError, printable
 from . import AppContext
 from .output import echo_table
 
@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 @click.pass_obj
 def ps(app: AppContext, show_all: bool, quiet: bool, fmt: str) -> None:
     """List what secretd runs: the daemon's runs (yours, or everyone's for administrators)
-    and detached oci containers, with the NAMES of their secrets (never values)."""
+    detached oci containers, and Docker and Podman containers carrying secretd's labels,
+    with the NAMES of their secrets (never values)."""
+    from ..runtime.engines.listing import labelled_containers
     from ..runtime.oci.state import records
 
     now = time.time()
     rows = [dict(run, kind="run") for run in _daemon_runs(app)]
     rows += [dict(_summary(record, now), kind="container") for _, record in records(app.config)]
+    rows += [dict(row, kind="container") for row in labelled_containers(app.config.runtime_dir)]
     rows = [r for r in rows if show_all or r["state"] != "exited"]
     if quiet:
         for row in rows:
@@ -186,7 +189,9 @@ def rm(app: AppContext, force: bool, containers: tuple[str, ...]) -> None:
 @click.command()
 @click.pass_obj
 def prune(app: AppContext) -> None:
-    """Remove stopped containers and whatever an interrupted secretd left behind."""
+    """Remove stopped containers, the secrets mounts of Docker and Podman containers that
+    are gone, and whatever an interrupted secretd left behind."""
+    from ..runtime.engines.reaper import remove_orphan_mounts
     from ..runtime.oci.state import records, remove, remove_dead_containers
 
     deleted = remove_dead_containers(app.config)
@@ -194,9 +199,18 @@ def prune(app: AppContext) -> None:
         if record.state() == "exited":
             remove(app.config, record.id)
             deleted.append(record.id)
-    click.echo("Deleted Containers:" if deleted else "Nothing to remove")
-    for container_id in deleted:
-        click.echo(container_id)
+    try:
+        mounts = remove_orphan_mounts(app.config.runtime_dir)
+    except SecretdError as exc:  # an engine that does not answer keeps its mounts
+        click.echo(f"secretd: warning: {exc.line()}", err=True)
+        mounts = []
+    if not deleted and not mounts:
+        click.echo("Nothing to remove")
+    for title, names in (("Deleted Containers:", deleted), ("Removed secrets mounts:", mounts)):
+        if names:
+            click.echo(title)
+            for name in names:
+                click.echo(name)
 
 
 @click.group()
