@@ -114,6 +114,26 @@ def test_no_tmpfs_is_an_error_naming_the_way_out(db: str) -> None:
     assert list(disk.iterdir()) == []
 
 
+@pytest.mark.root
+def test_xdg_runtime_dir_serves_when_dev_shm_is_no_tmpfs(db: str) -> None:
+    disk, runtime = Path.cwd() / "disk", Path.cwd() / "xdg"
+    disk.mkdir()
+    runtime.mkdir()
+    script = (
+        f"mount --bind {disk} /dev/shm && mount -t tmpfs tmpfs {runtime} && "
+        f"{sys.executable} -m secretd run --no-sandbox --secret {db} -- "
+        "sh -c 'echo \"$DB_FILE\"' && ls -A " + str(runtime)
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{runtime}/secretd-")
+    assert done.stdout.endswith("/db\n")  # and nothing left in it: ls printed nothing
+
+
 @pytest.mark.parametrize(
     ("flags", "wording"),
     [
