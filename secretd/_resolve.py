@@ -4,11 +4,12 @@ done. Kept out of ``secretd/__init__.py`` so that importing the package loads no
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator
 
 from .broker import Broker
 from .config import Config, load_config
-from .refs import parse_ref
+from .refs import expand
 from .spec import Secret, SecretRef
 
 
@@ -42,7 +43,13 @@ def resolve(
         refs = [refs]
     if config is None:
         config = broker.config if broker is not None else load_config()
-    parsed = [ref if isinstance(ref, SecretRef) else parse_ref(ref, config.secrets) for ref in refs]
+    parsed = [
+        one
+        for ref in refs
+        for one in (
+            (ref,) if isinstance(ref, SecretRef) else expand(ref, config.secrets, os.environ)
+        )
+    ]
     # in-process, the caller may list every name: a missing one gets "did you mean"
     broker = broker or Broker(config, suggest=True)
     secrets = broker.resolve(parsed)

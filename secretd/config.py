@@ -21,6 +21,7 @@ from .refs import (
     Binding,
     check_name,
     check_target,
+    check_variable,
     parse_id,
     parse_max_reads,
     parse_mode,
@@ -38,9 +39,10 @@ ENV_SETTINGS = {
     "SECRETD_RUNTIME": "runtime",
     "SECRETD_LOG_LEVEL": "log_level",
     "SECRETD_MOUNT_TYPE": "mount_type",
+    "SECRETD_REDACT": "redact",
 }
 TOP_LEVEL = {"state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level"}
-TOP_LEVEL |= {"mount_type"}
+TOP_LEVEL |= {"mount_type", "redact"}
 TABLES = {"secrets", "configs", "templates", "providers", "daemon", "policy", "access_log"}
 PATH_SCHEMES = ("dotenv:", "file:")
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -71,6 +73,9 @@ SETTINGS: dict[str, Setting] = {
     "runtime_dir": _PATH,
     "host": _TEXT,
     "strict": Setting((bool, str), "true or false"),
+    "redact": Setting(
+        (bool, str), 'true, false or "auto"', lambda v: str(v).lower() in ("true", "false", "auto")
+    ),
     "cache_ttl": Setting((int, float, str), "a number of seconds"),
     "runtime": _TEXT,
     "log_level": _TEXT,
@@ -82,6 +87,8 @@ SETTINGS: dict[str, Setting] = {
     "secrets.*.gid": _ID,
     "secrets.*.mode": _MODE,
     "secrets.*.refresh": Setting((str, int, float), 'a duration like "30s" or "5m"'),
+    "secrets.*.file_env": Setting((str,), 'a variable name like "POSTGRES_PASSWORD_FILE"'),
+    "secrets.*.redact": Setting((bool,), "true or false"),
     "secrets.*.max_reads": _COUNT,
     "mount_type": Setting((str,), '"tmpfs" or "fuse"', lambda value: value in ("tmpfs", "fuse")),
     "access_log": _TABLE,
@@ -167,6 +174,7 @@ class Config:
     runtime: str = "auto"
     log_level: str = "warning"
     mount_type: str = "tmpfs"
+    redact: bool | None = None  # run's and logs' --redact default; None: auto (redactstream)
     secrets: Mapping[str, Binding] = field(default_factory=dict)
     configs: Mapping[str, Binding] = field(default_factory=dict)
     templates: Mapping[str, Binding] = field(default_factory=dict)
@@ -310,6 +318,8 @@ def _binding(name: str, entry: Any, origin: str, table: str = "secrets") -> Bind
         gid=parse_id(entry["gid"], "gid", where) if "gid" in entry else None,
         mode=parse_mode(entry["mode"], where) if "mode" in entry else None,
         refresh=parse_refresh(entry["refresh"], where) if "refresh" in entry else None,
+        file_env=check_variable(entry["file_env"], where) if "file_env" in entry else None,
+        redact=entry.get("redact"),
         max_reads=parse_max_reads(entry["max_reads"], where) if "max_reads" in entry else None,
     )
 
@@ -380,6 +390,9 @@ def load_config(
         runtime=str(merged.get("runtime", "auto")),
         log_level=str(merged.get("log_level", "warning")),
         mount_type=str(merged.get("mount_type", "tmpfs")),
+        redact=None if str(merged.get("redact", "auto")).lower() == "auto" else _truthy(
+            merged["redact"]
+        ),
         secrets=secrets,
         configs=configs,
         templates=templates,

@@ -24,7 +24,8 @@ from .broker import Broker
 from .config import Config
 from .errors import MountError, SecretdError
 from .exposure import config_warning
-from .refs import parse_ref
+from .redactstream import redacting
+from .refs import named_file_env, parse_ref
 from .rotation import Actions, Rotation, check_spec
 from .runtime import load_runtime, runtime_name
 from .spec import (
@@ -87,6 +88,8 @@ class Engine:
         runtime = load_runtime(runtime_name(spec, self.config), self.config)
         if spec.file_env:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
+        named = named_file_env(spec.secrets, spec.secrets_dir)
+        spec = dataclasses.replace(spec, env=spec.env + named)
         refs = [mount.inside(ref, spec.secrets_dir) for ref in (*spec.secrets, *spec.configs)]
         secrets = self.broker.resolve(refs)
         read: tuple[list[SecretRef], list[Secret]] = ([], [])  # by templates alone
@@ -98,7 +101,8 @@ class Engine:
             planned = mount.plan(refs, secrets, rendered, spec.secrets_dir, spec.mount_type)
             if admit is not None:
                 admit(planned)
-            current = [runtime.launch(spec, planned, stdio)]
+            launcher = redacting(runtime, spec, [*refs, *read[0]], [*secrets, *read[1]])
+            current = [launcher.launch(spec, planned, stdio)]
             _record_run(spec, current[0], refs, secrets, runtime.name)
             detached = spec.detach
             try:
@@ -108,7 +112,7 @@ class Engine:
 
                 def relaunch() -> Container:
                     files = mount.plan(refs, secrets, rendered, spec.secrets_dir, spec.mount_type)
-                    current[0] = runtime.launch(spec, files, stdio)
+                    current[0] = launcher.launch(spec, files, stdio)
                     if on_start is not None:
                         on_start(current[0])
                     return current[0]

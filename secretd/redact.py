@@ -18,13 +18,12 @@ match; ``flush()`` (the caller's idle timer, or end of input) releases the rest.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
-
-import ahocorasick_rs
 
 from .spec import Secret
 
@@ -109,16 +108,23 @@ class Redactor:
         values: the values to redact; those under ``MIN_LENGTH`` bytes get one warning
             each (naming the secret) and are not redacted.
         replacement: what stands for each masked run.
+        warn: takes each warning (default: this module's logger); a daemon passes one
+            that writes to its client's stderr, where the user sees it.
     """
 
-    def __init__(self, values: Iterable[Redactable], replacement: bytes = REPLACEMENT) -> None:
+    def __init__(
+        self,
+        values: Iterable[Redactable],
+        replacement: bytes = REPLACEMENT,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         patterns: set[bytes] = set()
         for item in values:
             if not item.redact:
                 continue
             if len(item.value) < MIN_LENGTH:
-                log.warning(
-                    "secret %r is shorter than %d bytes: not redacted", item.name, MIN_LENGTH
+                (warn or log.warning)(
+                    f"secret {item.name!r} is shorter than {MIN_LENGTH} bytes: not redacted"
                 )
                 continue
             patterns.update(forms(item.value))
@@ -126,6 +132,8 @@ class Redactor:
         self.longest = max(map(len, patterns), default=0)
         # no form spans a newline: nothing after it can complete a match before it
         self._newline_ends = not any(b"\n" in form for form in patterns)
+        import ahocorasick_rs  # here: a run without redaction does not load it
+
         small = sum(map(len, patterns)) <= _DFA_MAX_PATTERN_BYTES
         self._automaton = ahocorasick_rs.BytesAhoCorasick(
             sorted(patterns), implementation=ahocorasick_rs.Implementation.DFA if small else None
@@ -133,6 +141,12 @@ class Redactor:
         self._tail = b""  # the bytes a future match may still start in
         self._shown = 0  # how many of them were already output (plain or masked)
         self._mask_open = False  # the output ends with a replacement ending at _shown
+
+    def stream(self) -> Redactor:
+        """A redactor for another stream: the same values (and automaton), its own state."""
+        other = copy.copy(self)
+        other._tail, other._shown, other._mask_open = b"", 0, False
+        return other
 
     @property
     def held(self) -> int:

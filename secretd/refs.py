@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from .errors import UsageError
+from .errors import SecretNotFound, UsageError
 from .spec import DEFAULT_MODE, DEFAULT_SECRETS_DIR, SecretRef, TemplateRef
 
 # Used with fullmatch: "$" would also match before a trailing newline ("api_key\n").
@@ -33,7 +33,11 @@ SCHEME_RE = re.compile(r"[a-z][a-z0-9+.-]*")
 NAME_MAX = 64
 PATH_MAX = 4096
 ELEMENT_MAX = 255
-LONG_KEYS = frozenset({"source", "src", "target", "uid", "gid", "mode", "refresh", "max_reads"})
+LONG_KEYS = frozenset(
+    {"source", "src", "target", "uid", "gid", "mode", "refresh", "max_reads", "file_env", "redact"}
+)
+VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_PATTERN_RE = re.compile(r"[A-Za-z0-9_*]*[A-Za-z0-9_][A-Za-z0-9_*]*")
 HINT = "see 'secretd run --help' for the reference grammar"
 KINDS = ("secret", "config", "template")
 MIN_REFRESH = 1.0
@@ -53,6 +57,8 @@ class Binding:
     delimiters: tuple[str, str] | None = None  # [templates.NAME] only
     refresh: float | None = None  # [secrets.NAME] only
     max_reads: int | None = None  # [secrets.NAME] only; a FUSE mount's
+    file_env: str | None = None  # [secrets.NAME] only
+    redact: bool | None = None  # [secrets.NAME] only
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ def parse_max_reads(value: str | int, context: str) -> int:
         UsageError: not a whole number of at least 1.
     """
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise UsageError(
             f"invalid max_reads {value!r} in {context!r}",
             "give a whole number of opens of at least 1 (leave it out for no limit)",
@@ -195,7 +201,7 @@ def _split_long(text: str, kind: str = "secret") -> dict[str, str]:
         if not eq or key not in LONG_KEYS:
             raise UsageError(
                 f"invalid field {part!r} in {kind} reference {text!r}",
-                "use source=, target=, uid=, gid=, mode=, refresh=, max_reads=",
+                "use source=, target=, uid=, gid=, mode=, refresh=, max_reads=, file_env=, redact=",
             )
         key = "source" if key == "src" else key
         if key in fields:
@@ -228,7 +234,12 @@ def parse_ref(
     """
     if kind not in KINDS[:2]:
         raise ValueError(f"parse_ref takes a secret or a config, not {kind!r}")
-    bindings = bindings or {}
+    return _build(_fields(text, kind), text, bindings or {}, kind)
+
+
+def _fields(text: str, kind: str) -> dict[str, str]:
+    """A reference's parts: ``name`` (for ``NAME=SOURCE``), ``source``, and the long
+    syntax's other keys."""
     if not text.strip():
         raise UsageError(f"empty {kind} reference", HINT)
     if "\0" in text:
@@ -242,7 +253,12 @@ def parse_ref(
         fields = {"source": text}
     if not fields["source"]:
         raise UsageError(f"{kind} reference {text!r} has an empty source", HINT)
+    return fields
 
+
+def _build(
+    fields: Mapping[str, str], text: str, bindings: Mapping[str, Binding], kind: str
+) -> SecretRef:
     source = fields["source"]
     binding: Binding | None = None
     if ":" in source and not SCHEME_RE.fullmatch(source.partition(":")[0]):
@@ -277,6 +293,12 @@ def parse_ref(
     max_reads = binding.max_reads if binding else None
     if "max_reads" in fields:
         max_reads = parse_max_reads(fields["max_reads"], text)
+    file_env = binding.file_env if binding else None
+    if "file_env" in fields:
+        file_env = check_variable(fields["file_env"], text)
+    redact = True if binding is None or binding.redact is None else binding.redact
+    if "redact" in fields:
+        redact = parse_bool(fields["redact"], "redact", text)
     if kind == "config":
         target = posixpath.join("/", target)
     return SecretRef(
@@ -289,7 +311,105 @@ def parse_ref(
         kind=kind,
         refresh=refresh,
         max_reads=max_reads,
+        file_env=file_env,
+        redact=redact,
     )
+
+
+def check_variable(name: str, context: str) -> str:
+    """Raise a UsageError unless ``name`` can be an environment variable's name."""
+    if not VARIABLE_RE.fullmatch(name):
+        raise UsageError(
+            f"invalid variable name {name!r} in {context!r}",
+            "use letters, digits and '_', not starting with a digit",
+        )
+    return name
+
+
+def parse_bool(value: str | bool, what: str, context: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise UsageError(f"invalid {what} {value!r} in {context!r}", "give true or false")
+
+
+def glob_matches(pattern: str, names: Iterable[str]) -> list[str]:
+    """The ``names`` that ``pattern`` matches, sorted; ``*`` is the only wildcard (a
+    ``?`` starts a query and ``[`` may be part of a key)."""
+    regex = re.compile(".*".join(map(re.escape, pattern.split("*"))), re.DOTALL)
+    return sorted(name for name in names if regex.fullmatch(name))
+
+
+def env_matches(pattern: str, environ: Iterable[str]) -> list[str]:
+    """The variables ``env:PATTERN`` stands for.
+
+    Raises:
+        UsageError: the pattern is no variable name with ``*``s, or matches everything.
+    """
+    if not ENV_PATTERN_RE.fullmatch(pattern):
+        raise UsageError(
+            f"invalid variable pattern {pattern!r} in 'env:{pattern}'",
+            "use letters, digits, '_' and '*', with at least one letter, digit or '_' "
+            "(env:* would take every variable): e.g. env:APP_*",
+        )
+    return glob_matches(pattern, environ)
+
+
+def expand(
+    text: str,
+    bindings: Mapping[str, Binding] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[SecretRef, ...]:
+    """One ``--secret`` reference as the secrets it stands for: itself, or for a pattern
+    without a name or target (``env:APP_*``) one per variable of ``environ`` it matches,
+    each as ``env:VAR`` would be (named after the variable, as it is spelled).
+
+    Raises:
+        UsageError: a malformed reference, or ``file_env=`` on a pattern.
+        SecretNotFound: the pattern matches no variable.
+    """
+    fields = _fields(text, "secret")
+    source = fields["source"]
+    scheme, _, locator = source.partition(":")
+    pattern = split_locator(locator).path
+    if scheme != "env" or "*" not in pattern or "name" in fields or "target" in fields:
+        return (_build(fields, text, bindings or {}, "secret"),)
+    if "file_env" in fields:
+        raise UsageError(
+            f"file_env= names one variable, but {source!r} stands for several secrets",
+            f"drop file_env=, or name the secrets one by one: env:{pattern.replace('*', 'X')}",
+        )
+    found = env_matches(pattern, environ or {})
+    if not found:
+        raise SecretNotFound(
+            f"no environment variable matches {pattern!r} (secret reference {text!r})",
+            "export them before running secretd, or check the pattern",
+        )
+    rest = locator[len(pattern) :]
+    return tuple(
+        _build({**fields, "source": f"env:{var}{rest}"}, text, bindings or {}, "secret")
+        for var in found
+    )
+
+
+def env_variables(refs: Iterable[SecretRef], environ: Mapping[str, str]) -> set[str]:
+    """The variables ``env:`` references read, which a host command then goes without
+    (a ``?file`` variable's too: it only says where the value was)."""
+    found: set[str] = set()
+    for ref in refs:
+        if ref.scheme == "env":
+            path = split_locator(ref.locator).path
+            found.update(env_matches(path, environ) if "*" in path else [path])
+    return found
+
+
+def named_file_env(
+    refs: Iterable[SecretRef], secrets_dir: str = DEFAULT_SECRETS_DIR
+) -> tuple[tuple[str, str], ...]:
+    """``file_env=VAR`` of the long syntax: ``VAR=<the file's path>`` for each reference
+    that asks for one (``POSTGRES_PASSWORD_FILE``, the name an image reads)."""
+    return tuple((ref.file_env, target_path(ref, secrets_dir)) for ref in refs if ref.file_env)
 
 
 def parse_template(text: str, bindings: Mapping[str, Binding] | None = None) -> TemplateRef:
@@ -308,11 +428,12 @@ def parse_template(text: str, bindings: Mapping[str, Binding] | None = None) -> 
     binding: Binding | None = None
     if eq and head.strip() in LONG_KEYS:
         fields = _split_long(text, "template")
-        if "refresh" in fields:
-            raise UsageError(
-                f"template reference {text!r} has refresh=, which templates lack",
-                "set refresh= on the secrets the template reads",
-            )
+        for key in ("refresh", "file_env", "redact"):
+            if key in fields:
+                raise UsageError(
+                    f"template reference {text!r} has {key}=, which templates lack",
+                    f"set {key}= on the secrets the template reads",
+                )
     else:
         binding = (bindings or {}).get(check_name(text, "template name"))
         if binding is None:
@@ -378,7 +499,9 @@ def parse_refs(
     texts: Iterable[str],
     bindings: Mapping[str, Binding] | None = None,
     secrets_dir: str = DEFAULT_SECRETS_DIR,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[SecretRef, ...]:
-    refs = tuple(parse_ref(text, bindings) for text in texts)
+    """Every ``--secret`` of a run; ``env:`` patterns expand over ``environ``."""
+    refs = tuple(ref for text in texts for ref in expand(text, bindings, environ))
     check_unique_targets(refs, secrets_dir)
     return refs

@@ -38,6 +38,8 @@ class SecretRef:
     kind: str = "secret"
     refresh: float | None = None  # seconds between checks for a new version (rotation.py)
     max_reads: int | None = None  # opens allowed of its file (a FUSE mount only)
+    file_env: str | None = None  # a variable set to the file's path (long syntax file_env=)
+    redact: bool = True  # masked in the command's output (redactstream.py); redact=false
 
     @property
     def scheme(self) -> str:
@@ -163,6 +165,7 @@ class RunSpec:
     interactive: bool = False
     detach: bool = False
     remove: bool = False
+    redact: bool = False  # the command's stdout/stderr pass through redact.py
     refresh: float | None = None  # every secret's, unless its reference sets its own
     on_change: str = "none"  # none, signal:NAME, restart or exec:CMD (rotation.py)
     stop_signal: str = "SIGTERM"  # how restart stops the command

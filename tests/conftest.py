@@ -37,6 +37,9 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[d
     home.mkdir()
     monkeypatch.setenv("SECRETD_STATE_DIR", str(paths["state"]))
     monkeypatch.setenv("SECRETD_RUNTIME_DIR", str(paths["runtime"]))
+    # Tests read values through stdout, which is a pipe here: where `run` would redact by
+    # default. tests/redact/ (and any test about redaction) unsets this to get the default.
+    monkeypatch.setenv("SECRETD_REDACT", "false")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(paths["config"]))
     monkeypatch.chdir(tmp_path)
     yield paths

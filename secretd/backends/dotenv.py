@@ -1,5 +1,9 @@
 """``dotenv:PATH#KEY``: one value of a ``.env`` file, read with python-dotenv's rules.
 
+``NAME=dotenv:PATH#*`` (or ``#APP_*``) is every matching key, as one tree secret: a file
+per key under ``NAME/``, replaced as a set. A key that cannot be a file name (``a/b``,
+``..x``) is refused rather than renamed.
+
 ``${NAME}`` and ``${NAME:-default}`` expand from the keys defined above them in the same
 file, never from the environment: the file may be the caller's, and secretd's environment
 holds its own credentials (``VAULT_TOKEN``, ``SECRETD_PASSPHRASE``), which python-dotenv's
@@ -18,10 +22,10 @@ from dotenv.variables import parse_variables
 from .. import safeopen
 from ..config import Config
 from ..errors import SecretNotFound, UsageError
-from ..refs import split_locator
+from ..refs import check_target, glob_matches, split_locator
 from ..spec import Secret, SecretRef
 from . import BaseProvider
-from ._common import content_version
+from ._common import content_version, tree_content_version
 from .file import read_file
 
 HINT = "use KEY=VALUE lines (python-dotenv's rules: quote a value with spaces or '#')"
@@ -70,7 +74,36 @@ class DotenvProvider(BaseProvider):
             )
         path = Path(loc.path)
         values = parse_dotenv(path, ref.name)
+        if "*" in loc.fragment:
+            return _tree(ref, path, values, loc.fragment)
         if loc.fragment not in values:
             raise SecretNotFound(f"secret {ref.name!r}: no key {loc.fragment!r} in {path}")
         value = values[loc.fragment].encode()
         return Secret(name=ref.name, version=content_version(value), value=value)
+
+
+def _tree(ref: SecretRef, path: Path, values: dict[str, str], pattern: str) -> Secret:
+    """The keys ``pattern`` matches, one file each.
+
+    Raises:
+        SecretNotFound: no key matches.
+        UsageError: a matching key cannot be a file name.
+    """
+    tree = {key: values[key].encode() for key in glob_matches(pattern, values)}
+    if not tree:
+        raise SecretNotFound(f"secret {ref.name!r}: no key matches {pattern!r} in {path}")
+    for key in tree:
+        if "/" in key or not _file_name(key):
+            raise UsageError(
+                f"secret {ref.name!r}: key {key!r} in {path} cannot be a file name",
+                "rename the key, or name the keys one by one: dotenv:PATH#KEY",
+            )
+    return Secret(name=ref.name, version=tree_content_version(tree), value=b"", tree=tree)
+
+
+def _file_name(key: str) -> bool:
+    try:
+        check_target(key, key)
+    except UsageError:
+        return False
+    return key.isprintable()

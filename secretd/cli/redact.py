@@ -9,19 +9,11 @@ without a newline still shows.
 from __future__ import annotations
 
 import os
-import select
-from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import UsageError
 from . import AppContext
-
-if TYPE_CHECKING:
-    from ..redact import Redactor
-
-IDLE = 0.1  # seconds without input after which held-back bytes are shown
-CHUNK = 1 << 16
 
 
 @click.command()
@@ -41,33 +33,13 @@ def redact(app: AppContext, refs: tuple[str, ...], replacement: str) -> None:
     """
     from .._resolve import resolve
     from ..redact import Redactor, redactables
+    from ..redactstream import pump
 
     if not refs:
         raise UsageError("nothing to redact", "name a secret with --secret REF")
     with resolve(refs, app.config) as secrets:
         redactor = Redactor(redactables(secrets), os.fsencode(replacement))
     try:
-        _pump(0, 1, redactor)
+        pump(0, 1, redactor)
     except BrokenPipeError:
         pass  # the reader left (`| head`): nothing more to show
-
-
-def _pump(fd_in: int, fd_out: int, redactor: Redactor) -> None:
-    """Filter ``fd_in`` to ``fd_out`` until end of input, flushing after ``IDLE``."""
-    while True:
-        timeout = IDLE if redactor.held else None
-        ready, _, _ = select.select([fd_in], [], [], timeout)
-        if not ready:
-            _write_all(fd_out, redactor.flush())
-            continue
-        data = os.read(fd_in, CHUNK)
-        if not data:
-            break
-        _write_all(fd_out, redactor.write(data))
-    _write_all(fd_out, redactor.flush())
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

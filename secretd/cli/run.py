@@ -37,6 +37,12 @@ class RunCommand(click.Command):
         return rest
 
 
+def _redact(flag: bool | None, app: AppContext) -> bool:
+    from ..redactstream import redact_by_default
+
+    return flag if flag is not None else redact_by_default(app.config)
+
+
 def _strict(flag: bool, app: AppContext) -> bool:
     return flag or app.config.strict or ci.detect() is not None
 
@@ -112,6 +118,12 @@ def _strict(flag: bool, app: AppContext) -> bool:
     help="tmpfs (default) or fuse: files served from secretd's memory (docs/fuse.md).",
 )
 @click.option("--no-daemon", is_flag=True, help="Never use the secretd daemon; run in-process.")
+@click.option(
+    "--redact/--no-redact",
+    default=None,
+    help="Mask secrets' values in the command's output; default: SECRETD_REDACT, else on "
+    "in CI or when output is not a terminal (docs/redaction.md).",
+)
 @click.option(
     "--no-sandbox",
     is_flag=True,
@@ -191,7 +203,7 @@ def build_spec(
         labels.append((key, value))
     if not opts["secrets_dir"].startswith("/"):
         raise UsageError(f"--secrets-dir {opts['secrets_dir']!r} is not absolute")
-    secrets = parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"])
+    secrets = parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"], os.environ)
     configs = tuple(parse_ref(text, app.config.configs, "config") for text in opts["configs"])
     templates = tuple(_anchored(parse_template(t, app.config.templates)) for t in opts["templates"])
     check_unique_targets((*secrets, *configs, *templates), opts["secrets_dir"])
@@ -207,6 +219,7 @@ def build_spec(
         env=env,
         image=image,
         labels=tuple(labels),
+        redact=_redact(opts["redact"], app),
         refresh=refresh,
         mount_type=opts["mount_type"] or app.config.mount_type,
         **same,

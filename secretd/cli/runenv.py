@@ -21,6 +21,7 @@ from .. import safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import UsageError
 from ..exposure import Exposure, check_env, variable_name_reason
+from ..refs import env_variables
 from ..spec import SecretRef
 
 ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are taken as written)"
@@ -92,7 +93,7 @@ def inherited_env(secrets: Sequence[SecretRef], clean: bool = False) -> list[Var
     (``backends.CREDENTIAL_ENV``; pass one on purpose with ``-e NAME``). ``clean`` keeps
     only ``CLEAN_ENV`` and the CI system's ``CI*`` variables whose names mark no secret
     (``CI_JOB_TOKEN`` stays behind)."""
-    moved = {ref.locator for ref in secrets if ref.scheme == "env"}
+    moved = env_variables(secrets, os.environ)
     return [
         Variable(key, value, INHERITED)
         for key, value in os.environ.items()

@@ -193,6 +193,7 @@ def client(
     line = " ".join(_quote(part) for part in command)
     script = f"cd {world.root} && exec {line}"
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "SECRETD_HOST": world.host}
+    env.update((k, v) for k, v in os.environ.items() if k == "SECRETD_REDACT")
     return subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c", script], env=env, **kwargs)  # type: ignore[call-overload,no-any-return]
 
 

@@ -80,7 +80,7 @@ def test_nobodys_daemon_is_not_dumpable_yet_runs_sandboxes(
     assert core_limit(pid) == ["0", "0"]
     host = f"unix://{root}/run/secretd.sock"
     result = as_nobody(
-        f"cd {root} && {sys.executable} -m secretd run --secret api_key -- "
+        f"cd {root} && {sys.executable} -m secretd run --no-redact --secret api_key -- "
         "sh -c 'id -u; cat /run/secrets/api_key'",
         SECRETD_HOST=host,
     )

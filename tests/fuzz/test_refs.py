@@ -13,8 +13,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from secretd.config import load_config
-from secretd.errors import UsageError
-from secretd.refs import NAME_RE, Binding, parse_ref, parse_refs, split_locator, target_path
+from secretd.errors import SecretNotFound, UsageError
+from secretd.refs import (
+    NAME_RE,
+    VARIABLE_RE,
+    Binding,
+    expand,
+    parse_ref,
+    parse_refs,
+    split_locator,
+    target_path,
+)
 from secretd.spec import SecretRef
 
 SECRETS_DIR = "/run/secrets"
@@ -25,7 +34,9 @@ PIECES = st.sampled_from(
 )
 TEXT = st.lists(PIECES | st.text(max_size=6), max_size=8).map("".join)
 URI = st.builds("{}:{}".format, st.sampled_from(SCHEMES), TEXT)
-FIELD = st.sampled_from(["source", "src", "target", "uid", "gid", "mode", "name", " target"])
+FIELD = st.sampled_from(
+    ["source", "src", "target", "uid", "gid", "mode", "name", " target", "file_env", "redact"]
+)
 LONG = st.lists(st.builds("{}={}".format, FIELD, TEXT | URI), min_size=1, max_size=5).map(",".join)
 REFERENCE = st.one_of(
     st.text(),
@@ -62,6 +73,10 @@ def assert_contained(ref: SecretRef) -> None:
     assert NAME_RE.fullmatch(ref.name) and ref.name.isprintable(), ref.name
 
 
+def assert_variable(ref: SecretRef) -> None:
+    assert ref.file_env is None or VARIABLE_RE.fullmatch(ref.file_env), ref.file_env
+
+
 def parses_or_refuses(text: str, bindings: dict[str, Binding] | None = None) -> None:
     try:
         ref = parse_ref(text, bindings)
@@ -69,6 +84,7 @@ def parses_or_refuses(text: str, bindings: dict[str, Binding] | None = None) -> 
         assert exc.exit_code == 2
         return
     assert_contained(ref)
+    assert_variable(ref)
 
 
 @given(text=REFERENCE)
@@ -123,6 +139,8 @@ ENTRY = st.fixed_dictionaries(
         "uid": SCALAR,
         "gid": SCALAR,
         "mode": SCALAR | TEXT,
+        "file_env": SCALAR | TEXT,
+        "redact": SCALAR,
     },
 )
 NAME = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=10) | TEXT.filter(
@@ -155,3 +173,82 @@ def test_any_secrets_table_loads_or_is_a_usage_error(tables: dict[str, Any]) -> 
             return
     for name in config.secrets:
         parses_or_refuses(name, dict(config.secrets))
+
+
+# Many at once: env: patterns over any environment, with ?file, names, targets, long syntax.
+VARIABLE = st.text(alphabet="AB_*1a.-/?#=", min_size=1, max_size=6)
+ENVIRON = st.dictionaries(VARIABLE.filter(lambda v: "*" not in v), st.text(max_size=4), max_size=6)
+PATTERN = st.builds(
+    "{}{}".format, VARIABLE | TEXT, st.sampled_from(["", "?file", "?x", "#k", "?file=1"])
+)
+MANY = st.one_of(
+    st.builds("env:{}".format, PATTERN),
+    st.builds("n=env:{}".format, PATTERN),
+    st.builds("source=env:{},{}".format, PATTERN, st.sampled_from(
+        ["mode=0400", "target=t", "file_env=F", "redact=false", "redact=no", "uid=1"]
+    )),
+    st.builds("c=dotenv:{}#{}".format, TEXT, st.sampled_from(["*", "A*", "*_X", "**"])),
+)  # fmt: skip
+
+
+@given(texts=st.lists(MANY | REFERENCE, max_size=3), environ=ENVIRON)
+def test_patterns_expand_to_named_contained_references_or_an_error(
+    texts: list[str], environ: dict[str, str]
+) -> None:
+    try:
+        refs = parse_refs(texts, secrets_dir=SECRETS_DIR, environ=environ)
+    except SecretNotFound as exc:
+        assert "matches" in exc.line()
+        return
+    except UsageError:
+        return
+    for ref in refs:
+        assert_contained(ref)
+        assert_variable(ref)
+
+
+@given(text=MANY, environ=ENVIRON)
+def test_an_unnamed_pattern_is_one_reference_per_matching_variable(
+    text: str, environ: dict[str, str]
+) -> None:
+    try:
+        refs = expand(text, environ=environ)
+    except (UsageError, SecretNotFound):
+        return
+    if text.startswith("env:") and "*" in split_locator(text[4:]).path:
+        assert [ref.name for ref in refs] == sorted(ref.name for ref in refs)
+        assert {ref.name for ref in refs} <= set(environ)
+        assert all("*" not in ref.source for ref in refs)
+
+
+DOTENV_LINE = st.builds(
+    "{}={}".format,
+    st.text(alphabet="AB_/.*' \"#=x", min_size=1, max_size=6) | TEXT,
+    st.text(max_size=5),
+)
+
+
+@given(
+    lines=st.lists(DOTENV_LINE | TEXT, max_size=5),
+    pattern=st.sampled_from(["*", "A*", "*B", "A*B", "x"]),
+)
+def test_a_dotenv_tree_has_file_names_inside_its_directory_or_is_refused(
+    lines: list[str], pattern: str
+) -> None:
+    from secretd.backends.dotenv import DotenvProvider
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "ci.env"
+        path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+        ref = parse_ref(f"c=dotenv:{path}#{pattern}")
+        try:
+            secret = DotenvProvider().get(ref)
+        except (UsageError, SecretNotFound):
+            return
+    if "*" not in pattern:
+        assert secret.tree is None
+        return
+    assert secret.tree
+    for key in secret.tree:
+        joined = posixpath.join(SECRETS_DIR, "c", key)
+        assert posixpath.normpath(joined) == joined and posixpath.dirname(joined).endswith("/c")

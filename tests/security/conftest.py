@@ -100,6 +100,7 @@ class Victim:
             "PYTHONPATH": str(REPO),
             "SECRETD_STATE_DIR": str(self.home / "state"),
             "XDG_CONFIG_HOME": str(self.home / "config"),
+            **{k: v for k, v in os.environ.items() if k == "SECRETD_REDACT"},
             **extra,
         }
 
