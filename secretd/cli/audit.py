@@ -138,7 +138,7 @@ def _since(text: str) -> float:
     from ..errors import UsageError
 
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([smhd])", text.strip())
     if match:
         return time.time() - float(match[1]) * units[match[2]]
     for layout in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
