@@ -24,7 +24,6 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._errormap import ErrorMap, Rule, mapped
@@ -33,18 +32,17 @@ from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageErr
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from .attach import Attachment, write_all
+from .base import EngineRuntime
 from .common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
     EventStream,
     docker_host,
     engine_labels,
-    open_mount,
     require_local,
     secret_binds,
     under_volume,
 )
-from .reaper import remove_orphan_mounts_quietly
 
 if TYPE_CHECKING:
     import docker
@@ -137,14 +135,10 @@ def _explain(exc: Any) -> str:
     return str(getattr(exc, "explanation", None) or exc).strip()
 
 
-class DockerRuntime:
+class DockerRuntime(EngineRuntime[DockerEngine]):
     """``--runtime docker``: create, attach, start, wait, as ``docker run`` does."""
 
     name = "docker"
-
-    def __init__(self, engine: DockerEngine, runtime_dir: Path) -> None:
-        self.engine = engine
-        self.runtime_dir = runtime_dir
 
     @classmethod
     def from_config(cls, config: Config) -> DockerRuntime:
@@ -158,13 +152,10 @@ class DockerRuntime:
             LaunchError: Docker cannot be reached or refused the container (exit 125).
             CommandNotFound / CommandNotRunnable: the command cannot be run (127 / 126).
         """
-        if spec.image is None:
-            raise UsageError("--runtime docker needs an image", "give IMAGE before CMD")
-        remove_orphan_mounts_quietly(self.runtime_dir)
-        client = self.engine.client()
-        host_mount = open_mount(self.runtime_dir, mount, "docker", self.engine.host, spec.detach)
+        host_mount = self.open_mount(spec, mount)
         cid = None
         try:
+            client = self.engine.client()
             with self.engine.errors():
                 args = _create_args(client, spec, host_mount, _console(spec, stdio))
                 cid = client.create_container(**args)["Id"]

@@ -20,25 +20,23 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from ...config import Config
 from ...errors import LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from ..oci.rootfs import in_root
+from .base import EngineRuntime
 from .common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
     EventStream,
     engine_labels,
-    open_mount,
     podman_host,
     require_local,
     secret_binds,
     under_volume,
 )
-from .reaper import remove_orphan_mounts_quietly
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +107,10 @@ class PodmanEngine:
         """Nothing to release: each query is its own process."""
 
 
-class PodmanRuntime:
+class PodmanRuntime(EngineRuntime[PodmanEngine]):
     """``--runtime podman``: ``podman run`` with the secrets bound read-only."""
 
     name = "podman"
-
-    def __init__(self, engine: PodmanEngine, runtime_dir: Path) -> None:
-        self.engine = engine
-        self.runtime_dir = runtime_dir
 
     @classmethod
     def from_config(cls, config: Config) -> PodmanRuntime:
@@ -129,12 +123,9 @@ class PodmanRuntime:
         Raises:
             LaunchError: podman is missing or cannot be started.
         """
-        if spec.image is None:
-            raise UsageError("--runtime podman needs an image", "give IMAGE before CMD")
-        binary = self.engine.command()
-        remove_orphan_mounts_quietly(self.runtime_dir)
-        host_mount = open_mount(self.runtime_dir, mount, "podman", self.engine.host, spec.detach)
+        host_mount = self.open_mount(spec, mount)
         try:
+            binary = self.engine.command()
             exists = image_directories(binary, spec, host_mount)
         except BaseException:
             host_mount.remove()

@@ -80,6 +80,7 @@ class EngineClient(Protocol):
     """What the reaper asks of a container engine (``DockerEngine``, ``PodmanEngine``)."""
 
     name: str
+    host: str
 
     def live_ids(self) -> set[str]: ...
 
