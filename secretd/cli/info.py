@@ -20,6 +20,7 @@ from . import AppContext
 # they are set, never what they are.
 SENSITIVE = re.compile(r"token|secret|password|passphrase|credential|jwt|key", re.IGNORECASE)
 SETTINGS = ("state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level")
+SETTINGS += ("mount_type",)
 
 
 def _shown(key: str, value: Any) -> Any:
