@@ -41,7 +41,7 @@ ENV_PATTERN_RE = re.compile(r"[A-Za-z0-9_*]*[A-Za-z0-9_][A-Za-z0-9_*]*")
 HINT = "see 'secretd run --help' for the reference grammar"
 KINDS = ("secret", "config", "template")
 MIN_REFRESH = 1.0
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 

@@ -62,7 +62,7 @@ def parse_signal(text: str, flag: str) -> signal.Signals:
     """
     name = text.strip().upper()
     try:
-        if name.isdigit():
+        if name.isascii() and name.isdigit():
             return signal.Signals(int(name))
         return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
     except (KeyError, ValueError):
