@@ -10,11 +10,14 @@ value or a path to one. It goes on stdin (``-c -``), never to a file.
 Compose's normalised output is not quite what the stack loader takes, so three things are
 undone: the top-level ``name``, keys whose value is ``null`` (``entrypoint: null``; a
 service's ``networks:`` keeps them, where ``null`` means "defaults"), and modes written as
-octal strings (``"0400"``), which the stack loader wants as numbers.
+octal strings (``"0400"``), which the stack loader wants as numbers. And ``version: "3.9"``
+is put back: the Docker CLI 20.10 (Debian 12's) refuses a file without one, newer ones
+ignore it.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -23,7 +26,10 @@ from typing import Any
 from ..errors import LaunchError, UsageError
 from ..refs import parse_mode
 
+log = logging.getLogger(__name__)
+
 EXTENSION = "x-secretd"
+STACK_VERSION = "3.9"  # the last of the version 3 formats, which every stack loader reads
 _TIMEOUT = 120
 
 
@@ -31,11 +37,12 @@ def stack_model(model: Mapping[str, Any], versions: Mapping[str, str]) -> dict[s
     """``model`` for ``docker stack deploy``, each secret in ``versions`` (compose key ->
     versioned name) external; secrets no service uses are left out."""
     services = {name: _service(body) for name, body in (model.get("services") or {}).items()}
-    out: dict[str, Any] = {
-        key: _without_nulls(value)
+    out: dict[str, Any] = {"version": STACK_VERSION}
+    out.update(
+        (key, _without_nulls(value))
         for key, value in model.items()
-        if key not in ("name", "services", "secrets")
-    }
+        if key not in ("name", "version", "services", "secrets")
+    )
     out["services"] = services
     if versions:
         out["secrets"] = {key: {"name": name, "external": True} for key, name in versions.items()}
@@ -69,12 +76,23 @@ def check(model_json: str, cwd: str) -> None:
     """Have the stack loader read the model (``docker stack config``) before anything is
     pushed, so a file it refuses changes nothing.
 
+    An older Docker CLI (Debian 12's 20.10) has no ``docker stack config``; then the deploy
+    itself is the first reading (versions pushed before a refusal stay, unused, until
+    ``secretd swarm prune``).
+
     Raises:
         UsageError: the loader refused it (its own line: keys and names, no values).
         LaunchError: the docker CLI is not installed.
     """
+    docker = _docker()
+    helped = subprocess.run(
+        [docker, "stack", "config", "--help"], capture_output=True, text=True, timeout=_TIMEOUT
+    )
+    if "docker stack config" not in helped.stdout:
+        log.debug("this docker CLI has no 'docker stack config'; the model is not checked")
+        return
     done = subprocess.run(
-        [_docker(), "stack", "config", "--skip-interpolation", "-c", "-"],
+        [docker, "stack", "config", "--skip-interpolation", "-c", "-"],
         input=model_json, text=True, cwd=cwd, capture_output=True, timeout=_TIMEOUT,
     )  # fmt: skip
     if done.returncode != 0:
