@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from pathlib import Path
 
 import pytest
 
 from secretd.config import load_config
-from secretd.runtime.engines.reaper import remove_orphan_mounts
+from secretd.runtime.engines.reaper import remove_orphan_mounts, watch_destroyed
 from tests.compose.conftest import IMAGE, Project
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -155,26 +157,32 @@ def test_the_transformed_model_holds_paths_never_values(
 def test_a_tmpfs_stays_until_the_last_container_of_a_scaled_service_is_gone(
     project: Project,
 ) -> None:
+    """Both removers (the daemon's event reaper, and the sweep 'secretd run' makes before
+    each launch) keep a tmpfs that one of a service's containers still uses."""
     made = values()
     project.write(
         f"services:\n  worker:\n    image: {IMAGE}\n    command: [sleep, '600']\n"
         "    network_mode: none\n    secrets: [tok]\nsecrets:\n  tok:\n    file: ./tok.txt\n",
         **{"tok.txt": made["tok"]},
     )
-    done = project.secretd("up", "-d", "--scale", "worker=2")
-    assert done.returncode == 0, done.stderr
-    first, second = project.containers()
     runtime = load_config().runtime_dir
+    reaper = watch_destroyed(runtime)
+    try:
+        done = project.secretd("up", "-d", "--scale", "worker=2")
+        assert done.returncode == 0, done.stderr
+        first, second = project.containers()
+        assert remove_orphan_mounts(runtime) == []  # both containers are alive
 
-    remove_orphan_mounts(runtime)  # what 'secretd run' and the daemon do: both containers are alive
-    assert project.docker("exec", second, "cat", "/run/secrets/tok") == made["tok"]
-    project.docker("rm", "-f", first)
-    remove_orphan_mounts(runtime)
-    assert project.docker("exec", second, "cat", "/run/secrets/tok") == made["tok"]
-    assert len(list((project.runtime / "mounts").iterdir())) == 1
+        project.docker("rm", "-f", first)
+        time.sleep(1)  # the destroy event reached the reaper
+        assert remove_orphan_mounts(runtime) == []
+        assert project.docker("exec", second, "cat", "/run/secrets/tok") == made["tok"]
+        assert len(list((runtime / "mounts").iterdir())) == 1
 
-    assert project.secretd("down", "-t", "0").returncode == 0
-    assert project.mounts() == []
+        project.docker("rm", "-f", second)
+        wait_for(lambda: project.mounts() == [], "the reaper to remove the tmpfs")
+    finally:
+        reaper.stop()
 
 
 def test_run_rm_reads_its_secrets_and_leaves_nothing(project: Project) -> None:
