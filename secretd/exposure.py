@@ -137,11 +137,26 @@ class Exposure:
     name: str
     reason: str
 
-    def warning(self) -> str:
+    def warning(self, origin: str = "-e", host: bool = False) -> str:
+        """The warning line: where the variable came from (``-e``, ``--env-file F:N``),
+        and who can read it (a host command's processes; for an image, ``docker inspect``)."""
         return (
-            f"-e {self.name} looks like a secret ({self.reason}); 'docker inspect' and "
-            f"/proc/<pid>/environ expose environment values. Use --secret {self.name.lower()}."
+            f"{where(self.name, origin)} looks like a secret ({self.reason}); environment "
+            f"values are {readers(host)}. Use --secret {self.name.lower()}."
         )
+
+
+def where(name: str, origin: str) -> str:
+    """``-e NAME``, or ``NAME (--env-file ci.env:3)``."""
+    return f"-e {name}" if origin == "-e" else f"{name} ({origin})"
+
+
+def readers(host: bool) -> str:
+    """Who reads an environment value: a host command's processes; also ``docker inspect``
+    for a container."""
+    if host:
+        return "read by the command and every process it starts (/proc/<pid>/environ)"
+    return "exposed by 'docker inspect' and /proc/<pid>/environ"
 
 
 def _words(name: str) -> list[str]:

@@ -20,7 +20,7 @@ import click
 from .. import safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import UsageError
-from ..exposure import Exposure, check_env, variable_name_reason
+from ..exposure import check_env, readers, variable_name_reason, where
 from ..refs import env_variables
 from ..spec import SecretRef
 
@@ -52,15 +52,15 @@ def read_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> list[Varia
         lines += env_file_lines(path)
     lines += [("-e", value) for value in values]
     found: list[Variable] = []
-    for where, item in lines:
+    for origin, item in lines:
         name, eq, value = item.partition("=")
         if not name or any(c.isspace() for c in name):
-            hint = "use KEY=VALUE" if where == "-e" else ENV_FILE_HINT
-            raise UsageError(f"invalid variable name {name!r} in {where}", hint)
+            hint = "use KEY=VALUE" if origin == "-e" else ENV_FILE_HINT
+            raise UsageError(f"invalid variable name {name!r} in {origin}", hint)
         if eq:
-            found.append(Variable(name, value, where))
+            found.append(Variable(name, value, origin))
         elif name in os.environ:
-            found.append(Variable(name, os.environ[name], where))
+            found.append(Variable(name, os.environ[name], origin))
     return found
 
 
@@ -123,13 +123,13 @@ def check_exposure(
     origins = {v.name: v.origin for v in given}
     found = check_env([(v.name, v.value) for v in given], allow)
     if found and strict:
-        names = ", ".join(f"{_who(e.name, origins[e.name])} ({e.reason})" for e in found)
+        names = ", ".join(f"{where(e.name, origins[e.name])} ({e.reason})" for e in found)
         raise UsageError(
-            f"{names}: environment values are {_readers(host)}",
+            f"{names}: environment values are {readers(host)}",
             "pass them with --secret, or accept one with --allow-env NAME",
         )
     for exposure in found:
-        warning = _warning(exposure, origins[exposure.name], host)
+        warning = exposure.warning(origins[exposure.name], host)
         click.echo(f"secretd: warning: {warning}", err=True)
     if strict and inherited:
         _warn_inherited(inherited, allow, {v.name for v in given})
@@ -148,20 +148,3 @@ def _warn_inherited(inherited: Sequence[Variable], allow: tuple[str, ...], given
             "--secret NAME=env:VAR, or pass --clean-env.",
             err=True,
         )
-
-
-def _who(name: str, origin: str) -> str:
-    return f"-e {name}" if origin == "-e" else f"{name} ({origin})"
-
-
-def _readers(host: bool) -> str:
-    if host:
-        return "read by the command and every process it starts (/proc/<pid>/environ)"
-    return "exposed by 'docker inspect' and /proc/<pid>/environ"
-
-
-def _warning(exposure: Exposure, origin: str, host: bool) -> str:
-    return (
-        f"{_who(exposure.name, origin)} looks like a secret ({exposure.reason}); environment "
-        f"values are {_readers(host)}. Use --secret {exposure.name.lower()}."
-    )
