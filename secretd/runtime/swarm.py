@@ -199,7 +199,7 @@ class Swarm:
                     str(item.get("CreatedAt", "")),
                 )
             )
-        return sorted(versions, key=lambda v: v.created)
+        return sorted(versions, key=lambda v: _instant(v.created))
 
     def services(self) -> list[dict[str, Any]]:
         api: Any = self.client()  # the SDK's service calls carry no types
@@ -392,3 +392,10 @@ class Swarm:
                 rollback_config=spec.get("RollbackConfig"),
                 endpoint_spec=spec.get("EndpointSpec"),
             )
+
+
+def _instant(stamp: str) -> str:
+    """A ``CreatedAt`` that sorts as the time it names: Go drops trailing zeros from the
+    fraction, so ``…47.3351942Z`` (earlier) sorts after ``…47.33519425Z`` as text."""
+    head, _, fraction = stamp.removesuffix("Z").partition(".")
+    return f"{head}.{fraction.ljust(9, '0')}"
