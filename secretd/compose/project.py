@@ -181,6 +181,8 @@ def mount_services(
     done = Mounted(model, {})
     engine = DockerEngine(host)
     try:
+        with engine.errors():  # no tmpfs for an engine that cannot run the containers
+            engine.client().ping()
         for service, uses in loaded.plan.services.items():
             body = services[service]
             files = service_files(uses, secrets)

@@ -99,3 +99,10 @@ def test_a_remote_docker_host_is_refused(project: Project) -> None:
     env = {**os.environ, "DOCKER_HOST": "tcp://127.0.0.1:9"}
     done = project.runner("compose", "up", "-d", cwd=project.path, env=env)
     assert_refused(project, done, 125, ["tcp://127.0.0.1:9", "not on this machine", "DOCKER_HOST"])
+
+
+def test_an_engine_that_does_not_answer_is_refused(project: Project, tmp_path: Path) -> None:
+    project.write(HEAD + "    secrets: [db]\n" + DB, **{"v.txt": "v"})
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'no.sock'}"}
+    done = project.runner("compose", "up", "-d", cwd=project.path, env=env)
+    assert_refused(project, done, 125, ["cannot reach Docker", "start dockerd"])
