@@ -18,6 +18,7 @@ from tests.conftest import Runner
 from tests.support.daemons import IMAGE, start_dockerd, stop
 from tests.support.engines import Bind
 from tests.support.swarm import Swarm
+from tests.support.waiting import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -293,3 +294,15 @@ def test_stack_deploy_refused_before_any_push(
     )
     fails(secretd("stack", "deploy", "-c", "compose.yml", f"st{suffix}"), 2, "content")
     assert versioned("key", value) not in swarm.docker("secret", "ls", "--format", "{{.Name}}")
+
+
+def test_plain_tcp_is_refused(
+    secretd: Runner, bound: Bind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values would cross the network in clear text: refused before anything is read."""
+    values = bound("tok")
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
+    for args in (("push", "tok"), ("prune",)):
+        done = secretd("swarm", *args)
+        fails(done, 2, "without TLS")
+        assert values["tok"] not in done.stdout + done.stderr
