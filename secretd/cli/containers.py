@@ -5,7 +5,6 @@ runs, the detached containers of the integrated oci runtime and the daemon's run
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -121,9 +120,15 @@ def _named(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 @click.command()
 @click.argument("container", callback=_named)
+@click.option(
+    "--redact/--no-redact",
+    default=None,
+    help="Mask its secrets' values; default as run's (docs/redaction.md).",
+)
 @click.pass_obj
-def logs(app: AppContext, container: str) -> None:
+def logs(app: AppContext, container: str, redact: bool | None) -> None:
     """Print what a detached container wrote: stdout to stdout, stderr to stderr."""
+    from ..redactstream import copy_file, log_redactor, redact_by_default
     from ..runtime.oci.state import find
 
     directory, record = find(app.config, container)
@@ -132,13 +137,12 @@ def logs(app: AppContext, container: str) -> None:
             f"container {record.id[:12]} runs in the foreground",
             "its output goes to the terminal that started it",
         )
-    for name, stream in (("stdout.log", sys.stdout.buffer), ("stderr.log", sys.stderr.buffer)):
-        try:
-            with (directory / name).open("rb") as fh:
-                shutil.copyfileobj(fh, stream)
-        except FileNotFoundError:
-            continue
-        stream.flush()
+    redactor = None
+    if redact_by_default(app.config) if redact is None else redact:
+        redactor = log_redactor(app.config, record.mount, record.secrets)
+    sys.stdout.flush()
+    for name, fd in (("stdout.log", 1), ("stderr.log", 2)):
+        copy_file(directory / name, fd, redactor)
 
 
 @click.command()
