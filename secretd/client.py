@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ from .protocol import (
     request,
     socket_from_host,
 )
-from .signals import FORWARDED, SignalForwarder
+from .signals import FORWARDED, Relay, SignalForwarder
 from .spec import RunSpec
 from .trust import RUNTIME_HINT
 
@@ -237,7 +237,7 @@ def _stdio() -> Iterator[list[int]]:
             os.close(fd)
 
 
-class _Relay:
+class _Relay(Relay):
     """Signals sent to the client go to the command, as with ``docker run``.
 
     Before the command starts, a signal ends the client instead (128+N); the daemon sees
@@ -248,7 +248,9 @@ class _Relay:
     def __init__(self, chan: Channel) -> None:
         self.chan = chan
         self.started = False
-        self._previous: dict[int, Any] = {}
+
+    def handlers(self) -> dict[int, Callable[[int, Any], None]]:
+        return dict.fromkeys((*FORWARDED, signal.SIGWINCH), self._handle)
 
     def _handle(self, signum: int, _frame: object) -> None:
         if not self.started:
@@ -264,15 +266,6 @@ class _Relay:
             self.chan.send(message)
         except ProtocolError:
             log.debug("the daemon is gone; the next read reports it")
-
-    def __enter__(self) -> _Relay:
-        for sig in (*FORWARDED, signal.SIGWINCH):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def _terminal_size() -> dict[str, int]:

@@ -7,7 +7,8 @@ signals without importing the run pipeline.
 from __future__ import annotations
 
 import signal
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 from .spec import Container
 
@@ -21,7 +22,24 @@ FORWARDED = (
 )
 
 
-class SignalForwarder:
+class Relay:
+    """Handlers for the length of a ``with`` block, what was there before put back after
+    it: the base of the in-process relay below and the daemon client's (client.py)."""
+
+    def handlers(self) -> dict[int, Callable[[int, Any], None]]:
+        """The handler of each signal this relay takes."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._previous = {sig: signal.signal(sig, fn) for sig, fn in self.handlers().items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class SignalForwarder(Relay):
     """Relays the signals a user sends to secretd to the command, as ``docker run`` does.
 
     Before the command exists, a signal stops secretd itself (cleanly: leases revoked,
@@ -30,7 +48,6 @@ class SignalForwarder:
 
     def __init__(self) -> None:
         self.container: Container | None = None
-        self._previous: dict[int, Any] = {}
 
     def attach(self, container: Container) -> None:
         self.container = container
@@ -46,11 +63,5 @@ class SignalForwarder:
         if self.container is not None:
             self.container.signal(signal.SIGWINCH)
 
-    def __enter__(self) -> SignalForwarder:
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
-        self._previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._resized)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    def handlers(self) -> dict[int, Callable[[int, Any], None]]:
+        return {**dict.fromkeys(FORWARDED, self._handle), signal.SIGWINCH: self._resized}
