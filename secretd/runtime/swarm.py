@@ -112,7 +112,7 @@ class Step:
     subject: str
     detail: str = ""
     secret: Secret | None = field(default=None, repr=False)  # the value to create
-    ident: str = ""  # the service to update, or the id of the secret to remove
+    ident: str = ""  # the secret to create, the service to update, the secret id to remove
     swaps: tuple[tuple[str, str], ...] = ()  # (old secret id, new versioned name)
 
     def line(self, dry_run: bool = False) -> str:
@@ -248,7 +248,7 @@ class Swarm:
             subject = f"secret {name}"
             detail = f"(from {secret.name})"
             if existing is None:
-                steps[name] = Step("create", subject, detail, secret=secret)
+                steps[name] = Step("create", subject, detail, secret=secret, ident=name)
                 continue
             labels = existing.get("Spec", {}).get("Labels") or {}
             if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_SOURCE) != secret.name:
@@ -357,10 +357,9 @@ class Swarm:
 
     def _create(self, step: Step) -> None:
         assert step.secret is not None
-        name = step.subject.removeprefix("secret ")
         labels = {LABEL_SOURCE: step.secret.name, LABEL_MANAGED: "true"}
         with self.errors():
-            self.client().create_secret(name, step.secret.value, labels=labels)
+            self.client().create_secret(step.ident, step.secret.value, labels=labels)
 
     def _update(self, step: Step) -> None:
         """``--secret-rm`` of each old version and ``--secret-add`` of the new one at the
