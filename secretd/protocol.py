@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import thin
 from .errors import (
     AccessDenied,
     CommandNotFound,
@@ -41,12 +42,12 @@ from .errors import (
     UsageError,
 )
 
-VERSION = 1
+VERSION = thin.VERSION
 HEADER = struct.Struct(">I")
-MAX_FRAME = 1024 * 1024  # a 500 KiB secret, base64-encoded, fits with room to spare
+MAX_FRAME = thin.MAX_FRAME
 MAX_FDS = 3
-SOCKET_NAME = "secretd.sock"
-SYSTEM_SOCKET = Path("/run/secretd") / SOCKET_NAME
+SOCKET_NAME = thin.SOCKET_NAME
+SYSTEM_SOCKET = Path(thin.SYSTEM_RUNTIME_DIR) / SOCKET_NAME
 
 Message = dict[str, Any]
 # Error kinds a reply may carry, most specific first (``failure`` takes the first match).

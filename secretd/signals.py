@@ -10,16 +10,10 @@ import signal
 from collections.abc import Callable
 from typing import Any, Self
 
+from . import thin
 from .spec import Container
 
-FORWARDED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
+FORWARDED = tuple(signal.Signals(signum) for signum in thin.FORWARDED)
 
 
 class Relay:

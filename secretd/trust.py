@@ -28,8 +28,8 @@ from .errors import Untrusted
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from _socket import socket
     from pathlib import Path
-    from socket import socket
 
     StrPath = str | os.PathLike[str]
 

@@ -117,6 +117,7 @@ def _serve(config: Config, path: Path) -> None:
     """Harden, reap, listen on ``path`` (or the socket systemd passed), watch the container
     engines, and serve until SIGTERM; then stop every run and remove the socket we made."""
     from .. import daemon as server
+    from . import forwarded
 
     server.harden()
     policy = Policy.from_config(config)  # a malformed policy stops us before we listen
@@ -127,6 +128,7 @@ def _serve(config: Config, path: Path) -> None:
         sock = listener.listen(path, mode, config.daemon.get("socket_group", "secretd"))
         bound = path
     daemon = server.Daemon(config, sock, policy)
+    daemon.handlers.update(forwarded.handlers(daemon))  # the thin client's run requests
     reapers: list[MountReaper] = []
     threading.Thread(target=lambda: reapers.extend(watch_engines(config)), daemon=True).start()
 
