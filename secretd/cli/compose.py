@@ -20,6 +20,8 @@ ARGS = click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-f", "--file", "files", multiple=True, metavar="FILE", help="Compose file.")
 @click.option("-p", "--project-name", "name", metavar="NAME", help="Project name.")
 @click.option("--project-directory", metavar="DIR", help="Project directory.")
+@click.option("--profile", "profiles", multiple=True, metavar="PROFILE", help="Enable a profile.")
+@click.option("--env-file", "env_files", multiple=True, metavar="FILE", help="Variables file.")
 @click.pass_context
 def compose(ctx: click.Context, /, files: tuple[str, ...], name: str | None, **opts: Any) -> None:
     """Run a compose project with in-memory secrets and configs at Swarm's paths.
@@ -29,20 +31,23 @@ def compose(ctx: click.Context, /, files: tuple[str, ...], name: str | None, **o
     their uid, gid and mode. ps, logs and exec go to compose unchanged.
     """
     ctx.meta["app"] = ctx.obj
-    ctx.obj = _Lazy(files, name, opts["project_directory"])
+    ctx.obj = _Lazy(files, name, opts)
 
 
 class _Lazy:
     """The project, with compose looked up only by a command that runs it."""
 
-    def __init__(self, files: tuple[str, ...], name: str | None, directory: str | None) -> None:
-        self.files, self.name, self.directory = files, name, directory
+    def __init__(self, files: tuple[str, ...], name: str | None, opts: dict[str, Any]) -> None:
+        self.files, self.name, self.opts = files, name, opts
 
     def project(self) -> Any:
         from ..compose.model import find_compose
         from ..compose.project import Project
 
-        return Project(tuple(find_compose()), self.files, self.name, self.directory)
+        return Project(
+            tuple(find_compose()), self.files, self.name, self.opts["project_directory"],
+            self.opts["profiles"], self.opts["env_files"],
+        )  # fmt: skip
 
 
 def _app(ctx: click.Context) -> AppContext:

@@ -112,9 +112,13 @@ def _unwrapped(path: str) -> str:
 
 
 def base_args(
-    files: Sequence[str] = (), project: str | None = None, project_dir: str | None = None
+    files: Sequence[str] = (),
+    project: str | None = None,
+    project_dir: str | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """The global flags every compose call of one project repeats."""
+    """The global flags every compose call of one project repeats (``extra``: others,
+    such as ``--profile P`` and ``--env-file F``, as given)."""
     args: list[str] = []
     for file in files:
         args += ["-f", file]
@@ -122,7 +126,7 @@ def base_args(
         args += ["-p", project]
     if project_dir:
         args += ["--project-directory", project_dir]
-    return args
+    return [*args, *extra]
 
 
 def run_compose(
@@ -172,6 +176,7 @@ def load(
     *,
     environ: Mapping[str, str] | None = None,
     compose: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The merged compose model as plain data (``docker compose config --format json``),
     with each top-level secret's and config's ``x-secretd`` extension put back.
@@ -182,22 +187,23 @@ def load(
         project_dir: ``--project-directory``.
         environ: the environment compose interpolates with (default: ours).
         compose: the argv prefix from ``find_compose`` (found when not given).
+        extra: other global flags (``--profile``, ``--env-file``).
 
     Raises:
         ComposeError: no Compose v2 (exit 125).
         UsageError: compose refused the files (its own message, exit 2).
     """
     compose = list(compose) if compose is not None else find_compose(environ)
-    base = base_args(files, project, project_dir)
+    base = base_args(files, project, project_dir, extra)
     model = json.loads(run_compose(compose, [*base, "config", "--format", "json"], environ))
     if not isinstance(model, dict):
         raise ComposeError("docker compose printed no model")
     extensions = _extensions(run_compose(compose, [*base, "config", "--format", "yaml"], environ))
     for section in ("secrets", "configs"):
         for name, entry in (model.get(section) or {}).items():
-            extra = extensions.get((section, name))
-            if isinstance(entry, dict) and extra is not None:
-                entry[EXTENSION] = extra
+            extension = extensions.get((section, name))
+            if isinstance(entry, dict) and extension is not None:
+                entry[EXTENSION] = extension
     return model
 
 
@@ -224,13 +230,16 @@ def interpolation_environment(
     project: str | None = None,
     project_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, str]:
     """The variables compose interpolates with (``config --environment``: ours plus
     ``.env`` and ``--env-file``), for ``environment:`` secrets. Held in memory only.
 
     A value spanning lines continues until the next ``NAME=`` line."""
     text = run_compose(
-        compose, [*base_args(files, project, project_dir), "config", "--environment"], environ
+        compose,
+        [*base_args(files, project, project_dir, extra), "config", "--environment"],
+        environ,
     )
     values: dict[str, list[str]] = {}
     current: list[str] | None = None

@@ -59,9 +59,18 @@ class Project:
     files: tuple[str, ...] = ()
     name: str | None = None
     directory: str | None = None
+    profiles: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()
 
     def args(self) -> list[str]:
-        return base_args(self.files, self.name, self.directory)
+        return base_args(self.files, self.name, self.directory, self.extra())
+
+    def extra(self) -> list[str]:
+        """``--profile``/``--env-file`` as compose takes them."""
+        return [
+            *(arg for p in self.profiles for arg in ("--profile", p)),
+            *(arg for f in self.env_files for arg in ("--env-file", f)),
+        ]
 
     def home(self) -> str:
         """The project directory as compose picks it: the flag, else the first file's."""
@@ -88,7 +97,10 @@ def load_project(project: Project, config: Config) -> Loaded:
     Raises:
         UsageError / ComposeError: before anything is resolved.
     """
-    model = load(project.files, project.name, project.directory, compose=project.compose)
+    model = load(
+        project.files, project.name, project.directory,
+        compose=project.compose, extra=project.extra(),
+    )  # fmt: skip
     wanted = {
         str(entry["environment"])
         for section in KINDS
@@ -98,8 +110,9 @@ def load_project(project: Project, config: Config) -> Loaded:
     extra: dict[str, str] = {}
     if wanted - set(os.environ):
         every = interpolation_environment(
-            project.compose, project.files, project.name, project.directory
-        )
+            project.compose, project.files, project.name, project.directory,
+            extra=project.extra(),
+        )  # fmt: skip
         extra = {name: every[name] for name in wanted - set(os.environ) if name in every}
     bindings = {"secret": config.secrets, "config": config.configs}
     plan = make_plan(model, bindings, {**os.environ, **extra})
@@ -250,7 +263,9 @@ def run_compose(project: Project, model: Mapping[str, Any], args: Sequence[str])
     try:
         os.write(fd, json.dumps(model).encode())
         argv = [*project.compose, "-f", f"/dev/fd/{fd}", "-p", str(model.get("name") or "")]
-        argv += ["--project-directory", project.home(), *args]
+        argv += ["--project-directory", project.home()]
+        argv += [arg for p in project.profiles for arg in ("--profile", p)]
+        argv += args
         with _passing_signals() as started:
             proc = subprocess.Popen(argv, pass_fds=[fd])
             started(proc)

@@ -212,3 +212,21 @@ def test_config_prints_the_plan_and_no_value(project: Project) -> None:
     for value in made.values():
         assert value not in shown.stdout + shown.stderr + as_json.stdout
     assert project.containers() == [] and project.mounts() == []
+
+
+def test_a_profile_given_to_secretd_compose_starts_its_services(project: Project) -> None:
+    made = values()
+    service = f"    image: {IMAGE}\n    command: [sleep, '600']\n    network_mode: none\n"
+    project.write(
+        f"services:\n  web:\n{service}    secrets: [tok]\n"
+        f"  debug:\n{service}    profiles: [debug]\n    secrets: [tok]\n"
+        "secrets:\n  tok:\n    file: ./tok.txt\n",
+        **{"tok.txt": made["tok"]},
+    )
+    done = project.runner("compose", "-p", project.name, "--profile", "debug", "up", "-d",
+                          cwd=project.path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert project.docker("exec", container(project, "debug"), "cat", "/run/secrets/tok") == (
+        made["tok"]
+    )
+    assert len(project.containers()) == 2
