@@ -158,7 +158,7 @@ def check() -> None:
 class _Node:
     """One file or directory: its ``stat`` as the kernel gets it, and its value."""
 
-    __slots__ = ("stat", "value", "max_reads", "name", "children")
+    __slots__ = ("stat", "value", "max_reads", "name", "note", "children")
 
     def __init__(
         self, ino: int, mode: int, uid: int, gid: int, value: bytes = b"", name: str = ""
@@ -175,7 +175,16 @@ class _Node:
         self.value = value
         self.max_reads: int | None = None
         self.name = name  # the secret file's target, for the access log
+        self.note = False  # a root-level file the serving process wrote (no secret)
         self.children: list[bytes] = []
+
+    def with_children(self, children: list[bytes]) -> _Node:
+        """A copy of this directory listing ``children``: a tree being built never changes
+        a directory the current tree holds, so a reader sees one tree or the other."""
+        copy = _Node.__new__(_Node)
+        copy.stat, copy.value, copy.max_reads = self.stat, self.value, self.max_reads
+        copy.name, copy.note, copy.children = self.name, self.note, children
+        return copy
 
 
 def _stat_type() -> Any:
@@ -208,14 +217,21 @@ class SecretsFS:
         return ino
 
     def _dir(self, nodes: dict[bytes, _Node], path: bytes) -> _Node:
+        """The directory ``path`` of the tree being built, made (with its parents) if new."""
         node = nodes.get(path)
         if node is None:
             ino = 1 if path == b"/" else self._inode(path)
             node = nodes[path] = _Node(ino, DIR_MODE, *self.owner)
             if path != b"/":
-                parent, _, name = path.rpartition(b"/")
-                self._dir(nodes, parent or b"/").children.append(name)
+                self._link(nodes, path, add=True)
         return node
+
+    def _link(self, nodes: dict[bytes, _Node], path: bytes, add: bool) -> None:
+        """Add ``path``'s name to its directory's listing, or take it out, in a copy."""
+        parent, _, name = path.rpartition(b"/")
+        holder = self._dir(nodes, parent or b"/")
+        children = [c for c in holder.children if c != name]
+        nodes[parent or b"/"] = holder.with_children([*children, name] if add else children)
 
     def _build(
         self,
@@ -231,10 +247,7 @@ class SecretsFS:
             prefix = b"/" + group.encode()
             for path in [p for p in nodes if p == prefix or p.startswith(prefix + b"/")]:
                 del nodes[path]
-            parent, _, name = prefix.rpartition(b"/")
-            if (parent or b"/") in nodes:
-                holder = nodes[parent or b"/"]
-                holder.children = [c for c in holder.children if c != name]
+            self._link(nodes, prefix, add=False)
         if root:
             self._dir(nodes, b"/")
             self._dir(nodes, b"/" + SECRETS.encode())
@@ -242,15 +255,13 @@ class SecretsFS:
                 self._dir(nodes, b"/" + directory.encode())
         for original, file in zip(files, placed.files, strict=True):
             path = b"/" + file.target.encode()
-            parent, _, name = path.rpartition(b"/")
-            holder = self._dir(nodes, parent or b"/")
             uid = self.owner[0] if file.uid is None else file.uid
             gid = self.owner[1] if file.gid is None else file.gid
             node = _Node(self._inode(path), stat.S_IFREG | file.mode, uid, gid, file.value)
             node.max_reads = original.max_reads
             node.name = original.target
             if path not in nodes:
-                holder.children.append(name)
+                self._link(nodes, path, add=True)
             nodes[path] = node
             self._reads.pop(path, None)
         return nodes
@@ -286,7 +297,7 @@ class SecretsFS:
             return -errno.ENOENT
         fi = info.contents
         context = self._context().contents
-        if node.max_reads is None and not node.name:  # a note of the serving process
+        if node.note:  # a root-level file of the serving process
             if context.uid != os.geteuid():
                 return -errno.EACCES
             fi.direct_io = 1
@@ -334,17 +345,19 @@ class SecretsFS:
             return -errno.EACCES
         if self._context().contents.uid != os.geteuid():
             return -errno.EACCES
+        note = _Node(self._inode(path), NOTES_MODE, os.geteuid(), os.getegid())
+        note.note = True
         with self._lock:
             nodes = dict(self.nodes)
-            nodes[path] = _Node(self._inode(path), NOTES_MODE, os.geteuid(), os.getegid())
-            nodes[b"/"].children.append(path[1:])
+            nodes[path] = note
+            self._link(nodes, path, add=True)
             self.nodes = nodes
         info.contents.direct_io = 1
         return 0
 
     def write(self, path: bytes, buf: Any, size: int, offset: int, info: Any) -> int:
         node = self.nodes.get(path)
-        if node is None or node.name or node.stat.st_mode != NOTES_MODE:
+        if node is None or not node.note:
             return -errno.EROFS
         data = ctypes.string_at(buf, size)
         node.value = node.value[:offset].ljust(offset, b"\0") + data + node.value[offset + size :]
@@ -353,7 +366,7 @@ class SecretsFS:
 
     def truncate(self, path: bytes, length: int) -> int:
         node = self.nodes.get(path)
-        if node is None or node.name or node.stat.st_mode != NOTES_MODE:
+        if node is None or not node.note:
             return -errno.EROFS
         node.value = node.value[:length].ljust(length, b"\0")
         node.stat.st_size = length

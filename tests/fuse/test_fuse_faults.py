@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import CANARY, Daemon, World, wait_for
+from tests.daemon.conftest import Daemon, World, wait_for
 from tests.daemon.conftest import world as world  # noqa: F401 - the fixture
 from tests.fuse.conftest import fuse_mounts
 
@@ -68,6 +68,8 @@ def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
     daemon: Daemon,
 ) -> None:
     started = time.time() - 1
+    value = f"fuse-daemon-{os.urandom(6).hex()}"  # this test's own: others' use CANARY
+    (world.root / "api_key.txt").write_text(value)
     ready = world.root / "ready"
     env = world.env(SECRETD_HOST=world.host)
     runner = subprocess.Popen(
@@ -81,7 +83,7 @@ def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
         assert len(mounts) == 1, mounts
         held = os.open(f"{mounts[0]}/secrets/api_key", os.O_RDONLY)
         try:
-            assert os.pread(held, 100, 0) == CANARY.encode()
+            assert os.pread(held, 100, 0) == value.encode()
             daemon.kill()
             with pytest.raises(OSError) as read_held:
                 os.pread(held, 100, 0)
@@ -98,7 +100,7 @@ def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
 
     roots = [world.state, world.runtime, Path("/tmp"), Path("/dev/shm")]
     skip = {"api_key.txt"}
-    assert _files_holding(CANARY.encode(), roots, started, skip) == []
+    assert _files_holding(value.encode(), roots, started, skip) == []
 
     restarted = Daemon(world)
     restarted.start()
@@ -115,4 +117,4 @@ def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
     assert caller["run"] == run["run"] and caller["uid"] == 0 and caller["pid"] > 1
     assert [s["name"] for s in run["secrets"]] == ["api_key"]
     assert {e["comm"] for e in events if e["event"] == "fuse-open"} >= {"cat"}
-    assert CANARY.encode() not in (world.state / "access.log").read_bytes()
+    assert value.encode() not in (world.state / "access.log").read_bytes()
