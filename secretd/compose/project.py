@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,6 +191,11 @@ def mount_services(
     model = {k: v for k, v in loaded.model.items() if k not in KINDS}
     services = {name: dict(body) for name, body in (model.get("services") or {}).items()}
     model["services"] = services
+    built = _build_secrets(services.values())
+    if built:  # BuildKit reads these itself, at build time only: compose keeps them
+        model["secrets"] = {
+            k: v for k, v in (loaded.model.get("secrets") or {}).items() if k in built
+        }
     done = Mounted(model, {})
     engine = DockerEngine(host)
     try:
@@ -218,6 +223,17 @@ def mount_services(
     finally:
         engine.close()
     return done
+
+
+def _build_secrets(services: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The secrets ``build: secrets:`` names (an image build's, not a container's)."""
+    build = [body.get("build") for body in services]
+    return {
+        str(item.get("source") if isinstance(item, Mapping) else item)
+        for entry in build
+        if isinstance(entry, Mapping)
+        for item in entry.get("secrets") or []
+    }
 
 
 def _binds(

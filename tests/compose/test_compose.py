@@ -230,3 +230,25 @@ def test_a_profile_given_to_secretd_compose_starts_its_services(project: Project
         made["tok"]
     )
     assert len(project.containers()) == 2
+
+
+def test_a_build_secret_stays_with_compose_and_the_container_gets_its_own(
+    project: Project,
+) -> None:
+    made = values()
+    (project.path / "Dockerfile").write_text(
+        f"FROM {IMAGE}\nRUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /built-with\n"
+    )
+    project.write(
+        f"services:\n  app:\n    build:\n      context: .\n      network: none\n"
+        f"      secrets: [tok]\n    image: {project.name}-app\n    command: [sleep, '600']\n"
+        "    network_mode: none\n    secrets: [{source: tok, mode: 0400}]\n"
+        "secrets:\n  tok:\n    file: ./tok.txt\n",
+        **{"tok.txt": made["tok"]},
+    )
+    done = project.secretd("up", "-d", "--build")
+    assert done.returncode == 0, done.stderr
+    cid = container(project, "app")
+    assert project.docker("exec", cid, "cat", "/built-with").strip() == str(len(made["tok"]))
+    assert files(project, cid, "/run/secrets") == {"tok": ("-r--------", "0", "0")}
+    project.docker("rmi", "-f", f"{project.name}-app", check=False)
