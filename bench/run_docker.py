@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 from _timing import Timer, command, interleaved_samples, report  # noqa: E402
 
-from secretd.runtime.engines.common import socket_answers  # noqa: E402
+from secretd.runtime.engines.endpoint import socket_answers  # noqa: E402
 from tests.support.daemons import IMAGE, import_busybox, podman_env, start_dockerd, stop  # noqa: E402
 
 VALUE = b"bench-secret-value"

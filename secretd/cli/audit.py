@@ -86,7 +86,7 @@ def audit(
         *(f for path in compose_files for f in audit_compose(auditor, path)),
     ]
     if docker_host:
-        from ..runtime.engines.common import docker_host as endpoint
+        from ..runtime.engines.endpoint import docker_host as endpoint
 
         findings.extend(audit_docker(auditor, endpoint()))
     click.echo(FORMATS[output](findings), nl=False)

@@ -99,12 +99,12 @@ def daemon(
 def watch_engines(config: Config) -> list[MountReaper]:
     """Start the mount reaper of each engine in ``[daemon] engines`` (default: Docker when
     its socket exists): it removes a detached container's secrets once it is destroyed."""
-    from ..runtime.engines import common as engines
+    from ..runtime.engines.endpoint import docker_host
     from ..runtime.engines.reaper import watch_destroyed
 
     names = config.daemon.get("engines")
     if names is None:
-        host = engines.docker_host()
+        host = docker_host()
         names = ["docker"] if Path(host.removeprefix("unix://")).exists() else []
     return [watch_destroyed(config.runtime_dir, str(name)) for name in names]
 

@@ -262,7 +262,7 @@ def require_local_docker(environ: Mapping[str, str] | None = None) -> str:
         LaunchError: ``DOCKER_HOST`` (or the current context) is not on this machine.
         UsageError: the current docker context does not exist.
     """
-    from ..runtime.engines.common import docker_host, require_local
+    from ..runtime.engines.endpoint import docker_host, require_local
 
     host = docker_host(os.environ if environ is None else environ)
     try:

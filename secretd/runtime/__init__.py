@@ -59,7 +59,7 @@ def runtime_name(spec: RunSpec, config: Config) -> str:
 def detect_image_runtime() -> tuple[str, str]:
     """``(runtime, why)`` for ``--runtime auto`` with an image: Docker if its socket
     answers, else Podman if installed, else the integrated OCI runtime (runc)."""
-    from .engines.common import detect_engine
+    from .engines.endpoint import detect_engine
 
     engine, why = detect_engine()
     return (engine, why) if engine else ("oci", f"{why}; using the integrated OCI runtime (runc)")
@@ -74,8 +74,8 @@ def has_local_image(image: str, config: Config) -> bool:
         return True
     engine, _ = detect_image_runtime()
     if engine == "docker":
-        from .engines.common import docker_host
         from .engines.docker import DockerEngine
+        from .engines.endpoint import docker_host
 
         docker = DockerEngine(docker_host())
         try:

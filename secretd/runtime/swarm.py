@@ -28,8 +28,8 @@ from .._errormap import mapped
 from ..errors import LaunchError, UsageError
 from ..refs import NAME_MAX, check_name
 from ..spec import Secret
-from .engines.common import docker_host
 from .engines.docker import _explain, docker_errors
+from .engines.endpoint import docker_host
 
 if TYPE_CHECKING:
     import docker

@@ -21,6 +21,7 @@ import pytest
 from secretd.config import Config
 from secretd.runtime.engines import common as engines
 from secretd.runtime.engines import reaper as reaping
+from secretd.runtime.engines.endpoint import EventStream
 from secretd.runtime.oci import state as ocistate
 from secretd.runtime.process import start_time
 from tests.support.waiting import wait_for
@@ -43,9 +44,9 @@ class QueuedEngine:
             raise RuntimeError("the engine hung up")
         return set()
 
-    def destroy_events(self) -> engines.EventStream:
+    def destroy_events(self) -> EventStream:
         self.streams += 1
-        return engines.EventStream(iter(self.events.get, None), lambda: self.events.put(None))
+        return EventStream(iter(self.events.get, None), lambda: self.events.put(None))
 
     def close(self) -> None:
         return None

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from secretd.runtime.engines.common import socket_answers
+from secretd.runtime.engines.endpoint import socket_answers
 from tests.support.busybox import rootfs_tar
 
 SYSTEM_DOCKER_SOCKET = "/var/run/docker.sock"

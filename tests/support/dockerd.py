@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from secretd.runtime.engines.common import socket_answers
+from secretd.runtime.engines.endpoint import socket_answers
 from tests.support.daemons import IMAGE, SYSTEM_DOCKER_SOCKET, import_busybox, start_dockerd, stop
 
 __all__ = ["IMAGE", "Dockerd", "docker_env", "dockerd"]

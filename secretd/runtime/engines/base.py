@@ -15,7 +15,8 @@ from ...errors import UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretMount
 from .common import open_mount
-from .reaper import EngineClient, remove_orphan_mounts_quietly
+from .endpoint import EngineClient
+from .reaper import remove_orphan_mounts_quietly
 
 E = TypeVar("E", bound=EngineClient)
 

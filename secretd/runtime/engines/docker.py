@@ -36,13 +36,11 @@ from .base import EngineRuntime
 from .common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
-    EventStream,
-    docker_host,
     engine_labels,
-    require_local,
     secret_binds,
     under_volume,
 )
+from .endpoint import EventStream, docker_host, require_local
 
 if TYPE_CHECKING:
     import docker

@@ -16,7 +16,8 @@ from typing import Any
 
 from ...errors import SecretdError
 from .common import LABEL_MOUNT, LABEL_SECRETS
-from .reaper import EngineClient, engine_client, read_notes
+from .endpoint import EngineClient, engine_client
+from .reaper import read_notes
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,11 @@ from .base import EngineRuntime
 from .common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
-    EventStream,
     engine_labels,
-    podman_host,
-    require_local,
     secret_binds,
     under_volume,
 )
+from .endpoint import EventStream, podman_host, require_local
 
 log = logging.getLogger(__name__)
 

@@ -14,24 +14,17 @@ Mounts without notes (another runtime's, or one being set up) are never touched.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from ...errors import LaunchError, MountError, SecretdError
+from ...errors import MountError, SecretdError
 from ...mount.tmpfs import remove_host_mount
 from ..process import start_time
-from .common import (
-    CONTAINER_NOTE,
-    OWNER_NOTE,
-    EventStream,
-    docker_host,
-    podman_host,
-)
+from .common import CONTAINER_NOTE, OWNER_NOTE
+from .endpoint import EngineClient, EventStream, docker_host, engine_client, podman_host
 
 log = logging.getLogger(__name__)
 
@@ -74,38 +67,6 @@ def read_notes(path: Path) -> Noted | None:
         container=containers[0] if containers else None,
         containers=frozenset(containers),
     )
-
-
-class EngineClient(Protocol):
-    """What the reaper asks of a container engine (``DockerEngine``, ``PodmanEngine``)."""
-
-    name: str
-    host: str
-
-    def live_ids(self) -> set[str]: ...
-
-    def destroy_events(self) -> EventStream: ...
-
-    def close(self) -> None: ...
-
-
-ENGINES = {  # engine: (module, client class)
-    "docker": (f"{__package__}.docker", "DockerEngine"),
-    "podman": (f"{__package__}.podman", "PodmanEngine"),
-}
-
-
-def engine_client(engine: str, host: str) -> EngineClient:
-    """The client for an engine named in a note (imports only that engine's module).
-
-    Found by name, like a runtime: the Docker and Podman runtimes import this module (they
-    reap before each launch), so it must not import them in turn.
-    """
-    if engine not in ENGINES:
-        raise LaunchError(f"unknown container engine {engine!r} in a secrets mount note")
-    module, name = ENGINES[engine]
-    client: EngineClient = getattr(importlib.import_module(module), name)(host)
-    return client
 
 
 def remove_orphan_mounts(runtime_dir: Path) -> list[str]:
