@@ -110,6 +110,10 @@ def test_up_gives_swarm_layout_on_a_read_only_tmpfs_and_down_removes_it(project:
     for value in made.values():
         assert value not in seen
     assert len(list((project.runtime / "mounts").iterdir())) == 2  # one tmpfs per service
+    listed = json.loads(project.runner("ps", "--format", "json").stdout)
+    assert {(row["name"], row["secrets"]) for row in listed} >= {
+        (f"{project.name}-web-1", "db_pass,api_key,tok"), (f"{project.name}-worker-1", "tok"),
+    }  # secretd ps shows compose's containers, with the names of their secrets
 
     down = project.secretd("down", "-t", "0")
     assert down.returncode == 0, down.stderr
