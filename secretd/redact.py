@@ -21,6 +21,7 @@ import base64
 import copy
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
@@ -118,34 +119,55 @@ class Redactor:
         replacement: bytes = REPLACEMENT,
         warn: Callable[[str], None] | None = None,
     ) -> None:
+        self.replacement = replacement
+        self._warn = warn or log.warning
+        self._lock = threading.Lock()  # add() may come from another thread than write()
+        self._short: set[str] = set()  # names already warned about
+        self._use(self._forms(values))
+        self._tail = b""  # the bytes a future match may still start in
+        self._shown = 0  # how many of them were already output (plain or masked)
+        self._mask_open = False  # the output ends with a replacement ending at _shown
+
+    def _forms(self, values: Iterable[Redactable]) -> set[bytes]:
         patterns: set[bytes] = set()
         for item in values:
             if not item.redact:
                 continue
             if len(item.value) < MIN_LENGTH:
-                (warn or log.warning)(
-                    f"secret {item.name!r} is shorter than {MIN_LENGTH} bytes: not redacted"
-                )
+                if item.name not in self._short:
+                    self._short.add(item.name)
+                    self._warn(
+                        f"secret {item.name!r} is shorter than {MIN_LENGTH} bytes: not redacted"
+                    )
                 continue
             patterns.update(forms(item.value))
-        self.replacement = replacement
-        self.longest = max(map(len, patterns), default=0)
-        # no form spans a newline: nothing after it can complete a match before it
-        self._newline_ends = not any(b"\n" in form for form in patterns)
+        return patterns
+
+    def _use(self, patterns: set[bytes]) -> None:
         import ahocorasick_rs  # here: a run without redaction does not load it
 
         small = sum(map(len, patterns)) <= _DFA_MAX_PATTERN_BYTES
         self._automaton = ahocorasick_rs.BytesAhoCorasick(
             sorted(patterns), implementation=ahocorasick_rs.Implementation.DFA if small else None
         )
-        self._tail = b""  # the bytes a future match may still start in
-        self._shown = 0  # how many of them were already output (plain or masked)
-        self._mask_open = False  # the output ends with a replacement ending at _shown
+        self._patterns = frozenset(patterns)
+        self.longest = max(map(len, patterns), default=0)
+        # no form spans a newline: nothing after it can complete a match before it
+        self._newline_ends = not any(b"\n" in form for form in patterns)
+
+    def add(self, values: Iterable[Redactable]) -> None:
+        """Also mask ``values`` from now on (a value swapped in while a command runs);
+        bytes held back are matched against them too."""
+        new = self._forms(values) - self._patterns
+        if new:
+            with self._lock:
+                self._use(set(self._patterns) | new)
 
     def stream(self) -> Redactor:
         """A redactor for another stream: the same values (and automaton), its own state."""
         other = copy.copy(self)
         other._tail, other._shown, other._mask_open = b"", 0, False
+        other._lock = threading.Lock()
         return other
 
     @property
@@ -155,9 +177,8 @@ class Redactor:
 
     def write(self, data: bytes) -> bytes:
         """Take the next bytes of the stream; return the redacted bytes that are final."""
-        if not self.longest:
-            return data
-        return self._process(data, final=False)
+        with self._lock:
+            return self._process(data, final=False) if self.longest else data
 
     def flush(self) -> bytes:
         """Output everything held back (after an idle moment, or at the end of input).
@@ -165,9 +186,8 @@ class Redactor:
         A value whose first part is flushed before the rest arrives loses that first part
         to the output; the rest is still masked.
         """
-        if not self.longest:
-            return b""
-        return self._process(b"", final=True)
+        with self._lock:
+            return self._process(b"", final=True) if self.longest else b""
 
     def _process(self, data: bytes, *, final: bool) -> bytes:
         buf = self._tail + data

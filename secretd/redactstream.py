@@ -64,26 +64,39 @@ def redacting(
     """
     if not spec.redact or spec.detach:
         return runtime
-    return RedactingLauncher(runtime, values(refs, secrets))
+    kept = tuple(ref.target for ref in refs if ref.kind != "secret" or not ref.redact)
+    return RedactingLauncher(runtime, values(refs, secrets), kept)
 
 
 class RedactingLauncher:
-    """Launches through ``runtime`` with stdout and stderr filtered."""
+    """Launches through ``runtime`` with stdout and stderr filtered; ``kept`` are the
+    targets whose files are not masked (configs, ``redact=false``)."""
 
-    def __init__(self, runtime: Launcher, found: list[Redactable]) -> None:
+    def __init__(self, runtime: Launcher, found: list[Redactable], kept: tuple[str, ...]) -> None:
         self.runtime = runtime
         self.values = found
+        self.kept = kept
         self.redactor: Redactor | None = None
 
     def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> Container:
         if self.redactor is None:
             self.redactor = Redactor(self.values, REPLACEMENT, warn=_warner(stdio[2]))
+        else:  # a restart: the values swapped in meanwhile are the files' now
+            self.redactor.add(self._masked(mount.files))
         output = Filter(stdio, self.redactor)
         try:
-            return Filtered(self.runtime.launch(spec, mount, output.stdio), output)
+            container = self.runtime.launch(spec, mount, output.stdio)
+            return Filtered(container, output, self._masked)
         except BaseException:
             output.close()
             raise
+
+    def _masked(self, files: Sequence[SecretFile]) -> list[Redactable]:
+        return [
+            Redactable(file.target, file.value)
+            for file in files
+            if not file.config and (file.group or file.target) not in self.kept
+        ]
 
 
 def values(refs: Sequence[SecretRef], secrets: Sequence[Secret]) -> list[Redactable]:
@@ -109,17 +122,25 @@ def _warner(fd: int) -> Callable[[str], None]:
 
 
 class Filtered:
-    """A container whose output passes through a ``Filter`` (the Container protocol)."""
+    """A container whose output passes through a ``Filter`` (the Container protocol);
+    values swapped in while it runs are masked from then on."""
 
-    def __init__(self, inner: Container, output: Filter) -> None:
+    def __init__(
+        self,
+        inner: Container,
+        output: Filter,
+        masked: Callable[[Sequence[SecretFile]], list[Redactable]],
+    ) -> None:
         self.inner = inner
         self.output = output
+        self.masked = masked
         self.id = inner.id
 
     def wait(self, timeout: float | None = None) -> int | None:
         return self.inner.wait(timeout)
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
+        self.output.add(self.masked(files))  # before the command can read them
         self.inner.update(files)
 
     def signal(self, signum: signal.Signals) -> None:
@@ -143,6 +164,7 @@ class Filter:
         self._ends: list[int] = []  # the command's ends, closed here once it has them
         self._ptys: list[tuple[int, int]] = []  # (master, real terminal)
         self._threads: list[threading.Thread] = []
+        self._redactors: list[Redactor] = []
         self._stop_r, self._stop_w = os.pipe()
         outs: list[int] = []
         try:
@@ -172,7 +194,13 @@ class Filter:
         self._ends.append(write_end)
         return read_end, write_end
 
+    def add(self, found: list[Redactable]) -> None:
+        """Mask ``found`` too, from now on, in every stream."""
+        for redactor in self._redactors:
+            redactor.add(found)
+
     def _start(self, read_end: int, real: int, redactor: Redactor) -> None:
+        self._redactors.append(redactor)
         thread = threading.Thread(
             target=self._run, args=(read_end, real, redactor), name="redact", daemon=True
         )

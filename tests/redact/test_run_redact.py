@@ -219,3 +219,24 @@ def test_on_a_terminal_the_command_keeps_its_terminal(
     assert shown in lines, seen
     if shown != VALUE.encode():
         assert VALUE.encode() not in seen
+
+
+def test_a_value_rotated_in_while_the_command_runs_is_masked_too(
+    token: None, tmp_path: Path
+) -> None:
+    value = tmp_path / "value"
+    value.write_text("first-value-1234")
+    value.chmod(0o644)
+    script = (
+        'while [ "$(cat /run/secrets/r)" = first-value-1234 ]; do sleep 0.1; done; '
+        "cat /run/secrets/r; echo"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "run", "--no-daemon", "--redact", "--refresh", "1s",
+         "--secret", f"r=file:{value}", "--", "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(0.5)
+    value.write_text("second-value-5678")
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, b"[MASKED]\n"), err
