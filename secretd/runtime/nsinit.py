@@ -138,6 +138,8 @@ def _report(sock: socket.socket, kind: str, exc: BaseException, command: str) ->
         else:
             line = f"noexec:cannot run {command!r}: {os.strerror(exc.errno or 0)}"
     elif isinstance(exc, OSError):
+        if kind == "setup" and exc.errno in (errno.EPERM, errno.EACCES):
+            kind = "refused"  # a mount a security policy denies: no sandbox can be made
         where = f" ({exc.filename})" if exc.filename else ""
         line = f"{kind}:cannot set up the sandbox: {exc.strerror or exc}{where}"
     else:

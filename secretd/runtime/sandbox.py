@@ -58,19 +58,21 @@ INITS = ("tini-static", "tini")  # Debian's tini has both; the static one starts
 
 
 class SandboxRefused(MountError):
-    """The kernel or a security policy allows no namespace here: a container without
-    CAP_SYS_ADMIN (Docker's seccomp profile refuses ``unshare``), or Ubuntu 24.04's
-    AppArmor rule for unprivileged user namespaces. The message lists the ways out."""
+    """The kernel or a security policy allows no namespace, or no mount in one, here: a
+    container without CAP_SYS_ADMIN (Docker's seccomp profile refuses ``unshare``, its
+    masked /proc a new one), or Ubuntu 24.04's AppArmor rule for unprivileged user
+    namespaces. The message lists the ways out."""
 
     def __init__(self, text: str) -> None:
         super().__init__(
-            f"{text} (no namespace may be made here: a container without CAP_SYS_ADMIN, "
-            "a seccomp profile such as Docker's, or Ubuntu's AppArmor rule for "
-            "unprivileged user namespaces)",
+            f"{text} (namespaces and mounts are not allowed here: a container without "
+            "CAP_SYS_ADMIN, a seccomp profile such as Docker's, or Ubuntu's AppArmor rule "
+            "for unprivileged user namespaces)",
             "run with --no-sandbox (secrets in a private directory on /dev/shm, removed "
-            "when the command ends; automatic when CI=true; docs/ci.md), or allow "
-            "namespaces (docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined; "
-            "on Ubuntu: sysctl kernel.apparmor_restrict_unprivileged_userns=0)",
+            "when the command ends; automatic when CI=true; docs/ci.md), or allow them "
+            "(docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined "
+            "--security-opt apparmor=unconfined; on Ubuntu: sysctl "
+            "kernel.apparmor_restrict_unprivileged_userns=0)",
         )
 
 

@@ -7,17 +7,18 @@ a busybox container (tests/ci/conftest.py)."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
 
 import pytest
 
-from tests.ci.container import SECRETD, in_job
-from tests.support.dockerd import Dockerd
+from tests.ci.container import ROOT, SECRETD, in_job
+from tests.support.dockerd import IMAGE, Dockerd
 
 VALUE = "db-password-in-ci-4f1e"
 COMMAND = f"""{SECRETD} run --secret db=env:DB -- sh -c 'cat "$DB_FILE"'"""
 # The value's digest, not the value: in CI secretd redacts what the command prints.
 DIGEST = f"""{SECRETD} run --secret db=env:DB -- sh -c 'cat "$DB_FILE" | md5sum'"""
-NOTICE = "secretd: warning: cannot set up the sandbox: unshare: Operation not permitted (no namespace may be made here"  # noqa: E501
+NOTICE = "secretd: warning: cannot set up the sandbox: unshare: Operation not permitted (namespaces and mounts are not allowed here"  # noqa: E501
 
 pytestmark = pytest.mark.docker
 
@@ -31,8 +32,8 @@ def test_the_sandbox_is_refused_with_the_ways_out(dockerd: Dockerd, job: str) ->
     assert result.returncode == 125
     assert result.stdout == ""
     assert result.stderr.startswith(
-        "secretd: cannot set up the sandbox: unshare: Operation not permitted (no namespace "
-        "may be made here: a container without CAP_SYS_ADMIN"
+        "secretd: cannot set up the sandbox: unshare: Operation not permitted (namespaces "
+        "and mounts are not allowed here: a container without CAP_SYS_ADMIN"
     )
     assert "run with --no-sandbox" in result.stderr
     assert "--cap-add SYS_ADMIN" in result.stderr
@@ -98,3 +99,26 @@ def test_nothing_is_left_after_a_signal(
     assert got == f"status: {status}"
     assert after == "after: "
     assert sleepers == "0"  # none alive (a zombie left to PID 1, which reaps none, is dead)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--user", "1000", "--security-opt", "seccomp=unconfined"],  # a user namespace, no /proc
+        ["--cap-drop", "ALL"],
+    ],
+)
+def test_other_refusals_fall_back_too(dockerd: Dockerd, options: list[str]) -> None:
+    """Where unshare works but mounting does not (a container's masked /proc refuses a new
+    one in a user namespace, as Ubuntu's AppArmor rule refuses mounts), it is a refusal too."""
+    binds = ["/usr:/usr:ro", "/lib:/lib:ro", "/lib64:/lib64:ro", f"{ROOT}:{ROOT}:ro"]
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", *options,
+         *[arg for bind in binds for arg in ("-v", bind)],
+         "-e", "SECRETD_STATE_DIR=/tmp/state", "-e", "SECRETD_RUNTIME_DIR=/tmp/run",
+         "-e", "HOME=/tmp", "-e", f"DB={VALUE}", "-e", "CI=true", IMAGE, "sh", "-c", DIGEST],
+        env=dockerd.env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{hashlib.md5(VALUE.encode()).hexdigest()}  -\n"
+    assert "cannot set up the sandbox" in result.stderr and result.stderr.count("\n") == 1

@@ -113,5 +113,5 @@ def test_gitlab_job_in_a_docker_executor(dockerd: Dockerd, job: str) -> None:
 
 def test_examples_in_the_page_match_what_secretd_prints() -> None:
     """The sandbox's refusal, quoted on the page, starts as secretd says it."""
-    quoted = "secretd: cannot set up the sandbox: unshare: Operation not permitted (no namespace "
+    quoted = "secretd: cannot set up the sandbox: unshare: Operation not permitted (namespaces "
     assert quoted in Path(PAGE).read_text()
