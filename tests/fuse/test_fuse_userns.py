@@ -5,10 +5,8 @@ fix in one line when it is not."""
 from __future__ import annotations
 
 import os
-import shlex
 import stat
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuse.conftest import fuse_mounts
+from tests.run.test_unprivileged import as_nobody
 
 pytestmark = [pytest.mark.fuse, pytest.mark.root]  # root, to become nobody and set the mode
 
@@ -39,17 +38,6 @@ def dev_fuse_mode() -> Iterator[None]:
     mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
     yield
     os.chmod("/dev/fuse", mode)
-
-
-def as_nobody(shared: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "secretd", *args))
-    script = (
-        f"cd {shlex.quote(str(shared))} && SECRETD_STATE_DIR={shared}/state "
-        f"SECRETD_RUNTIME_DIR={shared}/run XDG_CONFIG_HOME={shared}/config {command}"
-    )
-    return subprocess.run(
-        ["su", "nobody", "-s", "/bin/sh", "-c", script], capture_output=True, text=True, timeout=60
-    )
 
 
 def test_nobody_reads_a_fuse_file_in_a_user_namespace(
