@@ -49,3 +49,13 @@ def test_logs_mask_the_containers_secrets_running_and_stopped(
     assert "cannot mask secret 'f' in the logs" in stopped.stderr
     assert STORE_VALUE not in stopped.stderr
     run_ok(secretd, "rm", "job")
+
+
+def test_a_foreground_image_run_is_masked_with_its_status(
+    secretd: Runner, image: str, secret: Callable[[str, str], str]
+) -> None:
+    result = secretd(
+        "run", "--redact", "--secret", secret("f", FILE_VALUE), image,
+        "sh", "-c", "cat /run/secrets/f; echo; cat /run/secrets/f >&2; exit 4",
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (4, "[MASKED]\n", "[MASKED]")
