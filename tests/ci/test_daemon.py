@@ -11,7 +11,7 @@ import sys
 
 from secretd import protocol
 from secretd.spec import RunSpec
-from tests.daemon.conftest import Daemon, World, daemon, world  # noqa: F401 - fixtures
+from tests.daemon.conftest import CANARY, Daemon, World, daemon, world  # noqa: F401
 
 
 def test_a_raw_client_asking_for_no_sandbox_is_refused(world: World, daemon: Daemon) -> None:  # noqa: F811
@@ -38,3 +38,16 @@ def test_the_cli_runs_no_sandbox_in_process(world: World, daemon: Daemon) -> Non
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("/dev/shm/secretd-")
+
+
+def test_github_masks_reach_the_job_log_through_the_daemon(world: World, daemon: Daemon) -> None:  # noqa: F811
+    """The daemon resolves the value; the job's GITHUB_ACTIONS reaches it in the run's
+    environment, and the mask line goes to the client's stdout before the command's."""
+    result = subprocess.run(
+        [sys.executable, "-m", "secretd", "run", "--secret", "api_key", "--", "echo", "started"],
+        cwd=world.root, env=world.env(SECRETD_HOST=world.host, GITHUB_ACTIONS="true"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"::add-mask::{CANARY}\nstarted\n"
+    assert any(str(e["msg"]).startswith("run ") for e in daemon.events())  # the daemon's run
