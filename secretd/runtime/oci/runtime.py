@@ -25,6 +25,7 @@ from typing import Any
 from ... import _linux
 from ...config import Config
 from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageError
+from ...mount import host_mount as create_host_mount
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from ..process import kill_and_reap, start_time
@@ -202,7 +203,7 @@ class OciRuntime:
             shadowed = [bundle.volume(v)["destination"] for v in spec.volumes]
             process = bundle.process_config(spec, image.config, rootfs, hostname, shadowed)
             record.command = process["args"]
-            host_mount = HostMount.create(self.config.runtime_dir, mount)
+            host_mount = create_host_mount(self.config.runtime_dir, mount)  # tmpfs or FUSE
             record.mount = str(host_mount.path)
             binds = host_mount.binds_for(partial(_has_dir, rootfs, spec))
             mounts = bundle.user_mounts(
