@@ -14,6 +14,7 @@ key; it is non-dumpable, writes no core files, and never logs a value.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import os
@@ -163,6 +164,8 @@ class Daemon:
         self.policy = policy or Policy.from_config(config)
         self.engine = Engine(config)
         self.engine.tick = ROTATE_TICK
+        self.engine.keep = self._keep
+        self.kept: set[Rotation] = set()  # detached containers' upkeep, past their runs
         self.limits = Limits.from_config(config.daemon)
         self.connections = Connections(self.limits)
         self.budget = Budget(self.limits)
@@ -440,11 +443,32 @@ class Daemon:
             self.policy.check_secrets(peer, names)
         chan.send({"ok": True, "runs": self._notify(set(names))})
 
+    def _keep(self, rotation: Rotation, upkeep: Callable[[], None]) -> None:
+        """Keep a detached container (renew, rotate) in a thread of its own until it is
+        gone; with the caller's file-reading rules (safeopen's context) of its run."""
+        context = contextvars.copy_context()
+
+        def run() -> None:
+            with self._lock:
+                self.kept.add(rotation)
+            try:
+                context.run(upkeep)
+            except Exception as exc:  # noqa: BLE001 - a thread's last word
+                log.error("keeping a detached container failed: %s", type(exc).__name__)
+            finally:
+                with self._lock:
+                    self.kept.discard(rotation)
+
+        threading.Thread(target=run, daemon=True, name="secretd-detached").start()
+
     def _notify(self, names: set[str]) -> list[str]:
-        """Wake every run using one of ``names``; the ids of those runs."""
+        """Wake every run (and kept detached container) using one of ``names``; the ids
+        of those runs."""
         with self._lock:
             records = list(self.runs.values())
+            kept = list(self.kept)
         woken = [r.id for r in records if r.rotation is not None and r.rotation.request(names)]
+        woken += ["detached" for rotation in kept if rotation.request(names)]
         if woken:
             log.info("reading %s again for runs %s", ", ".join(sorted(names)), ", ".join(woken))
         return woken
@@ -467,17 +491,12 @@ class Daemon:
 
 
 def _check_rotation(spec: RunSpec, superuser: bool) -> None:
-    """What the daemon cannot do for a run's rotation: ``exec:`` hooks would run as the
-    daemon's user, and a detached container is not kept current yet."""
+    """What the daemon will not do for a run's rotation: ``exec:`` hooks would run as the
+    daemon's user."""
     if spec.on_change.startswith("exec:") and not superuser:
         raise AccessDenied(
             "--on-change exec: would run its command as the daemon's user; only root may",
             "use signal:NAME or restart, or --no-daemon",
-        )
-    if spec.detach and spec.refreshes():
-        raise UsageError(
-            "the daemon does not keep a detached container's files current yet",
-            "run it in the foreground with --refresh, or rotate with 'secretd secret rotate'",
         )
 
 

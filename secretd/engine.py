@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from . import accesslog, ci, mount
 from .broker import Broker
 from .config import Config
-from .errors import MountError, SecretdError
+from .errors import MountError, SecretdError, UsageError
 from .exposure import config_warning
 from .redactstream import redacting
 from .refs import named_file_env, parse_ref
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 10.0
+KEPT_RUNTIMES = ("docker", "podman")  # detached containers the daemon can keep (listing.py)
 
 
 def file_env(spec: RunSpec) -> tuple[tuple[str, str], ...]:
@@ -63,6 +64,9 @@ class Engine:
         accesslog.configure_from(config)
         # how often a run wakes to see rotate requests (the daemon's ``request()``s)
         self.tick: float | None = None
+        # the daemon: runs a detached container's upkeep (leases, rotation) in a thread
+        # that outlives the run; without it, a detached container's leases are left alone
+        self.keep: Callable[[Rotation, Callable[[], None]], None] | None = None
 
     def run(
         self,
@@ -93,7 +97,14 @@ class Engine:
         refs = [mount.inside(ref, spec.secrets_dir) for ref in (*spec.secrets, *spec.configs)]
         secrets = self.broker.resolve(refs)
         read: tuple[list[SecretRef], list[Secret]] = ([], [])  # by templates alone
-        detached = False
+        detached = handed = False
+        kept = self.keep if runtime.name in KEPT_RUNTIMES else None
+        if spec.detach and spec.refreshes() and kept is None:
+            raise UsageError(
+                f"--refresh with -d needs a detached container the daemon keeps: Docker or "
+                f"Podman, not {runtime.name}",
+                "use --runtime docker or podman with a running 'secretd daemon'",
+            )
         try:
             _warn_about_configs(refs, secrets)
             rendered = self._render(spec, refs, secrets, runtime.name, read)
@@ -120,15 +131,48 @@ class Engine:
                 rotation = Rotation(self.broker, refs, secrets, spec.refresh)
                 if watch is not None:
                     watch(rotation)
-                return self._supervise(current, refs, secrets, rotation, Actions(spec, relaunch))
+                actions = Actions(spec, relaunch)
+                if detached and kept is not None:
+                    upkeep = self._upkeep(current[0], runtime.name, refs, secrets, read)
+                    kept(rotation, lambda: upkeep(rotation, actions))
+                    handed = True
+                    return 0
+                return self._supervise(current, refs, secrets, rotation, actions)
             finally:
-                current[0].remove()
+                if not handed:
+                    current[0].remove()
         finally:
             every = (refs + read[0], secrets + read[1])
-            if detached:
+            if handed:
+                log.debug("the daemon keeps the leases of %s", [r.name for r in every[0]])
+            elif detached:
                 _leave_leases(*every)
             else:
                 self.broker.release(*every)
+
+    def _upkeep(
+        self,
+        container: Container,
+        engine: str,
+        refs: list[SecretRef],
+        secrets: list[Secret],
+        read: tuple[list[SecretRef], list[Secret]],
+    ) -> Callable[[Rotation, Actions], None]:
+        """What keeps a detached container (in the daemon's thread): renew its leases and
+        rotate its files until the engine no longer has it, then give the leases back."""
+        from .runtime.engines.listing import UntilGone
+
+        current: list[Container] = [UntilGone(container, engine)]
+
+        def upkeep(rotation: Rotation, actions: Actions) -> None:
+            try:
+                self._supervise(current, refs, secrets, rotation, actions)
+                log.info("container %s is gone; giving its leases back", container.id[:12])
+            finally:
+                current[0].remove()
+                self.broker.release(refs + read[0], secrets + read[1])
+
+        return upkeep
 
     def _render(
         self,

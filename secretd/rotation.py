@@ -94,6 +94,11 @@ def check_spec(spec: RunSpec) -> OnChange:
         UsageError: a bad ``--on-change``, ``--stop-signal`` or ``--stop-timeout``.
     """
     on_change = parse_on_change(spec.on_change)
+    if on_change.action == "restart" and spec.detach:
+        raise UsageError(
+            "--on-change restart is for runs secretd waits for, not -d",
+            "use signal:NAME with -d (the container's own process reloads)",
+        )
     parse_signal(spec.stop_signal, "--stop-signal")
     if not 0 <= spec.stop_timeout <= 3600:
         raise UsageError(

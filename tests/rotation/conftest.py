@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import daemon, world  # noqa: F401 - the daemon tests' fixtures
+from tests.daemon.conftest import Daemon, World, daemon, world  # noqa: F401 - fixtures
 from tests.support.waiting import wait_for
+from tests.vault.conftest import openbao  # noqa: F401 - fixture
+from tests.vault.servers import ROOT_TOKEN, BaoServer
 
 PASSPHRASE = "rotation-test-pass"
 
@@ -83,3 +85,17 @@ def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 def settle(seconds: float) -> None:
     """Give a run time in which nothing should happen (no write, no signal)."""
     time.sleep(seconds)
+
+
+@pytest.fixture
+def bao_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:  # noqa: F811
+    """A daemon whose config also reaches the session's OpenBao and watches Docker's
+    destroy events."""
+    text = world.config.read_text().replace("engines = []", 'engines = ["docker"]')
+    text += f'\n[providers.vault]\naddress = "{openbao.address}"\ntoken = "{ROOT_TOKEN}"\n'
+    world.config.write_text(text)
+    started = Daemon(world)
+    started.start()
+    yield started
+    if started.proc is not None and started.proc.poll() is None:
+        started.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from tests.rotation.conftest import settle
 from tests.support.dockerd import IMAGE, docker_env, dockerd  # noqa: F401 - fixtures
 from tests.support.waiting import wait_for
 from tests.vault.conftest import openbao, unique  # noqa: F401 - fixtures
-from tests.vault.servers import ROOT_TOKEN, BaoServer
+from tests.vault.servers import BaoServer
 
 pytestmark = [pytest.mark.root, pytest.mark.vault, pytest.mark.docker]
 
@@ -40,17 +39,6 @@ def reader(out: str) -> str:
         f"{out}/reads; cd /; fi; n=$((n+1)); "
         f'[ $((n % 20)) = 0 ] && echo "abs $(cat /etc/rotated/key)" >> {out}/reads; done'
     )
-
-
-@pytest.fixture
-def bao_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:  # noqa: F811
-    with world.config.open("a") as fh:
-        fh.write(f'\n[providers.vault]\naddress = "{openbao.address}"\ntoken = "{ROOT_TOKEN}"\n')
-    started = Daemon(world)
-    started.start()
-    yield started
-    if started.proc is not None and started.proc.poll() is None:
-        started.stop()
 
 
 def write(openbao: BaoServer, path: str, version: int) -> None:  # noqa: F811

@@ -1,4 +1,5 @@
-"""The Docker and Podman containers that carry secretd's labels, for ``secretd ps``.
+"""The Docker and Podman containers that carry secretd's labels, for ``secretd ps``, and
+whether a detached one still exists, for the daemon that keeps it (``UntilGone``).
 
 Which engines to ask comes from the notes of the secrets mounts under the runtime
 directory (common.py): an engine none of them names is not asked, so ``ps`` imports the
@@ -10,16 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from ...errors import SecretdError
+from ...spec import Container, SecretFile
 from .common import LABEL_MOUNT, LABEL_SECRETS
-from .endpoint import EngineClient, engine_client
+from .endpoint import EngineClient, docker_host, engine_client, podman_host
 from .reaper import read_notes
 
 log = logging.getLogger(__name__)
+
+CHECK_EVERY = 5.0  # seconds between asking the engine whether a detached container exists
 
 
 def labelled_containers(runtime_dir: Path) -> list[dict[str, Any]]:
@@ -101,3 +107,41 @@ def _podman_row(item: dict[str, Any]) -> dict[str, Any]:
 def _state(engine_state: str) -> str:
     """The engine's state as ``ps -a`` filters it: a stopped container is ``exited``."""
     return "running" if engine_state.lower() in ("running", "restarting", "paused") else "exited"
+
+
+class UntilGone:
+    """A detached Docker or Podman container as a Container whose ``wait`` ends (status 0)
+    once the engine no longer has it (``docker rm``), asked at most every ``every``
+    seconds: the daemon supervises it so (renewing leases, rotating files) after the run
+    that started it has returned."""
+
+    def __init__(self, container: Container, engine: str, every: float = CHECK_EVERY) -> None:
+        self.id = container.id
+        self.container = container
+        self.every = every
+        host = podman_host() if engine == "podman" else docker_host()
+        self._client = engine_client(engine, host)
+        self._checked = 0.0
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        pause = self.every if timeout is None else min(timeout, self.every)
+        time.sleep(max(0.0, pause))
+        if time.monotonic() - self._checked < self.every:
+            return None
+        self._checked = time.monotonic()
+        try:
+            gone = self.id not in self._client.live_ids()
+        except SecretdError as exc:  # the engine restarts: ask again later
+            log.debug("cannot ask whether %s exists: %s", self.id[:12], exc.line())
+            return None
+        return 0 if gone else None
+
+    def update(self, files: tuple[SecretFile, ...]) -> None:
+        self.container.update(files)
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.container.signal(signum)
+
+    def remove(self) -> None:
+        self.container.remove()
+        self._client.close()

@@ -1,0 +1,67 @@
+"""A detached Docker container started through the daemon: the daemon rotates its files
+(``--refresh``, ``secretd secret rotate``), keeps its leased certificate alive while it
+lives, and once ``docker rm -f`` removes it, revokes the lease and removes the mount
+(the destroy event)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.daemon.conftest import Daemon, World, client
+from tests.support.dockerd import IMAGE, Dockerd, docker_env, dockerd  # noqa: F401 - fixtures
+from tests.support.waiting import wait_for
+from tests.vault.conftest import unique  # noqa: F401 - fixture
+from tests.vault.servers import BaoServer, leases
+
+pytestmark = [pytest.mark.root, pytest.mark.vault, pytest.mark.docker]
+
+TLS = "{name}=vault:pki/issue/web?common_name=d.example.com&ttl={ttl}#certificate,private_key"
+PREFIX = "pki/issue/web/"
+
+
+def mounts_under(path: str) -> list[str]:
+    with open("/proc/self/mounts") as fh:
+        return [line.split()[1] for line in fh if line.split()[1].startswith(path)]
+
+
+def test_the_daemon_keeps_a_detached_container_until_it_is_removed(
+    world: World,
+    bao_daemon: Daemon,
+    openbao: BaoServer,
+    dockerd: Dockerd,  # noqa: F811
+) -> None:
+    assert client(world, "secret", "create", "api_token", "-", input="det-1").returncode == 0
+    before = leases(openbao, PREFIX)
+    started = client(
+        world, "run", "-d", "--runtime", "docker", "--refresh", "1s",
+        "--secret", "api_token", "--secret", TLS.format(name="tls", ttl="4s"),
+        "--secret", TLS.format(name="long", ttl="1h"), IMAGE, "sleep", "300",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+
+    def inside(path: str) -> str:
+        return dockerd("exec", cid, "cat", path, check=False)
+
+    assert inside("/run/secrets/api_token") == "det-1"
+    assert cid[:12] in client(world, "ps").stdout
+    assert client(world, "secret", "rotate", "api_token", "-", input="det-2").returncode == 0
+    wait_for(lambda: inside("/run/secrets/api_token") == "det-2", "the rotation inside", 15)
+    first = inside("/run/secrets/tls/certificate")
+    wait_for(
+        lambda: inside("/run/secrets/tls/certificate") not in ("", first),
+        "the certificate to be issued anew before its 4 s lease ends",
+        20,
+    )
+    held = leases(openbao, PREFIX) - before
+    assert len(held) == 2, "a live lease for each certificate, the replaced one given back"
+    runtime = str(world.runtime)
+    assert len(mounts_under(runtime)) == 1
+    dockerd("rm", "-f", cid)
+    wait_for(lambda: mounts_under(runtime) == [], "the destroy event to remove the mount", 20)
+    # the 1 h lease cannot have ended by itself: it was revoked
+    wait_for(lambda: leases(openbao, PREFIX) <= before, "the leases to be revoked", 20)
+    assert "det-2" not in bao_daemon.logs()
+    assert not os.path.exists(f"{runtime}/mounts") or os.listdir(f"{runtime}/mounts") == []
