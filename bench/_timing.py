@@ -13,13 +13,23 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-SECRETD = [sys.executable, "-m", "secretd"]
+# The secretd command as users start it: the script tools/setup-host.sh writes beside this
+# interpreter (python -IS and the thin client, secretd/thin.py), else the module.
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "secretd")
+SECRETD = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "secretd"]
 Timer = Callable[[], float]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This environment without ``PYTHONDONTWRITEBYTECODE`` (installed packages carry
+    their bytecode; with it set, every start would compile secretd again), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return env | extra
 
 
 def scratch_env(tmp: str) -> dict[str, str]:
     """An environment whose secretd state lives under ``tmp``, with ``api_key`` stored."""
-    env = dict(os.environ, SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
+    env = environment(SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
     subprocess.run(
         [*SECRETD, "secret", "create", "api_key", "-"],
         input=b"bench-value", env=env, check=True, stdout=subprocess.DEVNULL,

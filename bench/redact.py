@@ -11,7 +11,6 @@ data: ahocorasick-rs (used), pyahocorasick and one `re` alternation of the escap
 from __future__ import annotations
 
 import base64
-import os
 import random
 import re
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from _timing import SECRETD, interleaved_samples  # noqa: E402
+from _timing import SECRETD, environment, interleaved_samples  # noqa: E402
 
 from secretd.redact import Redactable, Redactor, forms  # noqa: E402
 
@@ -126,7 +125,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="secretd-bench-") as tmp:
         log = Path(tmp) / "build.log"
         make_log(log, megabytes, values, rng)
-        env = dict(os.environ, SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
+        env = environment(SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
         refs: list[str] = []
         for index, value in enumerate(values):
             env[f"BENCH_S{index}"] = value.decode()

@@ -29,7 +29,7 @@ from tempfile import TemporaryDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from _timing import Timer, command, interleaved_samples, report  # noqa: E402
+from _timing import SECRETD, Timer, command, environment, interleaved_samples, report  # noqa: E402
 
 from secretd.runtime.engines.endpoint import socket_answers  # noqa: E402
 from tests.support.daemons import IMAGE, import_busybox, podman_env, start_dockerd, stop  # noqa: E402
@@ -146,16 +146,15 @@ def main() -> None:
     os.chdir("/")
     with TemporaryDirectory(prefix="secretd-bench-") as tmp, ExitStack() as stack:
         root = Path(tmp)
-        env = {
-            **os.environ,
-            "SECRETD_STATE_DIR": f"{tmp}/state",
-            "SECRETD_RUNTIME_DIR": f"{tmp}/run",
-            "DOCKER_HOST": stack.enter_context(docker_engine(root / "dockerd")),
-        }
+        env = environment(
+            SECRETD_STATE_DIR=f"{tmp}/state",
+            SECRETD_RUNTIME_DIR=f"{tmp}/run",
+            DOCKER_HOST=stack.enter_context(docker_engine(root / "dockerd")),
+        )
         (root / "podman").mkdir()
         env.update(podman_env(root / "podman"))
         import_busybox("docker", env)
-        secretd = [sys.executable, "-m", "secretd"]
+        secretd = SECRETD
         cli(env, *secretd, "secret", "create", "api_key", "-", stdin=VALUE)
         run = [*secretd, "run", "--rm", "--secret", "api_key"]
         daemon = stack.enter_context(secretd_daemon(env, root / "run"))

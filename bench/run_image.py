@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
-from _timing import interleaved, report  # noqa: E402
+from _timing import SECRETD, environment, interleaved, report  # noqa: E402
 
 from secretd.runtime.oci import bundle  # noqa: E402
 from secretd.runtime.oci.images import ImageConfig, ImageStore  # noqa: E402
@@ -106,9 +106,8 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "secretd")], check=True)
     with tempfile.TemporaryDirectory(prefix="secretd-bench-") as name:
         tmp = Path(name)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env |= {"SECRETD_STATE_DIR": f"{tmp}/state", "SECRETD_RUNTIME_DIR": f"{tmp}/run"}
-        secretd = [sys.executable, "-m", "secretd"]
+        env = environment(SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
+        secretd = SECRETD
         archive = busybox.docker_archive(tmp / "busybox.tar")
         subprocess.run([*secretd, "image", "load", "-i", str(archive)], env=env, check=True,
                        stdout=subprocess.DEVNULL)
