@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import Daemon, World, wait_for
+from tests.daemon.conftest import CANARY, NOBODY, Daemon, World, client, wait_for
 from tests.daemon.conftest import world as world  # noqa: F401 - the fixture
 from tests.fuse.conftest import fuse_mounts
 
@@ -118,3 +118,21 @@ def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
     assert [s["name"] for s in run["secrets"]] == ["api_key"]
     assert {e["comm"] for e in events if e["event"] == "fuse-open"} >= {"cat"}
     assert value.encode() not in (world.state / "access.log").read_bytes()
+
+
+def test_nobody_through_the_daemon_reads_a_file_the_daemon_serves(
+    world: World,  # noqa: F811
+    daemon: Daemon,
+) -> None:
+    result = client(
+        world, "run", "--mount-type", "fuse", "--no-redact", "--secret", "api_key", "--",
+        "sh", "-c", "id -u; stat -c '%a %u' /run/secrets/api_key; cat /run/secrets/api_key",
+        user=NOBODY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["65534", "444", "65534", CANARY]  # as on the tmpfs
+    events = [json.loads(line) for line in (world.state / "access.log").read_text().splitlines()]
+    caller = next(e for e in events if e["event"] == "client")
+    opened = next(e for e in events if e["event"] == "fuse-open")
+    assert (caller["uid"], opened["uid"], opened["comm"]) == (NOBODY, NOBODY, "cat")
+    assert fuse_mounts(world.runtime) == []
