@@ -275,9 +275,14 @@ def _copy(fd_in: int, fd_out: int, redactor: Redactor) -> bool:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``, waiting while a non-blocking ``fd`` is full (a terminal or
+    pipe someone else made non-blocking), as the command's own writes would have."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def _same_terminal(a: int, b: int) -> bool:

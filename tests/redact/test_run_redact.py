@@ -240,3 +240,22 @@ def test_a_value_rotated_in_while_the_command_runs_is_masked_too(
     value.write_text("second-value-5678")
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, out) == (0, b"[MASKED]\n"), err
+
+
+def test_a_non_blocking_stdout_that_fills_up_loses_nothing(token: None) -> None:
+    """Another process may have made the pipe non-blocking (they share it): the filter
+    waits for room, as a blocking write would, instead of giving up on the output."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    size = 1 << 20
+    with os.fdopen(read_end, "rb") as reader:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "secretd", "run", "--no-daemon", "--redact", *SECRET, "--",
+             "sh", "-c", f"head -c {size} /dev/zero; cat /run/secrets/t"],
+            stdout=write_end, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.close(write_end)
+        time.sleep(1)  # the pipe fills while nobody reads
+        out = reader.read()
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out == bytes(size) + b"[MASKED]") == (0, True), err
