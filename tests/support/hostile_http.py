@@ -86,6 +86,21 @@ def endless(announce: bool) -> Reply:
     return reply
 
 
+def refused_quickly(call: Callable[[], object], message: str, within: float = 5) -> None:
+    """``call()`` fails with exactly ``message`` (a ``ProviderError``) in under ``within``
+    seconds: a trickle of 100 kB, or an endless body, would otherwise take hours."""
+    from secretd.errors import ProviderError
+
+    started = time.monotonic()
+    try:
+        call()
+    except ProviderError as exc:
+        assert str(exc) == message
+    else:
+        raise AssertionError(f"no ProviderError; expected {message!r}")
+    assert time.monotonic() - started < within
+
+
 def forward(target: str, before: Callable[[], Reply | None] = lambda: None) -> Reply:
     """A reverse proxy to ``target``; ``before()`` may answer instead (a fault of the
     moment: a 503, a stall)."""
