@@ -193,6 +193,11 @@ def load(
         ComposeError: no Compose v2 (exit 125).
         UsageError: compose refused the files (its own message, exit 2).
     """
+    if "-" in files:
+        raise UsageError(
+            "-f - (a compose file on stdin) cannot be read: secretd asks compose twice",
+            "write the compose file to a file and give its path",
+        )
     compose = list(compose) if compose is not None else find_compose(environ)
     base = base_args(files, project, project_dir, extra)
     model = json.loads(run_compose(compose, [*base, "config", "--format", "json"], environ))

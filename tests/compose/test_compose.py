@@ -256,3 +256,34 @@ def test_a_build_secret_stays_with_compose_and_the_container_gets_its_own(
     assert project.docker("exec", cid, "cat", "/built-with").strip() == str(len(made["tok"]))
     assert files(project, cid, "/run/secrets") == {"tok": ("-r--------", "0", "0")}
     project.docker("rmi", "-f", f"{project.name}-app", check=False)
+
+
+def test_x_secretd_wins_over_the_plain_compose_source_and_driver_fields_warn(
+    project: Project,
+) -> None:
+    """Compose's JSON drops x-* extensions below the top level; secretd still sees them."""
+    project.write(
+        f"services:\n  web:\n    image: {IMAGE}\n    secrets: [api]\n    configs: [conf]\n"
+        "secrets:\n  api:\n    file: ./placeholder.txt\n    driver: vault\n"
+        "    labels: {team: a}\n    x-secretd:\n      source: env:SECRETD_TEST_API\n"
+        "configs:\n  conf:\n    file: ./placeholder.txt\n"
+        "    x-secretd: {source: 'dotenv:app.env#LEVEL'}\n",
+        **{"placeholder.txt": "dev"},
+    )
+    shown = project.secretd("config", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(row["name"], row["source"]) for row in json.loads(shown.stdout)] == [
+        ("api", "env:SECRETD_TEST_API"), ("conf", "dotenv:app.env#LEVEL"),
+    ]  # fmt: skip
+    assert shown.stderr.splitlines() == [
+        "secretd: warning: secret 'api': driver is ignored, secretd fills the files itself "
+        "(remove driver: or keep it for a swarm)",
+        "secretd: warning: secret 'api': labels is ignored, secretd fills the files itself "
+        "(remove labels: or keep it for a swarm)",
+    ]
+
+
+def test_compose_reading_stdin_is_refused(project: Project) -> None:
+    project.write(f"services:\n  web:\n    image: {IMAGE}\n")
+    done = project.runner("compose", "-f", "-", "config", cwd=project.path, input="services: {}\n")
+    assert done.returncode == 2 and "-f -" in done.stderr, done.stderr
