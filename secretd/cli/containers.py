@@ -195,6 +195,7 @@ def rm(app: AppContext, force: bool, containers: tuple[str, ...]) -> None:
 def prune(app: AppContext) -> None:
     """Remove stopped containers, the secrets mounts of Docker and Podman containers that
     are gone, and whatever an interrupted secretd left behind."""
+    from ..mount import fuse
     from ..runtime.engines.reaper import remove_orphan_mounts
     from ..runtime.oci.state import records, remove, remove_dead_containers
 
@@ -203,11 +204,11 @@ def prune(app: AppContext) -> None:
         if record.state() == "exited":
             remove(app.config, record.id)
             deleted.append(record.id)
+    mounts = fuse.reap(app.config.runtime_dir)  # FUSE mounts whose secretd died
     try:
-        mounts = remove_orphan_mounts(app.config.runtime_dir)
+        mounts += remove_orphan_mounts(app.config.runtime_dir)
     except SecretdError as exc:  # an engine that does not answer keeps its mounts
         click.echo(f"secretd: warning: {exc.line()}", err=True)
-        mounts = []
     if not deleted and not mounts:
         click.echo("Nothing to remove")
     for title, names in (("Deleted Containers:", deleted), ("Removed secrets mounts:", mounts)):

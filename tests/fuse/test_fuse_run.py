@@ -13,7 +13,7 @@ import pytest
 from secretd.mount.fuse import FuseMount
 from secretd.spec import SecretFile, SecretMount
 from tests.conftest import Runner
-from tests.fuse.conftest import VALUE, access_log, fuse_mounts
+from tests.fuse.conftest import VALUE, access_log, background_run, fuse_mounts
 
 pytestmark = [pytest.mark.fuse, pytest.mark.root]
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
@@ -204,3 +204,21 @@ def test_no_process_of_the_command_holds_dev_fuse(secretd: Runner, value_file: P
         script="for p in /proc/[0-9]*; do ls -l $p/fd; done 2>/dev/null | grep -c /dev/fuse",
     )  # fmt: skip
     assert result.stdout.strip() == "0", result.stderr
+
+
+def test_prune_unmounts_what_a_killed_secretd_left(
+    secretd: Runner, value_file: Path, tmp_path: Path, clean_environ: dict[str, Path]
+) -> None:
+    ready = tmp_path / "ready"
+    with background_run(
+        ready, "--no-daemon", "--mount-type", "fuse", "--secret", f"k=file:{value_file}",
+        "--", "sh", "-c", f"touch {ready}; sleep 300",
+    ) as proc:  # fmt: skip
+        (left,) = fuse_mounts(clean_environ["runtime"])
+        proc.kill()  # SIGKILL: secretd cannot take its mount down
+        proc.wait(15)
+    assert fuse_mounts(clean_environ["runtime"]) == [left]
+    pruned = secretd("prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout == f"Removed secrets mounts:\n{Path(left).name}\n"
+    assert fuse_mounts(clean_environ["runtime"]) == [] and not Path(left).exists()
