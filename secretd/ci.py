@@ -26,6 +26,9 @@ OTHERS = (
     "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ID", "WOODPECKER",
 )  # fmt: skip
 
+# The variables that say a CI system runs the job (what --clean-env keeps besides CI*).
+MARKERS = ("GITHUB_ACTIONS", "GITLAB_CI", *OTHERS)
+
 
 @dataclass(frozen=True)
 class CI:

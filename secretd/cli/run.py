@@ -133,7 +133,7 @@ def _strict(flag: bool, app: AppContext) -> bool:
 @click.option(
     "--clean-env",
     is_flag=True,
-    help="Host commands inherit only PATH HOME USER LANG TZ TERM and CI*, plus -e.",
+    help="Host commands inherit only PATH HOME USER LANG TZ TERM, CI* and the CI marker, plus -e.",
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[IMAGE] [--] CMD [ARG...]")
 @click.pass_context

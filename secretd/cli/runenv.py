@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from .. import safeopen
+from .. import ci, safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import UsageError
 from ..exposure import check_env, readers, variable_name_reason, where
@@ -91,8 +91,8 @@ def inherited_env(secrets: Sequence[SecretRef], clean: bool = False) -> list[Var
     """secretd's environment for a host command, less what must not travel with it: the
     variables that ``env:`` secrets moved into files, and every provider's credentials
     (``backends.CREDENTIAL_ENV``; pass one on purpose with ``-e NAME``). ``clean`` keeps
-    only ``CLEAN_ENV`` and the CI system's ``CI*`` variables whose names mark no secret
-    (``CI_JOB_TOKEN`` stays behind)."""
+    only ``CLEAN_ENV``, the CI system's marker (``GITHUB_ACTIONS``, ``ci.MARKERS``) and
+    its ``CI*`` variables whose names mark no secret (``CI_JOB_TOKEN`` stays behind)."""
     moved = env_variables(secrets, os.environ)
     return [
         Variable(key, value, INHERITED)
@@ -104,7 +104,9 @@ def inherited_env(secrets: Sequence[SecretRef], clean: bool = False) -> list[Var
 
 
 def _clean(name: str, value: str) -> bool:
-    return name in CLEAN_ENV or (name.startswith("CI") and not variable_name_reason(name, value))
+    if name in CLEAN_ENV or name in ci.MARKERS:  # a marker keeps masks working in a daemon
+        return True
+    return name.startswith("CI") and not variable_name_reason(name, value)
 
 
 def check_exposure(

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from secretd import protocol
 from secretd.spec import RunSpec
 from tests.daemon.conftest import CANARY, Daemon, World, daemon, world  # noqa: F401
@@ -40,11 +42,16 @@ def test_the_cli_runs_no_sandbox_in_process(world: World, daemon: Daemon) -> Non
     assert result.stdout.startswith("/dev/shm/secretd-")
 
 
-def test_github_masks_reach_the_job_log_through_the_daemon(world: World, daemon: Daemon) -> None:  # noqa: F811
+@pytest.mark.parametrize("clean", [[], ["--clean-env"]])
+def test_github_masks_reach_the_job_log_through_the_daemon(
+    world: World, daemon: Daemon, clean: list[str]  # noqa: F811
+) -> None:
     """The daemon resolves the value; the job's GITHUB_ACTIONS reaches it in the run's
-    environment, and the mask line goes to the client's stdout before the command's."""
+    environment (--clean-env keeps it), and the mask line goes to the client's stdout
+    before the command's."""
     result = subprocess.run(
-        [sys.executable, "-m", "secretd", "run", "--secret", "api_key", "--", "echo", "started"],
+        [sys.executable, "-m", "secretd", "run", *clean, "--secret", "api_key", "--",
+         "echo", "started"],
         cwd=world.root, env=world.env(SECRETD_HOST=world.host, GITHUB_ACTIONS="true"),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

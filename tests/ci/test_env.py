@@ -22,13 +22,14 @@ def test_clean_env_passes_only_the_listed_variables(secretd, monkeypatch) -> Non
     for name, value in {
         "CI": "true", "CI_PROJECT_DIR": "/builds/app", "CI_JOB_TOKEN": TOKEN, "LANG": "C.UTF-8",
         "TZ": "UTC", "TERM": "dumb", "USER": "runner", "NPM_TOKEN": TOKEN, "OTHER": "x",
-        "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "GITHUB_SHA": "abc",
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "GITHUB_SHA": "abc", "GITHUB_ACTIONS": "true",
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     result = secretd("run", "--clean-env", "-e", "MODE=prod", "--", "env")
     assert result.returncode == 0, result.stderr
     names = set(env_of(result.stdout))
     expected = {"PATH", "HOME", "USER", "LANG", "TZ", "TERM", "CI", "CI_PROJECT_DIR", "MODE"}
+    expected.add("GITHUB_ACTIONS")  # the marker, which a daemon needs to register masks
     assert names - {"PWD", "SHLVL", "_"} == expected  # the shell's own, set by env's caller
     assert TOKEN not in result.stdout and AWS_SECRET not in result.stdout
 
