@@ -277,6 +277,15 @@ def test_stack_deploy(
         assert f"up to date: secret {wanted['key']} (from key)" in again
         assert not [line for line in again if line.startswith("create")]
         assert used == {name for name, *_ in service_secrets(swarm, f"{stack}_app").values()}
+
+        (tmp_path / "key.txt").write_text(f"key-{secrets.token_hex(8)}")
+        new_key = versioned("key", (tmp_path / "key.txt").read_text())
+        assert f"create: secret {new_key} (from key)" in ok(
+            secretd("stack", "deploy", "-c", "compose.yml", stack)
+        )
+        moved = service_secrets(swarm, f"{stack}_app")
+        assert moved["app.key"] == (new_key, "1000", "1000", 0o400)
+        assert moved["/etc/token"][0] == wanted["token"]
     finally:
         docker("stack", "rm", stack, check=False)
 
