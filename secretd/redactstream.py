@@ -224,6 +224,7 @@ class Filter:
         """Close the command's ends, show its last output, stop the threads."""
         if self._stop_w < 0:
             return
+        self._ptys = []
         for fd in self._ends:
             os.close(fd)
         self._ends = []
@@ -246,19 +247,27 @@ def pump(fd_in: int, fd_out: int, redactor: Redactor, stop: int | None = None) -
     Raises:
         OSError: writing ``fd_out`` failed (``BrokenPipeError``: its reader left).
     """
-    watched = [fd_in] if stop is None else [fd_in, stop]
+    watched = select.poll()  # not select(): a busy daemon's descriptors pass 1024
+    for fd in (fd_in,) if stop is None else (fd_in, stop):
+        watched.register(fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select(watched, [], [], IDLE if redactor.held else None)
+        ready = {fd for fd, _ in watched.poll(IDLE * 1000 if redactor.held else None)}
         if not ready:
             write_all(fd_out, redactor.flush())
             continue
         if fd_in not in ready:
-            while select.select([fd_in], [], [], 0)[0] and _copy(fd_in, fd_out, redactor):
+            while _readable(fd_in) and _copy(fd_in, fd_out, redactor):
                 pass
             break
         if not _copy(fd_in, fd_out, redactor):
             break
     write_all(fd_out, redactor.flush())
+
+
+def _readable(fd: int) -> bool:
+    probe = select.poll()
+    probe.register(fd, select.POLLIN)
+    return bool(probe.poll(0))
 
 
 def _copy(fd_in: int, fd_out: int, redactor: Redactor) -> bool:
@@ -282,7 +291,9 @@ def write_all(fd: int, data: bytes) -> None:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
-            select.select([], [fd], [])
+            waiting = select.poll()
+            waiting.register(fd, select.POLLOUT)
+            waiting.poll()
 
 
 def _same_terminal(a: int, b: int) -> bool:
