@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import thin
+from . import wire
 from .errors import (
     AccessDenied,
     CommandNotFound,
@@ -42,12 +42,12 @@ from .errors import (
     UsageError,
 )
 
-VERSION = thin.VERSION
+VERSION = wire.VERSION
 HEADER = struct.Struct(">I")
-MAX_FRAME = thin.MAX_FRAME
+MAX_FRAME = wire.MAX_FRAME
 MAX_FDS = 3
-SOCKET_NAME = thin.SOCKET_NAME
-SYSTEM_SOCKET = Path(thin.SYSTEM_RUNTIME_DIR) / SOCKET_NAME
+SOCKET_NAME = wire.SOCKET_NAME
+SYSTEM_SOCKET = Path(wire.SYSTEM_RUNTIME_DIR) / SOCKET_NAME
 
 Message = dict[str, Any]
 # Error kinds a reply may carry, most specific first (``failure`` takes the first match).

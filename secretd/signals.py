@@ -10,10 +10,10 @@ import signal
 from collections.abc import Callable
 from typing import Any, Self
 
-from . import thin
+from . import wire
 from .spec import Container
 
-FORWARDED = tuple(signal.Signals(signum) for signum in thin.FORWARDED)
+FORWARDED = tuple(signal.Signals(signum) for signum in wire.FORWARDED)
 
 
 class Relay:

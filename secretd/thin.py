@@ -31,32 +31,19 @@ from _socket import socket as _Socket
 
 from . import trust
 from .errors import Untrusted, printable
+from .wire import FORWARDED, MAX_FRAME, SOCKET_NAME, SYSTEM_RUNTIME_DIR, VERSION
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any, NoReturn
 
-# The wire's basics, shared with protocol.py (which imports them from here).
-VERSION = 1
-MAX_FRAME = 1024 * 1024  # a 500 KiB secret, base64-encoded, fits with room to spare
-SOCKET_NAME = "secretd.sock"
-SYSTEM_RUNTIME_DIR = "/run/secretd"
 # The config files that could make the full CLI differ from the daemon's reading of a run.
 SYSTEM_CONFIG = "/etc/secretd/config.toml"
 PROJECT_CONFIG = "secretd.toml"
 # Settings of the caller's environment that change how the full CLI reads a run; the
 # daemon parses with its own config, so these runs are the full CLI's.
 OWN_SETTINGS = ("SECRETD_STRICT", "SECRETD_RUNTIME")
-# Signals relayed to the command once it runs (signals.FORWARDED is this tuple).
-FORWARDED = (
-    _signal.SIGINT,
-    _signal.SIGTERM,
-    _signal.SIGHUP,
-    _signal.SIGQUIT,
-    _signal.SIGUSR1,
-    _signal.SIGUSR2,
-)
 GONE = "the secretd daemon closed the connection {when}: see the daemon's log"
 
 
