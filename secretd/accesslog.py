@@ -132,6 +132,7 @@ class AccessLog:
 
 
 _current: AccessLog | None = None
+_failed = False  # a write failed and was reported
 _configure_lock = threading.Lock()
 
 
@@ -144,8 +145,9 @@ def configure(
     Raises:
         UsageError: the log cannot be opened (a link or someone else's file there).
     """
-    global _current
+    global _current, _failed
     with _configure_lock:
+        _failed = False
         path = None if state_dir is None else state_dir / FILE
         if _current is not None and (
             _current.path,
@@ -183,14 +185,19 @@ def record(event: str, **fields: Any) -> None:
 
     Fields name things (``secret``, ``version``, ``run``, ``uid``, ``pid``, ``comm``);
     never pass a value. An open that was refused is still recorded; a log that cannot be
-    written is not a reason to fail a run, so write errors are dropped.
+    written is not a reason to fail a run (or a FUSE open), so a write error is reported
+    once and the event dropped.
     """
+    global _failed
     current = _current
     if current is not None:
         try:
             current.record(event, fields)
-        except OSError:
-            pass
+        except (OSError, SecretdError) as exc:
+            if not _failed:
+                _failed = True
+                reason = exc.line() if isinstance(exc, SecretdError) else exc.strerror
+                log.warning("cannot write the access log %s: %s", current.path, reason)
 
 
 def files(state_dir: Path) -> list[Path]:

@@ -102,3 +102,16 @@ def test_audit_log_filters_and_prints(secretd: Runner, clean_environ: dict[str, 
     bad = secretd("audit", "log", "--since", "yesterday")
     assert bad.returncode == 2
     assert bad.stderr.startswith("secretd: invalid --since 'yesterday': give a duration")
+
+
+def test_a_log_that_cannot_be_written_drops_the_event_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    accesslog.configure(tmp_path, max_bytes=10)
+    (tmp_path / "access.log").unlink()
+    (tmp_path / "access.log").symlink_to(tmp_path / "elsewhere")  # planted after opening
+    accesslog.record("first")
+    accesslog.record("second")
+    assert not (tmp_path / "elsewhere").exists()
+    warnings = [r.getMessage() for r in caplog.records if "access log" in r.getMessage()]
+    assert len(warnings) == 1 and "symbolic link" in warnings[0]
