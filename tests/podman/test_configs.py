@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Runner
 from tests.podman.conftest import IMAGE, Podman
+from tests.support.image_configs import CONF, DIGEST, replaced_while_running
 
 pytestmark = [pytest.mark.podman, pytest.mark.root]
-
-CONF = b"listen 8080;\n\x00binary\xff tail\n"
 
 
 def test_configs_at_absolute_targets_and_with_swarm_defaults(
@@ -37,43 +34,18 @@ def test_configs_at_absolute_targets_and_with_swarm_defaults(
         env={**podman.env()},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    digest = hashlib.sha256(CONF).hexdigest()
     assert done.stdout.splitlines() == [
-        digest, digest, "1000 1001 440", "0 0 444", "from-config", "secret-not-run",
+        DIGEST, DIGEST, "1000 1001 440", "0 0 444", "from-config", "secret-not-run",
         "image-etc-kept",
     ]  # fmt: skip
 
 
 def test_a_replaced_absolute_target_is_seen_inside_a_running_container() -> None:
-    """The update a re-issued lease makes: the image has no /etc/app, so it is bound whole
-    (found with 'podman image mount'), and the new file is seen inside."""
-    from secretd import mount
+    """The image has no /etc/app, so it is bound whole (found with 'podman image mount'),
+    and the new file is seen inside."""
     from secretd.config import load_config
     from secretd.runtime.engines.podman import PodmanRuntime
-    from secretd.spec import RunSpec, Secret, SecretRef
 
-    refs = [
-        SecretRef("other", "file:/x", "/srv/other/value"),
-        SecretRef("db", "file:/y", "/etc/app/db.pass"),
-    ]
-    old = [Secret("other", "1", b"other-v1"), Secret("db", "1", b"db-v1")]
-    spec = RunSpec(
-        command=("sh", "-c", "cat /etc/app/db.pass; echo; "
-                 "until grep -q db-v2 /etc/app/db.pass; do sleep 0.1; done; "
-                 "cat /etc/app/db.pass /srv/other/value; test -f /etc/passwd && echo kept"),
-        secrets=tuple(refs), image=IMAGE, runtime="podman",
-    )  # fmt: skip
     runtime = PodmanRuntime.from_config(load_config())
-    read, write = os.pipe()
-    with open(os.devnull, "rb") as null:
-        container = runtime.launch(spec, mount.plan(refs, old), (null.fileno(), write, write))
-    out = os.fdopen(read, "rb")
-    try:
-        assert out.readline() == b"db-v1\n"  # running, its mounts made: now replace
-        container.update(tuple(mount.files_for(refs[1], Secret("db", "2", b"db-v2"))))
-        status = container.wait(60)
-    finally:
-        container.remove()
-        os.close(write)
-    with out:
-        assert (status, out.read()) == (0, b"db-v2other-v1kept\n")
+    then = "; test -f /etc/passwd && echo kept"
+    assert replaced_while_running(runtime, IMAGE, then) == (0, b"db-v2other-v1kept\n")
