@@ -360,6 +360,7 @@ def launch(project: Project, config: Config, args: Sequence[str]) -> int:
         UsageError / ComposeError / MountError: before any container is created, with
             nothing left mounted.
     """
+    from ..runtime.engines.reaper import remove_orphan_mounts_quietly
     from .model import require_local_docker
 
     host = "unix://" + require_local_docker()
@@ -376,6 +377,7 @@ def launch(project: Project, config: Config, args: Sequence[str]) -> int:
         status = run_compose(project, mounted.model, args)
     finally:
         settle(mounted, host)
+        remove_orphan_mounts_quietly(config.runtime_dir)  # those of containers compose replaced
         if not any(path.exists() for path in (m.path for m in mounted.mounts.values())):
             _release(broker, loaded, secrets)
         else:

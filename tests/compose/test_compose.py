@@ -287,3 +287,20 @@ def test_compose_reading_stdin_is_refused(project: Project) -> None:
     project.write(f"services:\n  web:\n    image: {IMAGE}\n")
     done = project.runner("compose", "-f", "-", "config", cwd=project.path, input="services: {}\n")
     assert done.returncode == 2 and "-f -" in done.stderr, done.stderr
+
+
+def test_up_again_gives_the_new_value_and_drops_the_replaced_tmpfs(project: Project) -> None:
+    project.write(
+        f"services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '600']\n"
+        "    stop_signal: KILL\n    network_mode: none\n    secrets: [tok]\n"
+        "secrets:\n  tok:\n    file: ./tok.txt\n",
+        **{"tok.txt": "first"},
+    )
+    assert project.secretd("up", "-d").returncode == 0
+    before = set((project.runtime / "mounts").iterdir())
+    (project.path / "tok.txt").write_text("second")
+    again = project.secretd("up", "-d")
+    assert again.returncode == 0, again.stderr
+    assert project.docker("exec", container(project, "app"), "cat", "/run/secrets/tok") == "second"
+    after = set((project.runtime / "mounts").iterdir())
+    assert len(after) == 1 and not after & before
