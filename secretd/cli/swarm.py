@@ -187,14 +187,36 @@ def stack() -> None:
     metavar="FILE",
     help="Compose file (repeat to merge, as docker compose -f does).",
 )
+@click.option("--prune", is_flag=True, help="Passed to docker stack deploy.")
+@click.option("--with-registry-auth", is_flag=True, help="Passed to docker stack deploy.")
+@click.option(
+    "--resolve-image",
+    type=click.Choice(["always", "changed", "never"]),
+    help="Passed to docker stack deploy.",
+)
 @DRY_RUN
 @click.argument("name", metavar="STACK")
 @click.pass_obj
-def deploy(app: AppContext, files: tuple[str, ...], name: str, dry_run: bool) -> None:
+def deploy(
+    app: AppContext,
+    files: tuple[str, ...],
+    name: str,
+    dry_run: bool,
+    prune: bool,
+    with_registry_auth: bool,
+    resolve_image: str | None,
+) -> None:
     """Push the compose file's secrets as Swarm versions, point the stack at them, and
     run 'docker stack deploy' with that file (on stdin: names only, never values)."""
     import json
+    import shlex
     import sys
+
+    from ..runtime.stack import deploy_argv
+
+    options = ["--prune"] * prune + ["--with-registry-auth"] * with_registry_auth
+    options += ["--resolve-image", resolve_image] if resolve_image else []
+    argv = deploy_argv(name, options)
 
     with _session(app) as (session, held):
         from ..runtime.stack import check, stack_model
@@ -213,7 +235,7 @@ def deploy(app: AppContext, files: tuple[str, ...], name: str, dry_run: bool) ->
             verb = "would use" if dry_run else "use"
             click.echo(printable(f"{verb}: secret {key} as {versioned}"))
         if dry_run:
-            click.echo(f"would run: docker stack deploy -c - {name}")
+            click.echo(printable(f"would run: {shlex.join(argv)}"))
             return
-        status = deploy_stack(model, name, project.home)
+        status = deploy_stack(model, argv, project.home)
     sys.exit(status)

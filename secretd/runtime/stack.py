@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import LaunchError, UsageError
@@ -104,16 +104,19 @@ def check(model_json: str, cwd: str) -> None:
         )
 
 
-def deploy(model_json: str, stack: str, cwd: str) -> int:
-    """Run ``docker stack deploy -c - STACK`` with the model on stdin; its exit status
-    (its own output goes to ours).
+def deploy_argv(stack: str, options: Sequence[str] = ()) -> list[str]:
+    """``docker stack deploy`` reading the model on stdin, with the user's own options."""
+    return ["docker", "stack", "deploy", *options, "-c", "-", stack]
+
+
+def deploy(model_json: str, argv: Sequence[str], cwd: str) -> int:
+    """Run ``argv`` (``deploy_argv``) with the model on stdin; its exit status (its own
+    output goes to ours).
 
     Raises:
         LaunchError: the docker CLI is not installed.
     """
-    done = subprocess.run(
-        [_docker(), "stack", "deploy", "-c", "-", stack], input=model_json, text=True, cwd=cwd
-    )
+    done = subprocess.run([_docker(), *argv[1:]], input=model_json, text=True, cwd=cwd)
     return done.returncode
 
 

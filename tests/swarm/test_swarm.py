@@ -204,6 +204,7 @@ def test_not_a_swarm_manager(secretd: Runner, bound: Bind, monkeypatch: pytest.M
         shutil.rmtree(root, ignore_errors=True)
 
 
+NO_REGISTRY = ("--resolve-image", "never")  # none is reachable, and busybox:local is ours
 COMPOSE = """\
 services:
   app:
@@ -247,16 +248,17 @@ def test_stack_deploy(
     }
     try:
         planned = ok(
-            secretd("stack", "deploy", "-c", "compose.yml", stack, "--dry-run"), *values.values()
+            secretd("stack", "deploy", "-c", "compose.yml", *NO_REGISTRY, stack, "--dry-run"),
+            *values.values(),
         )
         assert f"would create: secret {wanted['shared']} (from {shared})" in planned
-        assert planned[-1] == f"would run: docker stack deploy -c - {stack}"
+        assert planned[-1] == f"would run: docker stack deploy {' '.join(NO_REGISTRY)} -c - {stack}"
         assert not set(wanted.values()) & set(
             docker("secret", "ls", "--format", "{{.Name}}").split()
         )
         assert docker("service", "ls", "-q", "--filter", f"name={stack}_app") == ""
 
-        ok(secretd("stack", "deploy", "-c", "compose.yml", stack), *values.values())
+        ok(secretd("stack", "deploy", "-c", "compose.yml", *NO_REGISTRY, stack), *values.values())
         task = swarm.task_container(f"{stack}_app")
         shown = docker("exec", task, "sh", "-c", "stat -c '%a %u %g %n' /run/secrets/* /etc/token")
         assert shown.splitlines() == [
@@ -273,7 +275,7 @@ def test_stack_deploy(
         inspected = docker("service", "inspect", f"{stack}_app")
         assert not [value for value in values.values() if value in inspected]
 
-        again = ok(secretd("stack", "deploy", "-c", "compose.yml", stack))
+        again = ok(secretd("stack", "deploy", "-c", "compose.yml", *NO_REGISTRY, stack))
         assert f"up to date: secret {wanted['key']} (from key)" in again
         assert not [line for line in again if line.startswith("create")]
         assert used == {name for name, *_ in service_secrets(swarm, f"{stack}_app").values()}
@@ -281,7 +283,7 @@ def test_stack_deploy(
         (tmp_path / "key.txt").write_text(f"key-{secrets.token_hex(8)}")
         new_key = versioned("key", (tmp_path / "key.txt").read_text())
         assert f"create: secret {new_key} (from key)" in ok(
-            secretd("stack", "deploy", "-c", "compose.yml", stack)
+            secretd("stack", "deploy", "-c", "compose.yml", *NO_REGISTRY, stack)
         )
         moved = service_secrets(swarm, f"{stack}_app")
         assert moved["app.key"] == (new_key, "1000", "1000", 0o400)
