@@ -118,11 +118,14 @@ def prctl(option: int, arg: int) -> None:
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
 
 
-def fs_type(path: str) -> int:
-    """The filesystem type (``f_type`` of ``statfs(2)``, e.g. ``TMPFS_MAGIC``) of ``path``;
-    ``os.statvfs`` does not report it."""
+def fs_type(target: str | int) -> int:
+    """The filesystem type (``f_type`` of ``statfs(2)``/``fstatfs(2)``, e.g.
+    ``TMPFS_MAGIC``) of a path or an open descriptor; ``os.statvfs`` does not report it."""
     buffer = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
-    _check(_libc.statfs(_b(path), buffer), f"statfs {path}")
+    if isinstance(target, int):
+        _check(_libc.fstatfs(target, buffer), f"fstatfs {target}")
+    else:
+        _check(_libc.statfs(_b(target), buffer), f"statfs {target}")
     return ctypes.c_long.from_buffer(buffer).value
 
 

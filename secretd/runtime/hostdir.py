@@ -113,7 +113,7 @@ class SecretsDir:
         except OSError as exc:
             raise UsageError(f"cannot open {base}: {exc.strerror}", NO_TMPFS_HINT) from None
         try:
-            if not _on_tmpfs(f"/proc/self/fd/{base_fd}"):
+            if not _on_tmpfs(base_fd):
                 raise UsageError(
                     f"--secrets-dir {requested} is not on a tmpfs: its files would reach a disk",
                     f"choose a directory under {SHM} or drop --secrets-dir",
@@ -240,9 +240,9 @@ def tmpfs_base() -> str:
     )
 
 
-def _on_tmpfs(path: str) -> bool:
+def _on_tmpfs(target: str | int) -> bool:
     try:
-        return _linux.fs_type(path) == _linux.TMPFS_MAGIC
+        return _linux.fs_type(target) == _linux.TMPFS_MAGIC
     except OSError:
         return False
 
