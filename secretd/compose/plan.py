@@ -71,6 +71,11 @@ class Use:
     uid: int
     gid: int
     mode: int
+    default_owner: bool = False  # neither uid nor gid given: Swarm's 0:0
+
+    @property
+    def owner(self) -> str:
+        return f"{self.uid}:{self.gid}" + (" (default)" if self.default_owner else "")
 
     def ref(self) -> SecretRef:
         """The reference the broker and the mount take (relative under /run/secrets)."""
@@ -222,6 +227,7 @@ def _use(
         DEFAULT_OWNER[0] if uid is None else uid,
         DEFAULT_OWNER[1] if gid is None else gid,
         DEFAULT_MODE if mode is None else mode,
+        uid is None and gid is None,
     )  # fmt: skip
 
 

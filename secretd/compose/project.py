@@ -342,7 +342,7 @@ def describe(plan: Plan) -> list[tuple[str, ...]]:
             rows.append(
                 (
                     service, use.source.kind, use.source.name, _shown(use.source), use.target,
-                    f"{use.uid}:{use.gid}", f"{use.mode:04o}",
+                    use.owner, f"{use.mode:04o}",
                 )  # fmt: skip
             )
     return rows
