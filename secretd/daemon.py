@@ -536,7 +536,7 @@ def remove_leftovers(config: Config) -> None:
     from .runtime.oci import state as ocistate
 
     try:
-        for name in fuse.reap(config.runtime_dir):
+        for name in fuse.remove_dead_mounts(config.runtime_dir):
             log.warning("unmounted FUSE mount %s a previous secretd left behind", name)
     except (OSError, SecretdError) as exc:
         log.error("cannot check for leftover FUSE mounts: %s", exc)

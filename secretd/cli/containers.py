@@ -204,7 +204,7 @@ def prune(app: AppContext) -> None:
         if record.state() == "exited":
             remove(app.config, record.id)
             deleted.append(record.id)
-    mounts = fuse.reap(app.config.runtime_dir)  # FUSE mounts whose secretd died
+    mounts = fuse.remove_dead_mounts(app.config.runtime_dir)  # FUSE mounts whose secretd died
     try:
         mounts += remove_orphan_mounts(app.config.runtime_dir)
     except SecretdError as exc:  # an engine that does not answer keeps its mounts

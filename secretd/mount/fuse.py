@@ -24,7 +24,7 @@ is a dict lookup and one ``memmove``. Attributes and names are cached by the ker
 content never does.
 
 If the serving process dies, the kernel answers every access with ``ENOTCONN``
-("Transport endpoint is not connected"); ``reap`` unmounts what is left.
+("Transport endpoint is not connected"); ``remove_dead_mounts`` unmounts what is left.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _linux, accesslog, trust
+from .. import accesslog, trust
 from ..errors import MountError
 from ..spec import DEFAULT_SECRETS_DIR, SecretFile, SecretMount
-from .tmpfs import CONFIGS, SECRETS, HostMount, Layout, layout
+from .tmpfs import CONFIGS, SECRETS, HostMount, Layout, layout, unmount
 
 log = logging.getLogger(__name__)
 
@@ -520,10 +520,9 @@ def _unmount(path: Path) -> None:
     """Unmount lazily: umount2 as root, fusermount for a user's own mount."""
     if os.geteuid() == 0:
         try:
-            _linux.umount(str(path))
+            unmount(path)
         except OSError as exc:
-            if exc.errno not in (errno.EINVAL, errno.ENOENT):
-                raise MountError(f"cannot unmount {path}: {exc.strerror}") from None
+            raise MountError(f"cannot unmount {path}: {exc.strerror}") from None
         return
     binary = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
     subprocess.run([binary, "-u", "-z", "-q", str(path)], check=False, capture_output=True)
@@ -548,7 +547,7 @@ def is_dead(path: Path) -> bool:
     return False
 
 
-def reap(runtime_dir: Path) -> list[str]:
+def remove_dead_mounts(runtime_dir: Path) -> list[str]:
     """Unmount and remove the FUSE mounts a dead secretd left under ``mounts/``."""
     base = runtime_dir / "mounts"
     if not base.is_dir():
@@ -566,4 +565,4 @@ def reap(runtime_dir: Path) -> list[str]:
     return reaped
 
 
-__all__ = ["CONFIGS", "FuseMount", "SecretsFS", "check", "is_dead", "reap"]
+__all__ = ["CONFIGS", "FuseMount", "SecretsFS", "check", "is_dead", "remove_dead_mounts"]
