@@ -29,9 +29,10 @@ def store_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def reporter(log: Path, target: str = "/run/secrets/api_key", period: float = 0.1) -> str:
     """A shell loop that appends ``<value> <inode>`` whenever the file's value or inode
-    changes, and ``HUP`` for each SIGHUP it gets (first line: ``start``)."""
+    changes, and ``HUP`` for each SIGHUP it gets (first line: ``start``). SIGTERM ends it
+    (a container's PID 1 ignores a signal it has no handler for)."""
     return (
-        f'echo start >> {log}; trap "echo HUP >> {log}" HUP; last=""; '
+        f'echo start >> {log}; trap "echo HUP >> {log}" HUP; trap "exit 0" TERM; last=""; '
         f'while :; do now="$(cat {target}) $(stat -c %i {target})"; '
         f'[ "$now" != "$last" ] && echo "$now" >> {log}; last="$now"; sleep {period}; done'
     )
