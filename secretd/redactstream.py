@@ -62,7 +62,7 @@ def redacting(
     (a restart launches again) gets its own filter, stopped by its container's ``remove()``
     once the last output has been shown.
     """
-    if not spec.redact or spec.detach:
+    if spec.redact is False or spec.detach:
         return runtime
     kept = tuple(ref.target for ref in refs if ref.kind != "secret" or not ref.redact)
     return RedactingLauncher(runtime, values(refs, secrets), kept)
@@ -79,6 +79,8 @@ class RedactingLauncher:
         self.redactor: Redactor | None = None
 
     def launch(self, spec: RunSpec, mount: SecretMount, stdio: Stdio) -> Container:
+        if spec.redact is None and os.isatty(stdio[1]):  # the default, on a terminal
+            return self.runtime.launch(spec, mount, stdio)
         if self.redactor is None:
             self.redactor = Redactor(self.values, REPLACEMENT, warn=_warner(stdio[2]))
         else:  # a restart: the values swapped in meanwhile are the files' now
@@ -309,15 +311,21 @@ def _copy_size(real: int, pty: int) -> None:
         fcntl.ioctl(pty, termios.TIOCSWINSZ, size)
 
 
-def redact_by_default(config: Config) -> bool:
-    """``--redact``'s default for ``run`` and ``logs``: ``redact`` in the config
-    (``SECRETD_REDACT``) if it is ``true`` or ``false``; else on in CI and when stdout is
-    no terminal (a job log, a file, a pipe): where output is kept, values are masked."""
+def redact_default(config: Config) -> bool | None:
+    """``--redact``'s default for ``run`` and ``logs``: ``SECRETD_REDACT`` or ``redact`` in
+    the config if it is ``true`` or ``false``; else on in CI; else ``None``: on unless
+    stdout is a terminal (where output is kept, values are masked). ``run`` leaves that
+    last test to the engine, which has the stdout the command gets: a daemon parsing a
+    forwarded command line (cli/forwarded.py) has its caller's environment, not its
+    stdout. The variable is read here too for that same daemon, whose config is its own."""
     from .ci import detect
 
+    told = os.environ.get("SECRETD_REDACT", "").lower()
+    if told in ("true", "false"):
+        return told == "true"
     if config.redact is not None:
         return config.redact
-    return detect() is not None or not os.isatty(1)
+    return True if detect() is not None else None
 
 
 def copy_file(path: Path, fd_out: int, redactor: Redactor | None) -> None:

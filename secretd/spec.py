@@ -165,7 +165,8 @@ class RunSpec:
     interactive: bool = False
     detach: bool = False
     remove: bool = False
-    redact: bool = False  # the command's stdout/stderr pass through redact.py
+    # the command's stdout/stderr pass through redact.py; None: unless stdout is a terminal
+    redact: bool | None = False
     refresh: float | None = None  # every secret's, unless its reference sets its own
     on_change: str = "none"  # none, signal:NAME, restart or exec:CMD (rotation.py)
     stop_signal: str = "SIGTERM"  # how restart stops the command

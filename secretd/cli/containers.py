@@ -5,6 +5,7 @@ runs, the detached containers of the integrated oci runtime and the daemon's run
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,7 @@ def _named(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.pass_obj
 def logs(app: AppContext, container: str, redact: bool | None) -> None:
     """Print what a detached container wrote: stdout to stdout, stderr to stderr."""
-    from ..redactstream import copy_file, log_redactor, redact_by_default
+    from ..redactstream import copy_file, log_redactor, redact_default
     from ..runtime.oci.state import find
 
     directory, record = find(app.config, container)
@@ -138,7 +139,9 @@ def logs(app: AppContext, container: str, redact: bool | None) -> None:
             "its output goes to the terminal that started it",
         )
     redactor = None
-    if redact_by_default(app.config) if redact is None else redact:
+    if redact is None:
+        redact = redact_default(app.config)
+    if not os.isatty(1) if redact is None else redact:
         redactor = log_redactor(app.config, record.mount, record.secrets)
     sys.stdout.flush()
     for name, fd in (("stdout.log", 1), ("stderr.log", 2)):

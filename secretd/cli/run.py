@@ -37,10 +37,10 @@ class RunCommand(click.Command):
         return rest
 
 
-def _redact(flag: bool | None, app: AppContext) -> bool:
-    from ..redactstream import redact_by_default
+def _redact(flag: bool | None, app: AppContext) -> bool | None:
+    from ..redactstream import redact_default
 
-    return flag if flag is not None else redact_by_default(app.config)
+    return flag if flag is not None else redact_default(app.config)
 
 
 def _strict(flag: bool, app: AppContext) -> bool:
