@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -12,6 +13,11 @@ from ..errors import SecretdError
 from . import AppContext
 from .output import echo_table
 
+if TYPE_CHECKING:
+    from ..compose.project import Project
+
+T = TypeVar("T")
+PROJECT = "secretd.compose.project"  # the group's options, in ctx.meta for its commands
 PASSED = {"allow_extra_args": True, "ignore_unknown_options": True}
 ARGS = click.argument("args", nargs=-1, type=click.UNPROCESSED)
 
@@ -30,36 +36,23 @@ def compose(ctx: click.Context, /, files: tuple[str, ...], name: str | None, **o
     service's secrets: and configs: first and binds them from a tmpfs, read-only, with
     their uid, gid and mode. ps, logs and exec go to compose unchanged.
     """
-    ctx.meta["app"] = ctx.obj
-    ctx.obj = _Lazy(files, name, opts)
+    ctx.meta[PROJECT] = (files, name, opts)
 
 
-class _Lazy:
-    """The project, with compose looked up only by a command that runs it."""
+def _project(ctx: click.Context) -> Project:
+    """The project the group's options name; compose is looked up here, by a command
+    that runs it (so ``--help`` needs none)."""
+    from ..compose.model import find_compose
+    from ..compose.project import Project
 
-    def __init__(self, files: tuple[str, ...], name: str | None, opts: dict[str, Any]) -> None:
-        self.files, self.name, self.opts = files, name, opts
-
-    def project(self) -> Any:
-        from ..compose.model import find_compose
-        from ..compose.project import Project
-
-        return Project(
-            tuple(find_compose()), self.files, self.name, self.opts["project_directory"],
-            self.opts["profiles"], self.opts["env_files"],
-        )  # fmt: skip
+    files, name, opts = ctx.meta[PROJECT]
+    return Project(
+        tuple(find_compose()), files, name, opts["project_directory"],
+        opts["profiles"], opts["env_files"],
+    )  # fmt: skip
 
 
-def _app(ctx: click.Context) -> AppContext:
-    app: AppContext = ctx.meta["app"]
-    return app
-
-
-def _exit(status: int) -> None:
-    sys.exit(status)
-
-
-def _failing(run: Any) -> Any:
+def _failing(run: Callable[[], T]) -> T:
     """secretd's own failures before compose runs exit 125 (usage errors 2)."""
     try:
         return run()
@@ -77,7 +70,8 @@ def config_cmd(ctx: click.Context, fmt: str) -> None:
     owners (default 0:0, Swarm's) and modes. Never a value."""
     from ..compose.project import describe, load_project
 
-    loaded = _failing(lambda: load_project(ctx.obj.project(), _app(ctx).config))
+    app: AppContext = ctx.obj
+    loaded = _failing(lambda: load_project(_project(ctx), app.config))
     rows = describe(loaded.plan)
     header = ("SERVICE", "KIND", "NAME", "SOURCE", "TARGET", "OWNER", "MODE")
     if fmt == "json":
@@ -92,8 +86,8 @@ def _launching(name: str, doc: str) -> click.Command:
     def command(ctx: click.Context, args: tuple[str, ...]) -> None:
         from ..compose.project import launch
 
-        app = _app(ctx)
-        _exit(_failing(lambda: launch(ctx.obj.project(), app.config, [name, *args])))
+        app: AppContext = ctx.obj
+        sys.exit(_failing(lambda: launch(_project(ctx), app.config, [name, *args])))
 
     command.__doc__ = doc
     return compose.command(name, context_settings=PASSED)(ARGS(command))
@@ -104,7 +98,7 @@ def _passing(name: str, doc: str) -> click.Command:
     def command(ctx: click.Context, args: tuple[str, ...]) -> None:
         from ..compose.project import passthrough
 
-        _exit(_failing(lambda: passthrough(ctx.obj.project(), [name, *args])))
+        sys.exit(_failing(lambda: passthrough(_project(ctx), [name, *args])))
 
     command.__doc__ = doc
     return compose.command(name, context_settings=PASSED)(ARGS(command))
@@ -124,4 +118,5 @@ def down_cmd(ctx: click.Context, args: tuple[str, ...]) -> None:
     """'docker compose down', then remove the tmpfs of every container it removed."""
     from ..compose.project import down
 
-    _exit(_failing(lambda: down(ctx.obj.project(), _app(ctx).config, list(args))))
+    app: AppContext = ctx.obj
+    sys.exit(_failing(lambda: down(_project(ctx), app.config, list(args))))
