@@ -86,3 +86,30 @@ def test_a_new_aws_version_reaches_the_command(
         lambda: manager.put_secret_value(SecretId="prod/api", SecretString="aws-two"),
     )
     assert took < REFRESH + SLACK
+
+
+@pytest.mark.aws
+def test_a_new_ssm_parameter_version_reaches_the_command(
+    moto: Moto,  # noqa: F811
+    background: Start,
+    tmp_path: Path,
+) -> None:
+    ssm = moto.client("ssm")
+    ssm.put_parameter(Name="/app/token", Value="ssm-one", Type="SecureString")
+    Path("secretd.toml").write_text(
+        f'[providers.aws]\nendpoint_url = "{moto.url}"\nregion = "{REGION}"\n'
+    )
+    follower = Follower(tmp_path / "seen.log")
+    ref = f"source=ssm:/app/token,target=token,refresh={REFRESH:g}s"
+    background(
+        "run", "--secret", ref, "--", "sh", "-c", reporter(follower.log, "/run/secrets/token")
+    )
+    follower.wait_value("ssm-one")
+    took = reaches(
+        follower,
+        "ssm-two",
+        lambda: ssm.put_parameter(
+            Name="/app/token", Value="ssm-two", Type="SecureString", Overwrite=True
+        ),
+    )
+    assert took < REFRESH + SLACK
