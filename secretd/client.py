@@ -28,12 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import trust
+from . import trust, wire
 from .config import Config
 from .errors import LaunchError, Untrusted, UsageError
 from .protocol import (
-    SOCKET_NAME,
-    SYSTEM_SOCKET,
     Channel,
     Closed,
     Message,
@@ -41,7 +39,6 @@ from .protocol import (
     encode_blob,
     raise_for,
     request,
-    socket_from_host,
 )
 from .signals import FORWARDED, Relay, SignalForwarder
 from .spec import RunSpec
@@ -54,6 +51,7 @@ REFUSAL_TIMEOUT = 1.0
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 30.0
+SYSTEM_SOCKET = Path(wire.SYSTEM_RUNTIME_DIR) / wire.SOCKET_NAME
 
 
 def default_socket(config: Config) -> Path:
@@ -61,7 +59,22 @@ def default_socket(config: Config) -> Path:
     (``/run/secretd/secretd.sock`` as root, ``$XDG_RUNTIME_DIR/secretd/secretd.sock``
     otherwise)."""
     configured = config.daemon.get("socket")
-    return Path(str(configured)) if configured else config.runtime_dir / SOCKET_NAME
+    return Path(str(configured)) if configured else config.runtime_dir / wire.SOCKET_NAME
+
+
+def socket_from_host(host: str) -> Path:
+    """The socket path of ``SECRETD_HOST=unix:///path`` (the only transport there is).
+
+    Raises:
+        UsageError: another scheme, or a relative path.
+    """
+    scheme, sep, rest = host.partition("://")
+    if scheme != "unix" or not sep or not rest.startswith("/"):
+        raise UsageError(
+            f"SECRETD_HOST {host!r} is not a unix socket address",
+            "use unix:///path/to/secretd.sock",
+        )
+    return Path(rest)
 
 
 def candidates(config: Config) -> tuple[list[Path], bool]:

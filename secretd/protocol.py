@@ -1,6 +1,6 @@
 """The daemon's transport, shared by daemon.py and client.py (see docs/protocol.md):
-the framing of messages and the errors they carry (how the daemon comes to listen is
-``listener.py``).
+the framing of messages and the errors they carry. Where the socket is is the client's
+business (``client.py``), how the daemon comes to listen on it ``listener.py``'s.
 
 Every message is one frame on a ``SOCK_STREAM`` Unix socket: a 4-byte big-endian length,
 then that many bytes of UTF-8 JSON holding one object. Requests carry ``"v"`` (the
@@ -25,7 +25,6 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from . import wire
@@ -46,8 +45,6 @@ VERSION = wire.VERSION
 HEADER = struct.Struct(">I")
 MAX_FRAME = wire.MAX_FRAME
 MAX_FDS = 3
-SOCKET_NAME = wire.SOCKET_NAME
-SYSTEM_SOCKET = Path(wire.SYSTEM_RUNTIME_DIR) / SOCKET_NAME
 
 Message = dict[str, Any]
 # Error kinds a reply may carry, most specific first (``failure`` takes the first match).
@@ -233,21 +230,6 @@ class Channel:
             chunks.append(data)
             got += len(data)
         return b"".join(chunks)
-
-
-def socket_from_host(host: str) -> Path:
-    """The socket path of ``SECRETD_HOST=unix:///path`` (the only transport there is).
-
-    Raises:
-        UsageError: another scheme, or a relative path.
-    """
-    scheme, sep, rest = host.partition("://")
-    if scheme != "unix" or not sep or not rest.startswith("/"):
-        raise UsageError(
-            f"SECRETD_HOST {host!r} is not a unix socket address",
-            "use unix:///path/to/secretd.sock",
-        )
-    return Path(rest)
 
 
 def _remaining(deadline: float | None) -> float | None:
