@@ -317,3 +317,13 @@ def test_plain_tcp_is_refused(
         done = secretd("swarm", *args)
         fails(done, 2, "without TLS")
         assert values["tok"] not in done.stdout + done.stderr
+
+
+def test_push_from_the_local_store(secretd: Runner, swarm: Swarm, suffix: str) -> None:
+    """A name secretd.toml does not bind is read from the local store, as run reads it."""
+    name, value = f"stored{suffix}", f"v-{secrets.token_hex(8)}"
+    assert secretd("secret", "create", name, "-", input=value).returncode == 0
+    assert ok(secretd("swarm", "push", name), value) == [
+        f"create: secret {versioned(name, value)} (from {name})"
+    ]
+    assert names(swarm, f"io.secretd.source={name}") == {versioned(name, value)}
