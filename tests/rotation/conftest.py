@@ -83,6 +83,13 @@ def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
                 stream.close()
 
 
+def runtime_mounts(clean_environ: dict[str, Path]) -> list[str]:
+    """Mount points under this test's runtime directory."""
+    base = str(clean_environ["runtime"])
+    with open("/proc/self/mounts") as fh:
+        return [line.split()[1] for line in fh if line.split()[1].startswith(base)]
+
+
 def settle(seconds: float) -> None:
     """Give a run time in which nothing should happen (no write, no signal)."""
     time.sleep(seconds)

@@ -9,20 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.rotation.conftest import Follower, reporter
+from tests.rotation.conftest import Follower, reporter, runtime_mounts
 from tests.support.dockerd import IMAGE, Dockerd, docker_env, dockerd  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 Start = Callable[..., subprocess.Popen[str]]
 Secretd = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def runtime_mounts(clean_environ: dict[str, Path]) -> list[str]:
-    """Mount points under this test's runtime directory."""
-    base = str(clean_environ["runtime"])
-    with open("/proc/self/mounts") as fh:
-        return [line.split()[1] for line in fh if line.split()[1].startswith(base)]
 
 
 def test_a_store_rotation_reaches_a_running_container(
