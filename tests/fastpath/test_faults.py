@@ -126,3 +126,27 @@ def test_malformed_request_gets_one_line(fast: Fast, fields: dict[str, object], 
         reply, _ = chan.receive(10)
     assert reply["ok"] is False
     assert "\n" not in reply["error"] and reply["error"]
+
+
+def test_no_byte_to_a_socket_someone_else_controls(fast: Fast, tmp_path) -> None:
+    """A socket in a directory ``nobody`` owns (where a local user could pose as the
+    daemon): the thin client never connects, and says what the full CLI says."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    os.chown(planted, 65534, 65534)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
+        impostor.bind(str(planted / "secretd.sock"))
+        impostor.listen()
+        impostor.settimeout(0)
+        env = {"SECRETD_RUNTIME_DIR": str(planted)}
+        thin = fast.thin("run", "--", "true", extra_env=env)
+        with pytest.raises(BlockingIOError):
+            impostor.accept()
+        full = subprocess.run(
+            [sys.executable, "-m", "secretd", "run", "--", "true"], capture_output=True,
+            text=True, env=fast.env() | env, cwd=fast.root / "work", timeout=60,
+        )  # fmt: skip
+    assert (thin.returncode, thin.stdout, thin.stderr) == (
+        full.returncode, full.stdout, full.stderr,
+    )  # fmt: skip
+    assert f"ignored the daemon socket {planted}/secretd.sock" in thin.stderr
