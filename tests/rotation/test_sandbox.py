@@ -108,3 +108,17 @@ def test_a_failing_provider_keeps_the_old_files_and_recovers(
     _, err = run.communicate(timeout=20)
     assert err.count("refreshing api_key failed") == 1  # logged once, not once per retry
     assert "v1" not in err and "v2" not in err
+
+
+@pytest.mark.fuse
+def test_a_fuse_mount_serves_the_new_version_at_the_next_open(
+    secretd, store_env, background: Start, follower: Follower
+) -> None:
+    create(secretd, "fuse-one")
+    background(
+        "run", "--no-daemon", "--mount-type", "fuse", "--secret", "source=api_key,refresh=1s",
+        "--", "sh", "-c", reporter(follower.log),
+    )  # fmt: skip
+    follower.wait_value("fuse-one")
+    rotate(secretd, "fuse-two")
+    follower.wait_value("fuse-two", timeout=10)
