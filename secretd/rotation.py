@@ -160,7 +160,6 @@ class Rotation:
         self._digests = {w.index: content(secrets[w.index]) for w in self._watched}
         self._requested: set[str] = set()
         self._lock = threading.Lock()
-        self.changes = 0
 
     def names(self) -> set[str]:
         """The names (and store keys) this run would re-read on request."""
@@ -204,10 +203,7 @@ class Rotation:
             if (w.next_at is not None and w.next_at <= now + BATCH)
             or _keys(self.refs[w.index]) & requested
         ]
-        changed = [w.index for w in batch if self._check(w, now)]
-        if changed:
-            self.changes += 1
-        return changed
+        return [w.index for w in batch if self._check(w, now)]
 
     def _check(self, watched: _Watched, now: float) -> bool:
         ref, old = self.refs[watched.index], self.secrets[watched.index]
