@@ -122,3 +122,20 @@ def test_a_fuse_mount_serves_the_new_version_at_the_next_open(
     follower.wait_value("fuse-one")
     rotate(secretd, "fuse-two")
     follower.wait_value("fuse-two", timeout=10)
+
+
+def test_exec_runs_the_hook_once_per_change_with_the_names(
+    secretd, store_env, background: Start, follower: Follower, tmp_path: Path
+) -> None:
+    create(secretd, "e1")
+    hook = tmp_path / "hook.log"
+    background(
+        "run", "--no-daemon", "--on-change", f'exec:echo "changed $SECRETD_CHANGED" >> {hook}',
+        "--refresh", "1s", "--secret", "api_key", "--", "sh", "-c", reporter(follower.log),
+    )  # fmt: skip
+    follower.wait_value("e1")
+    rotate(secretd, "e2")
+    follower.wait_value("e2", timeout=10)
+    wait_for(hook.exists, "the hook to run")
+    settle(1.5)
+    assert hook.read_text() == "changed api_key\n"
