@@ -12,9 +12,10 @@ daemon's own environment again), after the warnings went to the caller's stderr.
 Anything the daemon could not do as the full CLI would is handed back before a byte of
 output (``{"event": "fallback"}``): the client then runs the full CLI itself, which
 prints the same errors and warnings, with the same exit status. That is: a flag click
-refuses, a bad reference, ``--help``, an image, configs and templates, files named by the
-caller (``--env-file``), ``env:`` secrets (the daemon's broker reads its own environment),
-``--no-daemon`` and a host command without a sandbox.
+refuses, a bad reference, ``--help``, a command line without ``--`` (image or program:
+the caller's images and ``PATH`` decide), an image, configs and templates, files named by
+the caller (``--env-file``), ``env:`` secrets (the daemon's broker reads its own
+environment), ``--no-daemon`` and a host command without a sandbox.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class Forwarded:
 
     def __call__(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
         argv, environ, cwd = _request(message, fds)
+        if "--" not in argv:  # image or program: the caller's images and PATH decide
+            _hand_back(chan, peer, "no -- before the command")
+            return
         if any(arg.split("=", 1)[0] in HANDED_BACK for arg in _options(argv)):
             _hand_back(chan, peer, "an option the full CLI reads")
             return

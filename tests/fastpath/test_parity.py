@@ -33,6 +33,7 @@ TABLE = [
     ("env-reference", ["--secret", "tok=env:FASTPATH_TOKEN", "--", "cat", "/run/secrets/tok"],
      None, "back"),
     ("bad-env-reference", ["--secret", "tok=env:FASTPATH_UNSET", "--", "true"], None, "back"),
+    ("image-or-program", ["--secret", "api_key", "true"], None, "back"),
     ("help", ["--help"], None, "local"),
     ("no-daemon", ["--no-daemon", "--", "true"], None, "local"),
 ]  # fmt: skip
