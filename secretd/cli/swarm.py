@@ -151,9 +151,8 @@ class _Session:
         if not steps:
             click.echo("nothing to do")
         for step in steps:
-            if not dry_run:
-                self.swarm.apply([step])
-            click.echo(printable(step.line(dry_run)))
+            done = step if dry_run else self.swarm.apply(step)
+            click.echo(printable(done.line(dry_run)))
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ LABEL_SOURCE = "io.secretd.source"
 LABEL_MANAGED = "io.secretd.managed"
 HASH_CHARS = 12
 SOURCE_MAX = NAME_MAX - HASH_CHARS - 1  # Swarm names are 64 characters at most
+CHANGES = frozenset({"create", "update", "remove"})
 
 
 def check_source(name: str) -> str:
@@ -106,7 +107,8 @@ class Ref:
 @dataclass(frozen=True)
 class Step:
     """One change of a plan: ``create`` or ``remove`` a secret, ``update`` a service, or
-    ``keep`` (nothing to do, said so the user sees why)."""
+    ``keep`` (nothing to do, said so the user sees why); ``apply`` answers ``kept`` for a
+    removal Swarm refused because a service took the secret up after the plan was made."""
 
     action: str
     subject: str
@@ -116,8 +118,8 @@ class Step:
     swaps: tuple[tuple[str, str], ...] = ()  # (old secret id, new versioned name)
 
     def line(self, dry_run: bool = False) -> str:
-        verb = "up to date" if self.action == "keep" else self.action
-        head = f"would {verb}" if dry_run and self.action != "keep" else verb
+        verb = {"keep": "up to date", "kept": "kept"}.get(self.action, self.action)
+        head = f"would {verb}" if dry_run and self.action in CHANGES else verb
         return f"{head}: {self.subject}" + (f" {self.detail}" if self.detail else "")
 
 
@@ -343,17 +345,31 @@ class Swarm:
 
     # -- doing -----------------------------------------------------------------------
 
-    def apply(self, steps: Iterable[Step]) -> None:
-        """Carry out a plan, in order: secrets are created before services use them."""
-        for step in steps:
-            if step.action == "create" and step.secret is not None:
-                self._create(step)
-            elif step.action == "update":
-                self._update(step)
-            elif step.action == "remove":
-                with self.errors():
-                    self.client().remove_secret(step.ident)
-            log.info("%s", step.line())
+    def apply(self, step: Step) -> Step:
+        """Carry out one step of a plan (plans list creates before the updates that use
+        them); what was done: the step, or a ``kept`` in place of a refused removal."""
+        if step.action == "create" and step.secret is not None:
+            self._create(step)
+        elif step.action == "update":
+            self._update(step)
+        elif step.action == "remove":
+            step = self._remove(step)
+        log.info("%s", step.line())
+        return step
+
+    def _remove(self, step: Step) -> Step:
+        """Swarm refuses to remove a secret a service uses; one a service took up since
+        the plan was listed is kept, and the rest of the plan goes on."""
+        import docker.errors
+
+        with self.errors():
+            try:
+                self.client().remove_secret(step.ident)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 400 or "in use" not in _explain(exc):
+                    raise
+                return Step("kept", step.subject, f"{step.detail}: a service uses it now")
+        return step
 
     def _create(self, step: Step) -> None:
         assert step.secret is not None

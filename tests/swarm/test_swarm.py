@@ -327,3 +327,26 @@ def test_push_from_the_local_store(secretd: Runner, swarm: Swarm, suffix: str) -
         f"create: secret {versioned(name, value)} (from {name})"
     ]
     assert names(swarm, f"io.secretd.source={name}") == {versioned(name, value)}
+
+
+def test_prune_keeps_a_version_a_service_took_up_meanwhile(
+    swarm: Swarm, suffix: str, service: str
+) -> None:
+    """Between the plan and the removal a service started using the version: Swarm
+    refuses, and prune says it kept it instead of failing the rest of the plan."""
+    from secretd.runtime.swarm import Swarm as Manager
+
+    docker = swarm.docker
+    source = f"race{suffix}"
+    taken = f"{source}_{'a' * 12}"
+    labels = ["--label", f"io.secretd.source={source}", "--label", "io.secretd.managed=true"]
+    docker("secret", "create", *labels, taken, "-", input="value")
+    manager = Manager()
+    try:
+        (step,) = [s for s in manager.plan_prune(keep=0) if taken in s.subject]
+        docker("service", "create", "-d", "--name", service, "--secret", taken, IMAGE, "sleep", "9")
+        done = manager.apply(step)
+    finally:
+        manager.close()
+    assert done.line() == f"kept: secret {taken} (from {source}): a service uses it now"
+    assert taken in docker("secret", "ls", "--format", "{{.Name}}").split()
