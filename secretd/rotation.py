@@ -6,7 +6,9 @@ only a new version is fetched, and only new **content** replaces files: a provid
 bumps a version number for the same value causes no write and no action. Secrets due
 within ``BATCH`` seconds of each other are checked together, and everything that changed
 in one check is written in one ``update()`` followed by one action, so a rotation that
-touches several secrets restarts a command once, not once per secret.
+touches several secrets restarts a command once, not once per secret. A change found
+waits ``SETTLE`` seconds, then every polled secret is checked again: a rotation written
+as several steps (one secret after another, or one twice) still makes one batch.
 
 A check that fails keeps the last good files, is logged once (the secret's name and the
 error, never a value) and is retried with a doubling backoff capped at ``MAX_BACKOFF``
@@ -38,6 +40,7 @@ from .spec import Container, RunSpec, Secret, SecretRef
 log = logging.getLogger(__name__)
 
 BATCH = 0.5  # seconds: secrets due this close together are checked (and acted on) together
+SETTLE = 0.5  # seconds to wait after a change, for the rest of one rotation to land
 MAX_BACKOFF = 60.0
 EXEC_TIMEOUT = 60.0
 ACTIONS = ("none", "signal:NAME", "restart", "exec:CMD")
@@ -146,11 +149,13 @@ class Rotation:
         secrets: list[Secret],
         default: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        pause: Callable[[float], None] = time.sleep,
     ) -> None:
         self.broker = broker
         self.refs = refs
         self.secrets = secrets
         self._clock = clock
+        self._pause = pause
         now = clock()
         self._watched = [
             _Watched(i, ref.refresh or default, now)
@@ -203,7 +208,13 @@ class Rotation:
             if (w.next_at is not None and w.next_at <= now + BATCH)
             or _keys(self.refs[w.index]) & requested
         ]
-        return [w.index for w in batch if self._check(w, now)]
+        changed = {w.index for w in batch if self._check(w, now)}
+        if changed:
+            self._pause(SETTLE)
+            now = self._clock()
+            again = [w for w in self._watched if w.interval or w.index in changed]
+            changed |= {w.index for w in again if self._check(w, now)}
+        return sorted(changed)
 
     def _check(self, watched: _Watched, now: float) -> bool:
         ref, old = self.refs[watched.index], self.secrets[watched.index]

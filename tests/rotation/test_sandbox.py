@@ -5,6 +5,7 @@ reaches the command within one refresh interval, an unchanged value is never rew
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,3 +140,33 @@ def test_exec_runs_the_hook_once_per_change_with_the_names(
     wait_for(hook.exists, "the hook to run")
     settle(1.5)
     assert hook.read_text() == "changed api_key\n"
+
+
+def test_two_secrets_rotated_one_after_the_other_give_one_action(
+    secretd, store_env, background: Start, tmp_path: Path
+) -> None:
+    from secretd.config import load_config
+    from secretd.store import LocalStore
+
+    create(secretd, "key-1")
+    assert secretd("secret", "create", "db_password", "-", input="pw-1").returncode == 0
+    log = tmp_path / "pairs.log"
+    script = (
+        f'trap "echo HUP >> {log}" HUP; trap "exit 0" TERM; last=""; while :; do '
+        'now="$(cat /run/secrets/api_key) $(cat /run/secrets/db_password)"; '
+        f'[ "$now" != "$last" ] && echo "$now" >> {log}; last="$now"; sleep 0.05; done'
+    )
+    background(
+        "run", "--no-daemon", "--on-change", "signal:HUP", "--refresh", "1s",
+        "--secret", "api_key", "--secret", "db_password", "--", "sh", "-c", script,
+    )  # fmt: skip
+    wait_for(lambda: log.exists() and "key-1 pw-1" in log.read_text(), "the first pair")
+    store = LocalStore.from_config(load_config())
+    store.rotate("api_key", b"key-2")
+    time.sleep(0.3)  # a rotation in two steps, as a script writing one secret after another
+    store.rotate("db_password", b"pw-2")
+    wait_for(lambda: "HUP" in log.read_text(), "the signal", 10)
+    settle(2.5)
+    lines = log.read_text().splitlines()
+    assert lines.count("HUP") == 1, lines
+    assert "key-2 pw-2" in lines, lines
