@@ -19,14 +19,13 @@ from tests.conftest import Runner
 
 HEAVY = ("boto3", "botocore", "hvac", "docker", "fuse", "detect_secrets", "jinja2")
 PROBE = """
-import json, runpy, sys
+import atexit, json, runpy, sys
 sys.argv = ["secretd", *sys.argv[2:]]
-try:
-    runpy.run_module("secretd", run_name="__main__", alter_sys=True)
-except SystemExit:
-    pass
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(open(OUT).read())))
-open(OUT, "w").write(json.dumps(heavy))
+def report():
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(open(OUT).read())))
+    open(OUT, "w").write(json.dumps(heavy))
+atexit.register(report)  # secretd ends with os._exit, once the atexit functions ran
+runpy.run_module("secretd", run_name="__main__", alter_sys=True)
 """
 
 
