@@ -161,6 +161,7 @@ class Engine:
         """What keeps a detached container (in the daemon's thread): renew its leases and
         rotate its files until the engine no longer has it, then give the leases back."""
         from .runtime.engines.listing import UntilGone
+        from .runtime.engines.reaper import remove_orphan_mounts_quietly
 
         current: list[Container] = [UntilGone(container, engine)]
 
@@ -171,6 +172,7 @@ class Engine:
             finally:
                 current[0].remove()
                 self.broker.release(refs + read[0], secrets + read[1])
+                remove_orphan_mounts_quietly(self.config.runtime_dir)  # its mount, now
 
         return upkeep
 

@@ -65,3 +65,20 @@ def test_the_daemon_keeps_a_detached_container_until_it_is_removed(
     wait_for(lambda: leases(openbao, PREFIX) <= before, "the leases to be revoked", 20)
     assert "det-2" not in bao_daemon.logs()
     assert not os.path.exists(f"{runtime}/mounts") or os.listdir(f"{runtime}/mounts") == []
+
+
+def test_without_destroy_events_the_daemon_still_removes_the_mount(
+    world: World,
+    daemon: Daemon,
+    dockerd: Dockerd,  # noqa: F811
+) -> None:
+    """The default test daemon watches no engine (``engines = []``): the container's
+    upkeep notices it is gone, and so would ``secretd prune``."""
+    started = client(
+        world, "run", "-d", "--runtime", "docker", "--secret", "api_key", IMAGE, "sleep", "300"
+    )
+    assert started.returncode == 0, started.stderr
+    runtime = str(world.runtime)
+    assert len(mounts_under(runtime)) == 1
+    dockerd("rm", "-f", started.stdout.strip())
+    wait_for(lambda: mounts_under(runtime) == [], "the daemon to remove the mount", 20)

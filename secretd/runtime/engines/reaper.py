@@ -70,7 +70,9 @@ def read_notes(path: Path) -> Noted | None:
 
 
 def remove_orphan_mounts(runtime_dir: Path) -> list[str]:
-    """Remove engine mounts whose owner exited and whose container no longer exists.
+    """Remove engine mounts whose container no longer exists, once their owner exited or
+    left them to a detached container (the daemon that started it is alive, but no longer
+    holds the mount).
 
     Returns:
         The names of the mounts removed.
@@ -82,7 +84,7 @@ def remove_orphan_mounts(runtime_dir: Path) -> list[str]:
     groups: dict[tuple[str, str], list[Noted]] = {}
     for entry in sorted(base.iterdir()) if base.is_dir() else []:
         noted = read_notes(entry)
-        if noted is not None and not noted.owner_alive:
+        if noted is not None and (not noted.owner_alive or noted.detach and noted.containers):
             groups.setdefault((noted.engine, noted.host), []).append(noted)
     reaped = []
     for (name, host), mounts in groups.items():
