@@ -37,12 +37,13 @@ class QueuedEngine:
     def __init__(self) -> None:
         self.events: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
         self.streams = self.asked = 0
+        self.live: set[str] = set()
 
     def live_ids(self) -> set[str]:
         self.asked += 1
         if self.asked == 1:  # an engine library's own exception, not one of secretd's
             raise RuntimeError("the engine hung up")
-        return set()
+        return set(self.live)
 
     def destroy_events(self) -> EventStream:
         self.streams += 1
@@ -81,6 +82,7 @@ def test_a_damaged_note_or_a_hostile_label_does_not_stop_the_reaper(
     runtime: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = QueuedEngine()
+    engine.live.add("c2")  # the detached container runs until its destroy event
     monkeypatch.setattr(reaping, "engine_client", lambda name, host: engine)
     damaged = [
         engine_mount(runtime, "a-list", []),
@@ -99,6 +101,8 @@ def test_a_damaged_note_or_a_hostile_label_does_not_stop_the_reaper(
         assert engine.streams >= 2  # it reconnected and reaped again
         assert all(mounted(path) for path in damaged)  # not provably ours: left alone
         engine.events.put(("c9", "/\0"))  # any docker user can label a container so
+        assert mounted(detached)  # its container exists: the reaps left it
+        engine.live.discard("c2")
         engine.events.put(("c2", str(detached)))
         wait_for(lambda: not mounted(detached), "the destroyed container's mount to go")
         assert thread.is_alive()
