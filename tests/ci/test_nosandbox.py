@@ -234,3 +234,48 @@ def test_on_a_terminal_the_command_reads_it_and_ctrl_c_reaches_it_once() -> None
     assert feed.wait(timeout=30) == 0
     assert "got-hello" in lines and "status=0" in lines
     assert rest.strip().endswith("status=130")
+
+
+@pytest.mark.root
+def test_another_user_cannot_read_the_files_while_the_command_runs(db: str) -> None:
+    """nobody, during the run, at the path the command was given."""
+    attack = (
+        'setpriv --reuid 65534 --regid 65534 --clear-groups cat "$DB_FILE" 2>&1; '
+        'setpriv --reuid 65534 --regid 65534 --clear-groups ls "$SECRETD_SECRETS_DIR" 2>&1; true'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "secretd", "run", "--no-sandbox", "--secret", db, "--",
+         "sh", "-c", attack],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert VALUE not in done.stdout
+    assert done.stdout.count("Permission denied") == 2
+
+
+@pytest.mark.root
+def test_a_planted_secrets_dir_is_never_written_through(db: str, tmp_path: Path) -> None:
+    """Another user plants the --secrets-dir path on /dev/shm first, as a symlink to a
+    directory of theirs or as their own directory: secretd refuses, writing nothing."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    link = SHM / f"secretd-test-link-{os.getpid()}"
+    owned = SHM / f"secretd-test-owned-{os.getpid()}"
+    link.symlink_to(theirs)
+    owned.mkdir()
+    os.chown(owned, 65534, 65534)
+    try:
+        for planted in (link, owned):
+            done = subprocess.run(
+                [sys.executable, "-m", "secretd", "run", "--no-sandbox", "--secrets-dir",
+                 str(planted), "--secret", db, "--", "true"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 2
+            assert "exists; without a sandbox secretd makes a new one" in done.stderr
+        assert list(theirs.iterdir()) == [] and list(owned.iterdir()) == []
+        assert link.is_symlink() and owned.is_dir()
+    finally:
+        link.unlink()
+        owned.rmdir()
