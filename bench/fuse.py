@@ -6,7 +6,9 @@ Usage: python bench/fuse.py [OPENS] [ROUNDS]   (as root)
 The mount is served by a thread of this process, as the daemon serves it; a separate
 reader process opens, reads to EOF and closes the file OPENS times per round and reports
 each open+read's time, measured with ``perf_counter_ns`` around the three calls. Rounds
-alternate FUSE (log on), tmpfs and FUSE (log off) so all three see the same machine load.
+alternate FUSE (log on), tmpfs, FUSE (log off) and, as the peer, a minimal read-only
+filesystem written with fusepy's own ``FUSE`` class (``direct_io``, its own process), so
+all see the same machine load.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # This file is named like fusepy's module: keep bench/ off the path so "import fuse" is
@@ -42,6 +45,31 @@ for _ in range(count):
     out.append(clock() - start)
 print(" ".join(map(str, out)))
 """
+FUSEPY = """
+import errno, stat, sys
+sys.path = [p for p in sys.path if p and not p.endswith("bench")]
+from fuse import FUSE, FuseOSError, Operations
+value = bytes.fromhex(sys.argv[2])
+
+class Minimal(Operations):
+    use_ns = True
+
+    def getattr(self, path, fh=None):
+        if path == "/":
+            return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
+        if path == "/api_key":
+            return {"st_mode": stat.S_IFREG | 0o400, "st_nlink": 1, "st_size": len(value)}
+        raise FuseOSError(errno.ENOENT)
+
+    def open(self, path, fi):
+        fi.direct_io = 1
+        return 0
+
+    def read(self, path, size, offset, fi):
+        return value[offset : offset + size]
+
+FUSE(Minimal(), sys.argv[1], foreground=True, allow_other=True, raw_fi=True)
+"""
 
 
 def read_times(path: Path, count: int) -> list[float]:
@@ -61,14 +89,15 @@ def measure(opens: int = 2000, rounds: int = 5) -> dict[str, list[float]]:
         tmp = Path(name)
         served = FuseMount.create(tmp / "run", mount)
         tmpfs = HostMount.create(tmp / "run", mount)
-        samples: dict[str, list[float]] = {"fuse": [], "tmpfs": [], "fuse, no log": []}
+        peer, peer_dir = _fusepy_peer(tmp, value)
+        ways = ("fuse", "tmpfs", "fuse, no log", "fusepy's FUSE class, minimal")
+        samples: dict[str, list[float]] = {way: [] for way in ways}
         try:
-            paths = {
-                "fuse": served.secrets_path / "api_key",
-                "tmpfs": tmpfs.secrets_path / "api_key",
-                "fuse, no log": served.secrets_path / "api_key",
-            }
-            assert paths["fuse"].read_bytes() == paths["tmpfs"].read_bytes() == value
+            paths = dict(zip(ways, (
+                served.secrets_path / "api_key", tmpfs.secrets_path / "api_key",
+                served.secrets_path / "api_key", peer_dir / "api_key",
+            ), strict=True))  # fmt: skip
+            assert all(path.read_bytes() == value for path in paths.values())
             for _ in range(rounds):
                 for way, path in paths.items():
                     accesslog.configure(None if way == "fuse, no log" else tmp / "state")
@@ -77,7 +106,23 @@ def measure(opens: int = 2000, rounds: int = 5) -> dict[str, list[float]]:
             accesslog.configure(None)
             served.remove()
             tmpfs.remove()
+            subprocess.run(["umount", str(peer_dir)], check=False)
+            peer.wait(30)
     return samples
+
+
+def _fusepy_peer(tmp: Path, value: bytes) -> tuple[subprocess.Popen[bytes], Path]:
+    """The peer: fusepy's FUSE class serving the same file, in a process of its own."""
+    mountpoint = tmp / "fusepy"
+    mountpoint.mkdir()
+    argv = [sys.executable, "-c", FUSEPY, str(mountpoint), value.hex()]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not os.path.ismount(mountpoint):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the fusepy peer did not mount")
+        time.sleep(0.05)
+    return proc, mountpoint
 
 
 def report_lines(opens: int = 2000, rounds: int = 5) -> list[str]:
