@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from .errors import UsageError
 from .spec import Secret
 
 TRUE = frozenset({"true", "1", "yes"})
@@ -26,8 +27,9 @@ OTHERS = (
     "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ID", "WOODPECKER",
 )  # fmt: skip
 
+FORCED = ("github", "gitlab", "generic", "none")
 # The variables that say a CI system runs the job (what --clean-env keeps besides CI*).
-MARKERS = ("GITHUB_ACTIONS", "GITLAB_CI", *OTHERS)
+MARKERS = ("SECRETD_CI", "GITHUB_ACTIONS", "GITLAB_CI", *OTHERS)
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,24 @@ class CI:
 
 
 def detect(environ: Mapping[str, str] | None = None) -> CI | None:
-    """The CI system ``environ`` (default: secretd's environment) belongs to, or ``None``."""
+    """The CI system ``environ`` (default: secretd's environment) belongs to, or ``None``.
+
+    ``SECRETD_CI`` decides when set: ``github``, ``gitlab`` or ``generic`` for a system
+    secretd does not recognise (a self-hosted runner that sets nothing), ``none`` to be
+    treated as outside CI (a test suite run inside a job).
+
+    Raises:
+        UsageError: ``SECRETD_CI`` holds something else.
+    """
     env = os.environ if environ is None else environ
+    forced = env.get("SECRETD_CI", "").lower()
+    if forced:
+        if forced not in FORCED:
+            raise UsageError(
+                f"SECRETD_CI={env['SECRETD_CI']!r} is not a CI system secretd knows",
+                f"use one of {', '.join(FORCED)}",
+            )
+        return None if forced == "none" else CI(forced, f"SECRETD_CI={forced}")
     if env.get("GITHUB_ACTIONS", "").lower() == "true":
         return CI("github", "GITHUB_ACTIONS=true")
     if env.get("GITLAB_CI", "").lower() == "true":

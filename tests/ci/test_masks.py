@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from secretd import ci
+from secretd.errors import UsageError
 
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVAIBADANBgkqhkiG9w0BAQEFAASC\nAT4wggE6AgEAAkEAq7BFUpkGp3\n-----END PRIVATE KEY-----\n"  # noqa: E501
 
@@ -22,6 +23,9 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVAIBADANBgkqhkiG9w0BAQEFAASC\nAT4wggE6Ag
         ({"JENKINS_URL": "http://jenkins/"}, "generic"),
         ({"BUILDKITE": "true"}, "generic"),
         ({"CI": "false"}, None),
+        ({"SECRETD_CI": "none", "CI": "true", "GITHUB_ACTIONS": "true"}, None),
+        ({"SECRETD_CI": "GitLab"}, "gitlab"),
+        ({"SECRETD_CI": "generic"}, "generic"),
         ({"GITHUB_ACTIONS": "false"}, None),
         ({}, None),
     ],
@@ -29,6 +33,26 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVAIBADANBgkqhkiG9w0BAQEFAASC\nAT4wggE6Ag
 def test_detect(env: dict[str, str], name: str | None) -> None:
     found = ci.detect(env)
     assert (found.name if found else None) == name
+
+
+def test_an_unknown_secretd_ci_is_a_usage_error(secretd, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="SECRETD_CI='jenkins' is not a CI system"):
+        ci.detect({"SECRETD_CI": "jenkins"})
+    monkeypatch.setenv("SECRETD_CI", "jenkins")
+    result = secretd("run", "--", "true")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "secretd: SECRETD_CI='jenkins' is not a CI system secretd knows: use one of github, "
+        "gitlab, generic, none\n",
+    )
+
+
+def test_secretd_ci_none_turns_ci_off(secretd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test suite run inside a job: not strict, no masks."""
+    monkeypatch.setenv("CI", "true")
+    assert secretd("run", "-e", "API_KEY=abc", "--", "true").returncode == 2
+    monkeypatch.setenv("SECRETD_CI", "none")
+    assert secretd("run", "-e", "API_KEY=abc", "--", "true").returncode == 0
 
 
 def test_escape_follows_the_runners_rules() -> None:
