@@ -19,8 +19,10 @@ from . import AppContext
 # Provider settings may hold credentials (a Vault token, an AppRole secret_id): show that
 # they are set, never what they are.
 SENSITIVE = re.compile(r"token|secret|password|passphrase|credential|jwt|key", re.IGNORECASE)
-SETTINGS = ("state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level")
-SETTINGS += ("mount_type",)
+SETTINGS = (
+    "state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level",
+    "mount_type",
+)  # fmt: skip
 
 
 def _shown(key: str, value: Any) -> Any:
