@@ -88,8 +88,9 @@ class Engine:
             SecretdError: anything that failed before the command started.
         """
         check_spec(spec)
-        mount.check_type(spec)
-        runtime = load_runtime(runtime_name(spec, self.config), self.config)
+        chosen = runtime_name(spec, self.config)
+        mount.check_type(spec, chosen)
+        runtime = load_runtime(chosen, self.config)
         if spec.file_env:
             spec = dataclasses.replace(spec, env=spec.env + file_env(spec))
         named = named_file_env(spec.secrets, spec.secrets_dir)

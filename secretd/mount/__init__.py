@@ -81,11 +81,13 @@ def plan(
 MOUNT_TYPES = ("tmpfs", "fuse")
 
 
-def check_type(spec: RunSpec) -> None:
-    """Refuse, before anything starts, a mount type that cannot serve this run.
+def check_type(spec: RunSpec, runtime: str) -> None:
+    """Refuse, before anything starts, a mount type that cannot serve this run on
+    ``runtime`` (the runtime's name, as chosen for it).
 
     Raises:
-        UsageError: an unknown type; ``max_reads=`` without FUSE; FUSE with ``-d``.
+        UsageError: an unknown type; ``max_reads=`` without FUSE; FUSE with ``-d`` or
+            without a sandbox (``--no-sandbox``).
         MountError: FUSE is unavailable here (``/dev/fuse``, libfuse or fusepy missing).
     """
     if spec.mount_type not in MOUNT_TYPES:
@@ -103,6 +105,11 @@ def check_type(spec: RunSpec) -> None:
         raise UsageError(
             "--mount-type fuse serves files only while this secretd runs, not after -d",
             "leave out --mount-type fuse (a tmpfs outlives secretd) or -d",
+        )
+    if runtime == "host":
+        raise UsageError(
+            "--mount-type fuse needs the sandbox or a container: --no-sandbox writes files",
+            "leave out --no-sandbox, or --mount-type fuse",
         )
     from .fuse import check
 

@@ -241,7 +241,7 @@ class SandboxRuntime:
                 return _parent(pid, ours, mount, owner, tty)
             except SandboxRefused as exc:
                 ci = detect_ci()
-                if ci is None:
+                if ci is None or mount.kind == "fuse":  # no FUSE without a sandbox
                     raise
                 refused = exc
         return _without_sandbox(refused, ci, spec, mount, stdio)

@@ -135,6 +135,11 @@ def test_a_rotated_value_is_read_at_the_next_open_an_open_file_keeps_its_own(
         ("source=SRC,target=k,max_reads=0", ["--mount-type", "fuse"], "invalid max_reads '0'"),
         ("source=SRC,target=k,max_reads=x", ["--mount-type", "fuse"], "invalid max_reads 'x'"),
         ("source=SRC,target=k,max_reads=2", [], "max_reads= of 'k' needs a FUSE mount"),
+        (
+            "source=SRC,target=k",
+            ["--mount-type", "fuse", "--no-sandbox"],
+            "--mount-type fuse needs the sandbox or a container",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_starts(
