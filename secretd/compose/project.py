@@ -34,7 +34,7 @@ from .. import mount
 from ..broker import Broker
 from ..config import Config
 from ..errors import LaunchError, SecretdError
-from ..mount.tmpfs import HostMount
+from ..mount.tmpfs import HostMount, remove_host_mount
 from ..runtime.engines.common import (
     CONTAINER_NOTE,
     LABEL_MOUNT,
@@ -43,6 +43,7 @@ from ..runtime.engines.common import (
     secret_binds,
 )
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, Secret, SecretMount
+from . import reuse
 from .model import base_args, interpolation_environment, load
 from .plan import KINDS, Plan, Source, Use, in_service, make_plan
 
@@ -169,7 +170,8 @@ def service_files(uses: Sequence[Use], secrets: Mapping[tuple[str, str], Secret]
 
 @dataclass
 class Mounted:
-    """The tmpfs of each service and the model that binds them."""
+    """The tmpfs of each service and the model that binds them (``remove`` takes down the
+    new ones only: a reused one still serves its containers)."""
 
     model: dict[str, Any]
     mounts: dict[str, HostMount]
@@ -204,8 +206,11 @@ def mount_services(
         for service, uses in loaded.plan.services.items():
             body = services[service]
             files = service_files(uses, secrets)
-            host_mount = open_mount(runtime_dir, files, "docker", host, detach=False)
+            found = reuse.find(runtime_dir, loaded.plan.project, service, files)
+            host_mount = found or open_mount(runtime_dir, files, "docker", host, detach=False)
             done.mounts[service] = host_mount
+            if found is None:
+                reuse.mark(host_mount, loaded.plan.project, service)
             image = str(body.get("image") or f"{loaded.plan.project}-{service}")
             binds = _binds(engine, image, body, host_mount)
             for section in KINDS:
@@ -321,6 +326,7 @@ def settle(mounted: Mounted, host: str) -> None:
                 host_mount.keep()
             else:
                 host_mount.remove()
+                remove_host_mount(host_mount.path)  # one reused holds no handle
     finally:
         engine.close()
 

@@ -291,7 +291,9 @@ def test_compose_reading_stdin_is_refused(project: Project) -> None:
     assert done.returncode == 2 and "-f -" in done.stderr, done.stderr
 
 
-def test_up_again_gives_the_new_value_and_drops_the_replaced_tmpfs(project: Project) -> None:
+def test_up_again_keeps_an_unchanged_service_and_gives_a_changed_one_its_new_value(
+    project: Project,
+) -> None:
     project.write(
         f"services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '600']\n"
         "    stop_signal: KILL\n    network_mode: none\n    secrets: [tok]\n"
@@ -300,6 +302,11 @@ def test_up_again_gives_the_new_value_and_drops_the_replaced_tmpfs(project: Proj
     )
     assert project.secretd("up", "-d").returncode == 0
     before = set((project.runtime / "mounts").iterdir())
+    first = container(project, "app")
+    same = project.secretd("up", "-d")  # nothing changed: compose leaves the container be
+    assert same.returncode == 0, same.stderr
+    assert container(project, "app") == first
+    assert set((project.runtime / "mounts").iterdir()) == before
     (project.path / "tok.txt").write_text("second")
     again = project.secretd("up", "-d")
     assert again.returncode == 0, again.stderr
