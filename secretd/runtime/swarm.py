@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .._errormap import mapped
@@ -146,8 +147,9 @@ class Swarm:
                     f"refusing to send secret values to {self.host} without TLS",
                     "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use an ssh:// host",
                 )
+            kind = _own_ca_client() if tls else docker.APIClient
             with self.errors():
-                self._api = docker.APIClient(
+                self._api = kind(
                     base_url=self.host,
                     version="auto",
                     tls=tls or False,
@@ -162,14 +164,24 @@ class Swarm:
 
     @contextmanager
     def errors(self) -> Iterator[None]:
-        """The SDK's exceptions as ours, without their text chained in (docker_errors)."""
+        """The SDK's exceptions as ours, without their text chained in (docker_errors);
+        a certificate that does not verify is said as such, not as "cannot reach"."""
         with mapped(
             docker_errors(),
             {"runtime": "swarm", "host": self.host},
             host=self.host,
             detail=_explain,
         ):
-            yield
+            try:
+                yield
+            except Exception as exc:
+                if _failed_tls(exc):
+                    raise LaunchError(
+                        f"the Docker engine at {self.host} did not pass the TLS check",
+                        "check that DOCKER_CERT_PATH holds the CA (ca.pem) that signed its "
+                        "certificate, and your own cert.pem and key.pem",
+                    ) from None
+                raise
 
     def require_manager(self) -> None:
         """Raises LaunchError (125) unless this engine is a Swarm manager."""
@@ -414,3 +426,35 @@ def _instant(stamp: str) -> str:
     fraction, so ``…47.3351942Z`` (earlier) sorts after ``…47.33519425Z`` as text."""
     head, _, fraction = stamp.removesuffix("Z").partition(".")
     return f"{head}.{fraction.ljust(9, '0')}"
+
+
+@cache
+def _own_ca_client() -> type[docker.APIClient]:
+    """An ``APIClient`` that checks the manager's certificate against DOCKER_CERT_PATH's
+    CA alone: requests otherwise lets ``REQUESTS_CA_BUNDLE`` (or ``CURL_CA_BUNDLE``)
+    replace a session's own CA (psf/requests#3829), and the manager's certificate, signed
+    by the swarm's own CA, fails to verify."""
+    import docker
+
+    class OwnCAClient(docker.APIClient):
+        # requests.Session.__init__ sets trust_env; a property keeps it off from the start
+        trust_env = property(lambda self: False, lambda self, value: None)
+
+    return OwnCAClient
+
+
+def _failed_tls(exc: BaseException) -> bool:
+    """Whether a TLS handshake failed somewhere under ``exc`` (the SDK wraps requests'
+    SSLError, which wraps urllib3's, which wraps the ``ssl`` module's)."""
+    import ssl
+
+    import requests.exceptions
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError | requests.exceptions.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from secretd.runtime.engines.endpoint import socket_answers
@@ -28,9 +29,11 @@ events_logger = "file"
 """
 
 
-def start_dockerd(root: Path, timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
-    """``dockerd --iptables=false --bridge=none`` in its own session; returns it and its
-    ``unix://`` host once it answers.
+def start_dockerd(
+    root: Path, timeout: float = 60, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``dockerd --iptables=false --bridge=none`` in its own session (``extra``: more
+    flags, say a TLS ``--host``); returns it and its ``unix://`` host once it answers.
 
     Raises:
         RuntimeError: it exited or did not answer in time (its log's tail is included).
@@ -39,7 +42,7 @@ def start_dockerd(root: Path, timeout: float = 60) -> tuple[subprocess.Popen[byt
     argv = [
         "dockerd", "--iptables=false", "--bridge=none",
         f"--data-root={root / 'data'}", f"--exec-root={root / 'exec'}",
-        f"--pidfile={root / 'dockerd.pid'}", f"--host=unix://{sock}",
+        f"--pidfile={root / 'dockerd.pid'}", f"--host=unix://{sock}", *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
