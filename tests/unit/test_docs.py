@@ -121,6 +121,24 @@ def _or_package_row(module: str, packages: set[str]) -> str:
     return f" or name `{name}` in the `{package}/` row"
 
 
+def test_architecture_names_no_module_that_is_gone() -> None:
+    """A module renamed or removed takes its name out of the table too."""
+    stale = []
+    for first, row in _module_table():
+        names = re.findall(r"`([\w/.]+)`", first)
+        stale += [n for n in names if n.endswith(".py") and not (PACKAGE / n).exists()]
+        for package in (n for n in names if n.endswith("/")):
+            inside = re.findall(r"`([\w/]+\.py)`", row)
+            stale += [
+                f"{package}{n}"
+                for n in inside
+                if not (PACKAGE / package / n).exists() and not (PACKAGE / n).exists()
+            ]
+    assert not stale, "docs/architecture.md's module table names modules that do not exist: " + (
+        ", ".join(f"secretd/{n}" for n in stale) + " (rename or remove them there)"
+    )
+
+
 def test_the_module_table_check_reads_package_rows() -> None:
     rows = [("| `runtime/oci/`", "| `runtime/oci/` | runc: `state.py` (records) |")]
     assert _documented("runtime/oci/state.py", rows)
