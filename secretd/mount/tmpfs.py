@@ -51,7 +51,8 @@ def detached_tmpfs(size: int, noexec: bool = True) -> tuple[int, bool]:
     """A new tmpfs attached nowhere yet: ``(descriptor of its root, noswap honoured)``.
     Without ``noexec`` when it holds configs: each view of it gets its own flags.
 
-    Safe between fork and exec: it makes system calls only (no logging, no locks).
+    Safe between fork and exec: system calls through ``os`` and ``_linux`` (no logging,
+    no import, no lock).
     """
     fs_fd = _linux.fsopen("tmpfs")
     try:

@@ -1,5 +1,10 @@
-"""The sandbox's side of a launch, between fork and exec: system calls only (no locks, no
-logging), every failure reported to secretd over the socket as ``kind:text``.
+"""The sandbox's side of a launch, between fork and exec, every failure reported to
+secretd over the socket as ``kind:text``.
+
+This is Python, running in a copy of a possibly threaded process (the daemon) in which
+only the forking thread survived: a lock another thread held stays held for good. So it
+imports nothing, logs nothing and allocates little; each step is a system call through
+``os`` or ``_linux``, and ``exec`` (or ``os._exit``) ends it.
 
 The forked helper enters the mount (and user) namespaces and clones the init into a new
 PID namespace as secretd's own child, then leaves. The init mounts ``/proc`` and the
