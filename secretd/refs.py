@@ -1,6 +1,7 @@
 """The reference grammar users type: one parser for ``--secret``, ``--config``,
 ``--template``, their ``[secrets.NAME]``/``[configs.NAME]``/``[templates.NAME]`` tables in
-``secretd.toml`` and the library (``secretd.parse_ref``); there is no compose support yet.
+``secretd.toml``, the library (``secretd.parse_ref``) and a compose file's ``secrets:``
+and ``configs:`` (``compose/plan.py``).
 
 Forms (the whole grammar, every scheme: docs/references.md):
 
