@@ -6,19 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Runner
-from tests.support.daemons import IMAGE, start_dockerd, stop
+from tests.support.daemons import IMAGE
 from tests.support.engines import Bind
 from tests.support.swarm import Swarm
 from tests.support.waiting import free_port
+from tests.swarm.conftest import Remote
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -188,20 +187,14 @@ def test_bad_input_is_one_line(
     docker("secret", "rm", taken)
 
 
-def test_not_a_swarm_manager(secretd: Runner, bound: Bind, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_a_swarm_manager(
+    secretd: Runner, bound: Bind, remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An engine that is no manager: refused before any value is read."""
-    root = Path(tempfile.mkdtemp(prefix="secretd-noswarm-"))
-    try:
-        proc, host = start_dockerd(root)
-        try:
-            monkeypatch.setenv("DOCKER_HOST", host)
-            bound("tok")
-            for args in (("push", "tok"), ("rotate", "web"), ("prune",)):
-                fails(secretd("swarm", *args), 125, "is not a swarm manager")
-        finally:
-            stop(proc)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    monkeypatch.setenv("DOCKER_HOST", remote.docker.host)
+    bound("tok")
+    for args in (("push", "tok"), ("rotate", "web"), ("prune",)):
+        fails(secretd("swarm", *args), 125, "is not a swarm manager")
 
 
 NO_REGISTRY = ("--resolve-image", "never")  # none is reachable, and busybox:local is ours
