@@ -153,11 +153,13 @@ def run_compose(
     return done.stdout
 
 
-# compose's own messages about secrets and configs, and what to do about each
+# compose's own messages about secrets and configs, and what to do about each; an entry
+# is "secrets[0]" in its decoder's words, "secrets.0" in its schema validator's
+_ENTRY = r"(secret|config)s(?:\[\d+\]|\.\d+)"
 _HINTS = (
     (re.compile(r"undefined (secret|config) (\S+)"), "add {1}: to the top-level {0}s:"),
-    (re.compile(r"\.(secret|config)s\[\d+\]\.mode'"), "write the mode in octal, like 0440"),
-    (re.compile(r"\.(secret|config)s\[\d+\]\.(uid|gid)"), 'write the {1} as a string, "1000"'),
+    (re.compile(_ENTRY + r"\.mode"), "write the mode in octal, like 0440"),
+    (re.compile(_ENTRY + r"\.(uid|gid)"), 'write the {1} as a string: "1000"'),
 )
 
 

@@ -44,6 +44,10 @@ CASES = {
         HEAD + "    secrets: [{source: db, uid: app}]\n" + DB,
         2, ["'web'", "'db'", "numeric uid"],
     ),
+    "uid given as a bare number": (
+        HEAD + "    secrets: [{source: db, uid: 1000}]\n" + DB,
+        2, ["web", "secrets.0.uid", 'uid as a string: "1000"'],
+    ),
     "two entries with one target": (
         HEAD + "    secrets: [db, {source: other, target: db}]\n"
         + DB + "  other:\n    file: ./v.txt\n",
