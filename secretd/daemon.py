@@ -165,7 +165,7 @@ class Daemon:
         self.engine = Engine(config)
         self.engine.tick = ROTATE_TICK
         self.engine.keep = self._keep
-        self.kept: set[Rotation] = set()  # detached containers' upkeep, past their runs
+        self.kept: dict[str, Rotation] = {}  # detached containers kept past their runs, by id
         self.limits = Limits.from_config(config.daemon)
         self.connections = Connections(self.limits)
         self.budget = Budget(self.limits)
@@ -433,7 +433,8 @@ class Daemon:
         everyone = self.policy.may_administer(peer)
         with self._lock:
             views = [r.view() for r in self.runs.values() if everyone or r.peer.uid == peer.uid]
-        chan.send({"ok": True, "runs": sorted(views, key=lambda v: v["started"])})
+            kept = {cid[:12]: r.stale() for cid, r in self.kept.items()} if everyone else {}
+        chan.send({"ok": True, "runs": sorted(views, key=lambda v: v["started"]), "kept": kept})
 
     def _rotate(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
         """``secretd secret rotate --notify NAME``: every run using NAME reads it again now
@@ -443,21 +444,21 @@ class Daemon:
             self.policy.check_secrets(peer, names)
         chan.send({"ok": True, "runs": self._notify(set(names))})
 
-    def _keep(self, rotation: Rotation, upkeep: Callable[[], None]) -> None:
+    def _keep(self, cid: str, rotation: Rotation, upkeep: Callable[[], None]) -> None:
         """Keep a detached container (renew, rotate) in a thread of its own until it is
         gone; with the caller's file-reading rules (safeopen's context) of its run."""
         context = contextvars.copy_context()
 
         def run() -> None:
             with self._lock:
-                self.kept.add(rotation)
+                self.kept[cid] = rotation
             try:
                 context.run(upkeep)
             except Exception as exc:  # noqa: BLE001 - a thread's last word
                 log.error("keeping a detached container failed: %s", type(exc).__name__)
             finally:
                 with self._lock:
-                    self.kept.discard(rotation)
+                    self.kept.pop(cid, None)
 
         threading.Thread(target=run, daemon=True, name="secretd-detached").start()
 
@@ -466,9 +467,9 @@ class Daemon:
         of those runs."""
         with self._lock:
             records = list(self.runs.values())
-            kept = list(self.kept)
+            kept = list(self.kept.items())
         woken = [r.id for r in records if r.rotation is not None and r.rotation.request(names)]
-        woken += ["detached" for rotation in kept if rotation.request(names)]
+        woken += [cid[:12] for cid, rotation in kept if rotation.request(names)]
         if woken:
             log.info("reading %s again for runs %s", ", ".join(sorted(names)), ", ".join(woken))
         return woken

@@ -66,7 +66,7 @@ class Engine:
         self.tick: float | None = None
         # the daemon: runs a detached container's upkeep (leases, rotation) in a thread
         # that outlives the run; without it, a detached container's leases are left alone
-        self.keep: Callable[[Rotation, Callable[[], None]], None] | None = None
+        self.keep: Callable[[str, Rotation, Callable[[], None]], None] | None = None
 
     def run(
         self,
@@ -115,9 +115,9 @@ class Engine:
                 admit(planned)
             launcher = redacting(runtime, spec, [*refs, *read[0]], [*secrets, *read[1]])
             current = [launcher.launch(spec, planned, stdio)]
-            _record_run(spec, current[0], refs, secrets, runtime.name)
             detached = spec.detach
-            try:
+            try:  # from here on, an interrupt (Ctrl-C before on_start) removes the command
+                _record_run(spec, current[0], refs, secrets, runtime.name)
                 log.debug("started %s with secrets %s", current[0].id, [r.name for r in refs])
                 if on_start is not None:
                     on_start(current[0])
@@ -135,7 +135,7 @@ class Engine:
                 actions = Actions(spec, relaunch)
                 if detached and kept is not None:
                     upkeep = self._upkeep(current[0], runtime.name, refs, secrets, read)
-                    kept(rotation, lambda: upkeep(rotation, actions))
+                    kept(current[0].id, rotation, lambda: upkeep(rotation, actions))
                     handed = True
                     return 0
                 return self._supervise(current, refs, secrets, rotation, actions)

@@ -33,9 +33,14 @@ def ps(app: AppContext, show_all: bool, quiet: bool, fmt: str) -> None:
     from ..runtime.oci.state import records
 
     now = time.time()
-    rows = [dict(run, kind="run") for run in _daemon_runs(app)]
+    daemon = _daemon_ps(app)
+    stale = daemon.get("kept", {})  # the detached containers the daemon keeps current
+    rows = [dict(run, kind="run") for run in daemon.get("runs", [])]
     rows += [dict(_summary(record, now), kind="container") for _, record in records(app.config)]
-    rows += [dict(row, kind="container") for row in labelled_containers(app.config.runtime_dir)]
+    rows += [
+        dict(row, kind="container", stale=stale.get(row["id"], {}))
+        for row in labelled_containers(app.config.runtime_dir)
+    ]
     rows = [r for r in rows if show_all or r["state"] != "exited"]
     if quiet:
         for row in rows:
@@ -49,21 +54,17 @@ def ps(app: AppContext, show_all: bool, quiet: bool, fmt: str) -> None:
         )
 
 
-def _daemon_runs(app: AppContext) -> list[dict[str, Any]]:
+def _daemon_ps(app: AppContext) -> dict[str, Any]:
     from .. import client
     from ..protocol import request
 
-    reply = client.call(app.config, request("ps"))
-    return list(reply["runs"]) if reply else []
+    return dict(client.call(app.config, request("ps")) or {})
 
 
 def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
     if row["kind"] == "run":
         command = " ".join(map(str, row["command"]))
         up = f"Up {int(now - row['started'])} seconds" if row["state"] == "running" else "Starting"
-        if row.get("stale"):
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(min(row["stale"].values())))
-            up += f", stale since {since}"
         secrets, image, user = ",".join(map(str, row["secrets"])), "(host)", row["user"]
     else:
         command, up, secrets, image, user = (
@@ -73,6 +74,9 @@ def _row(row: dict[str, Any], now: float) -> tuple[str, ...]:
             row["image"],
             "root",
         )
+    if row.get("stale"):
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(min(row["stale"].values())))
+        up += f", stale since {since}"
     shown = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
     return tuple(
         str(cell) for cell in (row["id"], row["name"] or "", image, shown, up, secrets, user)

@@ -67,18 +67,31 @@ def test_the_daemon_keeps_a_detached_container_until_it_is_removed(
     assert not os.path.exists(f"{runtime}/mounts") or os.listdir(f"{runtime}/mounts") == []
 
 
-def test_without_destroy_events_the_daemon_still_removes_the_mount(
+def test_a_detached_containers_failing_provider_shows_in_ps_and_its_mount_goes_with_it(
     world: World,
     daemon: Daemon,
     dockerd: Dockerd,  # noqa: F811
 ) -> None:
     """The default test daemon watches no engine (``engines = []``): the container's
-    upkeep notices it is gone, and so would ``secretd prune``."""
+    upkeep notices it is gone, and removes its mount (as ``secretd prune`` would)."""
     started = client(
-        world, "run", "-d", "--runtime", "docker", "--secret", "api_key", IMAGE, "sleep", "300"
-    )
+        world, "run", "-d", "--runtime", "docker", "--secret", "source=api_key,refresh=1s",
+        IMAGE, "sleep", "300",
+    )  # fmt: skip
     assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    source = world.root / "api_key.txt"
+    source.rename(world.root / "away.txt")
+
+    def row() -> str:
+        return next(
+            (line for line in client(world, "ps").stdout.splitlines() if cid[:12] in line), ""
+        )
+
+    wait_for(lambda: "stale since" in row(), "ps to show the container as stale", 15)
+    (world.root / "away.txt").rename(source)
+    wait_for(lambda: row() and "stale" not in row(), "the provider to recover", 15)
     runtime = str(world.runtime)
     assert len(mounts_under(runtime)) == 1
-    dockerd("rm", "-f", started.stdout.strip())
+    dockerd("rm", "-f", cid)
     wait_for(lambda: mounts_under(runtime) == [], "the daemon to remove the mount", 20)
