@@ -55,6 +55,9 @@ FUSE_HINT = "install FUSE: apt-get install fuse3 libfuse2 (and load the fuse mod
 NOTES_MODE = stat.S_IFREG | 0o600
 DIR_MODE = stat.S_IFDIR | 0o755
 _ACCESS_MODES = os.O_WRONLY | os.O_RDWR
+# what would change the tree: answered EROFS, as a read-only mount does
+READ_ONLY = ("mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "chmod",
+             "chown", "utimens")  # fmt: skip
 
 
 class _Args(ctypes.Structure):
@@ -381,11 +384,16 @@ class SecretsFS:
         ops = lib.py.fuse_operations()
         keep = []
         for name in ("getattr", "readdir", "open", "read", "release", "create", "write",
-                     "truncate", "ftruncate"):  # fmt: skip
-            callback = lib.prototypes[name](_guarded(getattr(self, name)))
+                     "truncate", "ftruncate", *READ_ONLY):  # fmt: skip
+            method = _read_only if name in READ_ONLY else _guarded(getattr(self, name))
+            callback = lib.prototypes[name](method)
             keep.append(callback)
             setattr(ops, name, callback)
         return ops, keep
+
+
+def _read_only(*args: Any) -> int:
+    return -errno.EROFS
 
 
 def _guarded(method: Callable[..., int]) -> Callable[..., int]:

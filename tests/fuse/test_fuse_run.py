@@ -3,6 +3,7 @@ regular files, max_reads, rotation at the next open, and bad input refused up fr
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -227,3 +228,35 @@ def test_prune_unmounts_what_a_killed_secretd_left(
     assert pruned.returncode == 0, pruned.stderr
     assert pruned.stdout == f"Removed secrets mounts:\n{Path(left).name}\n"
     assert fuse_mounts(clean_environ["runtime"]) == [] and not Path(left).exists()
+
+
+def test_no_change_to_a_secret_even_by_root_on_the_host_side(tmp_path: Path) -> None:
+    served = FuseMount.create(tmp_path / "rt", SecretMount((SecretFile("k", b"value"),), 0))
+    path = str(served.secrets_path / "k")
+    changes = {
+        "write": lambda: os.open(path, os.O_WRONLY),
+        "truncate": lambda: os.truncate(path, 0),
+        "unlink": lambda: os.unlink(path),
+        "rename": lambda: os.rename(path, path + ".2"),
+        "chmod": lambda: os.chmod(path, 0o666),
+        "chown": lambda: os.chown(path, 65534, 65534),
+        "utime": lambda: os.utime(path, (1, 1)),
+        "mkdir": lambda: os.mkdir(path + ".d"),
+        "symlink": lambda: os.symlink("/etc/shadow", path + ".l"),
+    }
+    try:
+        refused = {}
+        for name, change in changes.items():
+            with pytest.raises(OSError) as caught:
+                change()
+            refused[name] = caught.value.errno
+        assert refused == dict.fromkeys(changes, errno.EROFS)
+        with pytest.raises(PermissionError):  # a new file only at the root, the notes' place
+            os.open(str(served.secrets_path / "new"), os.O_CREAT | os.O_WRONLY, 0o600)
+        note = served.path / "owner.json"
+        note.write_text("{}")  # what an engine writes: the serving uid's
+        assert note.read_text() == "{}"
+        with open(path, "rb") as fh:
+            assert fh.read() == b"value"
+    finally:
+        served.remove()
