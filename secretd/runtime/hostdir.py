@@ -69,6 +69,7 @@ class HostRuntime:
             raise UsageError("no command given", "secretd run [OPTIONS] -- CMD [ARG...]")
         _check_supported(spec, mount.files)
         directory = SecretsDir.create(spec.secrets_dir)
+        process = None
         try:
             directory.write(mount.files)
             refs = [inside(ref, spec.secrets_dir) for ref in spec.secrets]
@@ -77,11 +78,14 @@ class HostRuntime:
             env[DIR_VARIABLE] = directory.path
             tty = stdio[0] if os.isatty(stdio[0]) and in_foreground(stdio[0]) else None
             process = _spawn(spec, env, stdio, tty)
-        except BaseException:
+            started = HostProcess(process, directory, tty)
+            log.debug("started %s without a sandbox; secrets in %s", process.pid, directory.path)
+        except BaseException:  # an interrupt too: the command ends, its files go
+            if process is not None:
+                _end_group(process)
             directory.remove()
             raise
-        log.debug("started %s without a sandbox; secrets in %s", process.pid, directory.path)
-        return HostProcess(process, directory, tty)
+        return started
 
 
 class SecretsDir:
@@ -338,18 +342,28 @@ class HostProcess:
         self._directory.write(files)
 
     def signal(self, signum: signal.Signals) -> None:
-        """To the command's process group, as tini relays a signal in the sandbox."""
+        """To the command's process group, as tini relays a signal in the sandbox; SIGCONT
+        follows SIGTERM and SIGHUP, as a shell's ``kill`` does, so that a stopped command
+        (Ctrl-Z, a read from a terminal it lost) ends instead of keeping the run waiting."""
         if self._process.returncode is None:
             try:
                 os.killpg(self.pid, signum)
+                if signum in (signal.SIGTERM, signal.SIGHUP):
+                    os.killpg(self.pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
 
     def remove(self) -> None:
         """Kill what is left of the command's process group, then remove the directory."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _end_group(self._process)
         self.wait()
         self._directory.remove()
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the command's process group (what it left running too), then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()

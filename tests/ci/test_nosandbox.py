@@ -279,3 +279,50 @@ def test_a_planted_secrets_dir_is_never_written_through(db: str, tmp_path: Path)
     finally:
         link.unlink()
         owned.rmdir()
+
+
+def test_a_stopped_command_still_ends_on_sigterm(db: str) -> None:
+    """A command stopped (Ctrl-Z, SIGTTIN) would keep a relayed SIGTERM pending forever;
+    SIGCONT follows it, as a shell's kill does for a stopped job."""
+    proc, directory = start(db, "sh", "-c", "'kill -STOP $$; sleep 60'")
+    time.sleep(0.5)  # stopped by now
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # and the command dies with it
+        proc.communicate()
+    assert proc.returncode == 143
+    assert not Path(directory).exists()
+
+
+@pytest.mark.parametrize("where", ["engine._record_run", "runtime.hostdir.HostProcess"])
+def test_an_interrupt_right_after_the_start_leaves_nothing(
+    db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
+    """Ctrl-C before the signal relay knows the command (SignalForwarder raises SystemExit
+    then) must still end the command and remove its directory, wherever it lands between
+    the start and the hand-over: in-process, an interrupt raised at ``where``."""
+    from secretd.config import load_config
+    from secretd.engine import Engine
+    from secretd.refs import parse_refs
+    from secretd.spec import RunSpec
+
+    marker, chosen = tmp_path / "still-running", SHM / f"secretd-test-{os.getpid()}-int"
+    existed: list[bool] = []
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        existed.append(chosen.is_dir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(f"secretd.{where}", interrupted)
+    spec = RunSpec(
+        command=("sh", "-c", f"sleep 2; touch {marker}"), secrets=parse_refs([db], {}, str(chosen)),
+        env=tuple(os.environ.items()), runtime="host", secrets_dir=str(chosen),
+    )  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        Engine(load_config()).run(spec, stdio=(0, 1, 2))
+    assert existed == [True]
+    assert not chosen.exists()
+    time.sleep(3)
+    assert not marker.exists()  # the command was ended, not left running
