@@ -141,7 +141,14 @@ class Swarm:
             import docker
             from docker.utils import kwargs_from_env
 
-            tls = kwargs_from_env(environment=self._environ).get("tls")
+            try:
+                tls = kwargs_from_env(environment=self._environ).get("tls")
+            except docker.errors.TLSParameterError:
+                cert_path = self._environ.get("DOCKER_CERT_PATH") or "~/.docker"
+                raise UsageError(
+                    f"DOCKER_TLS_VERIFY is set, and {cert_path} lacks cert.pem and key.pem",
+                    "point DOCKER_CERT_PATH at the directory holding ca.pem, cert.pem and key.pem",
+                ) from None
             if self.host.startswith(("tcp://", "http://")) and not tls:
                 raise UsageError(
                     f"refusing to send secret values to {self.host} without TLS",

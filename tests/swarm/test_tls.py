@@ -49,5 +49,10 @@ def test_push_to_a_manager_over_tls(
         refused = secretd("swarm", "push", "tok")
         assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
         assert "did not pass the TLS check" in refused.stderr
+
+        monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))
+        missing = secretd("swarm", "push", "tok")
+        assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
+        assert f"{tmp_path} lacks cert.pem and key.pem" in missing.stderr
     finally:
         local("swarm", "leave", "--force", check=False)
