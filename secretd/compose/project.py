@@ -28,7 +28,7 @@ import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import mount
 from ..broker import Broker
@@ -46,6 +46,9 @@ from ..spec import DEFAULT_SECRETS_DIR, RunSpec, Secret, SecretMount
 from . import reuse
 from .model import base_args, interpolation_environment, load
 from .plan import KINDS, Plan, Source, Use, in_service, make_plan
+
+if TYPE_CHECKING:
+    from ..runtime.engines.docker import DockerEngine
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +245,7 @@ def _build_secrets(services: Iterable[Mapping[str, Any]]) -> set[str]:
 
 
 def _binds(
-    engine: Any, image: str, body: Mapping[str, Any], host_mount: HostMount
+    engine: DockerEngine, image: str, body: Mapping[str, Any], host_mount: HostMount
 ) -> list[dict[str, Any]]:
     """Compose's long volume syntax for the tmpfs's parts; ``/run/secrets`` only when
     the service has a file there."""
@@ -282,7 +285,8 @@ def run_compose(project: Project, model: Mapping[str, Any], args: Sequence[str])
     terminal; SIGTERM, SIGHUP and SIGQUIT sent to secretd are passed on."""
     fd = os.memfd_create("secretd-compose-model", os.MFD_CLOEXEC)
     try:
-        os.write(fd, json.dumps(model).encode())
+        with open(fd, "wb", closefd=False) as fh:
+            fh.write(json.dumps(model).encode())
         argv = [*project.compose, "-f", f"/dev/fd/{fd}", "-p", str(model.get("name") or "")]
         argv += ["--project-directory", project.home()]
         argv += [arg for p in project.profiles for arg in ("--profile", p)]
@@ -331,7 +335,7 @@ def settle(mounted: Mounted, host: str) -> None:
         engine.close()
 
 
-def users_of(engine: Any, path: Path) -> list[str]:
+def users_of(engine: DockerEngine, path: Path) -> list[str]:
     """Ids of the containers (any state) bound to the tmpfs at ``path``."""
     with engine.errors():
         found = engine.client().containers(
