@@ -34,7 +34,8 @@ def compose(ctx: click.Context, /, files: tuple[str, ...], name: str | None, **o
 
     Docker Compose v2 reads the files and runs the containers; secretd resolves each
     service's secrets: and configs: first and binds them from a tmpfs, read-only, with
-    their uid, gid and mode. ps, logs and exec go to compose unchanged.
+    their uid, gid and mode. ps, logs, exec, start, stop and restart go to compose
+    unchanged.
     """
     ctx.meta[PROJECT] = (files, name, opts)
 
@@ -109,6 +110,9 @@ _launching("run", "Resolve and mount, then 'docker compose run' a one-off contai
 _passing("ps", "'docker compose ps'.")
 _passing("logs", "'docker compose logs'.")
 _passing("exec", "'docker compose exec'.")
+_passing("start", "'docker compose start' (the containers keep their binds).")
+_passing("stop", "'docker compose stop' (the tmpfs stays for a later start).")
+_passing("restart", "'docker compose restart'.")
 
 
 @compose.command("down", context_settings=PASSED)

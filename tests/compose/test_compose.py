@@ -115,6 +115,10 @@ def test_up_gives_swarm_layout_on_a_read_only_tmpfs_and_down_removes_it(project:
         (f"{project.name}-web-1", "db_pass,api_key,tok"), (f"{project.name}-worker-1", "tok"),
     }  # secretd ps shows compose's containers, with the names of their secrets
 
+    for command in (("stop", "-t", "0", "worker"), ("start", "worker")):  # the tmpfs stays
+        assert project.secretd(*command).returncode == 0
+    assert project.docker("exec", worker, "cat", "/run/secrets/tok") == made["tok"]
+
     down = project.secretd("down", "-t", "0")
     assert down.returncode == 0, down.stderr
     assert project.containers() == []
