@@ -15,7 +15,6 @@ interleaved; medians and ratios are printed. The issue's target: within 1.15x of
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -33,6 +32,7 @@ from _timing import SECRETD, Timer, command, environment, interleaved_samples, r
 
 from secretd.runtime.engines.endpoint import socket_answers  # noqa: E402
 from tests.support.daemons import IMAGE, import_busybox, podman_env, start_dockerd, stop  # noqa: E402
+from tests.support.waiting import free_port  # noqa: E402
 
 VALUE = b"bench-secret-value"
 
@@ -41,19 +41,6 @@ def interleaved(timers: Mapping[str, Timer], rounds: int, warmup: int = 2) -> di
     """Median seconds of each timer, taken in turn (A B C A B C ...)."""
     samples = interleaved_samples(timers, rounds, warmup)
     return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    """A loopback port nobody holds, below the ephemeral range (swarm's data path port
-    must be at most 49151)."""
-    for port in random.sample(range(20000, 32000), 200):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port between 20000 and 32000")
 
 
 def cli(env: Mapping[str, str], *args: str, stdin: bytes | None = None) -> str:
@@ -92,7 +79,7 @@ def swarm_service(env: Mapping[str, str], container: Sequence[str]) -> Iterator[
         init = subprocess.run(
             ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1",
              "--listen-addr", f"127.0.0.1:{free_port()}",
-             "--data-path-port", str(free_port(socket.SOCK_DGRAM))],
+             "--data-path-port", str(free_port(socket.SOCK_DGRAM, below=49152))],
             env=env, capture_output=True, check=False,
         )  # fmt: skip
         if init.returncode != 0:

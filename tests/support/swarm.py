@@ -19,7 +19,7 @@ import pytest
 from tests.support.dockerd import Dockerd
 from tests.support.waiting import free_port, wait_for
 
-__all__ = ["Swarm", "swarm"]
+__all__ = ["Swarm", "init_swarm", "swarm"]
 
 
 @dataclass
@@ -46,16 +46,22 @@ class Swarm:
         return found[0]
 
 
+def init_swarm(docker: Dockerd) -> None:
+    """``docker swarm init`` on loopback and on free ports (its control port, 2377 by
+    default, and VXLAN's 4789 may be taken by another swarm on this machine)."""
+    listen = f"127.0.0.1:{free_port()}"
+    docker(
+        "swarm", "init", "--advertise-addr", listen, "--listen-addr", listen,
+        "--data-path-port", str(free_port(socket.SOCK_DGRAM, below=49152)),
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def swarm(dockerd: Dockerd) -> Iterator[Swarm]:
     state = dockerd("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")
     made = state.split() != ["active", "true"]
     if made:
-        listen = f"127.0.0.1:{free_port()}"
-        dockerd(
-            "swarm", "init", "--advertise-addr", listen, "--listen-addr", listen,
-            "--data-path-port", str(free_port(socket.SOCK_DGRAM, below=49152)),
-        )  # fmt: skip
+        init_swarm(dockerd)
     try:
         yield Swarm(dockerd)
     finally:

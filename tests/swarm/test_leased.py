@@ -4,32 +4,26 @@ certificate with a lease)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Runner
 from tests.support.swarm import Swarm
-from tests.vault.servers import ROOT_TOKEN, BaoServer, leases, prepare, start_bao
+from tests.vault.conftest import openbao  # noqa: F401 - fixture
+from tests.vault.servers import ROOT_TOKEN, BaoServer, leases
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.vault]
 
 
-@pytest.fixture
-def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
-    server = start_bao(tmp_path_factory.mktemp("openbao"))
-    try:
-        prepare(server)
-        yield server
-    finally:
-        server.stop()
-
-
 def test_a_leased_secret_is_refused_and_its_lease_revoked(
-    secretd: Runner, swarm: Swarm, bao: BaoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    secretd: Runner,
+    swarm: Swarm,
+    openbao: BaoServer,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("VAULT_ADDR", bao.address)
+    monkeypatch.setenv("VAULT_ADDR", openbao.address)
     monkeypatch.setenv("VAULT_TOKEN", ROOT_TOKEN)
     ref = "tls=vault:pki/issue/web?common_name=a.example.com&ttl=1h#certificate"
     for args in (("push", ref), ("push", ref, "--dry-run")):
@@ -37,6 +31,6 @@ def test_a_leased_secret_is_refused_and_its_lease_revoked(
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "'tls' is leased" in done.stderr
         assert "BEGIN" not in done.stdout + done.stderr
-    assert leases(bao, "pki/issue/web/") == set()
+    assert leases(openbao, "pki/issue/web/") == set()
     listed = swarm.docker("secret", "ls", "--filter", "label=io.secretd.source=tls", "-q")
     assert listed == ""

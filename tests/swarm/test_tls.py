@@ -5,14 +5,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Runner
 from tests.support.engines import Bind
-from tests.support.waiting import free_port
+from tests.support.swarm import init_swarm
 from tests.swarm.conftest import Remote
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
@@ -24,11 +23,7 @@ def test_push_to_a_manager_over_tls(
     """Values reach it over mutual TLS, checked against the swarm's own CA even where
     REQUESTS_CA_BUNDLE names another (requests would let that one win)."""
     local = remote.docker
-    listen = f"127.0.0.1:{free_port()}"
-    local(
-        "swarm", "init", "--advertise-addr", listen, "--listen-addr", listen,
-        "--data-path-port", str(free_port(socket.SOCK_DGRAM, below=49152)),
-    )  # fmt: skip
+    init_swarm(local)
     try:
         values = bound("tok")
         monkeypatch.setenv("DOCKER_HOST", remote.tcp)
