@@ -46,7 +46,7 @@ from ..errors import (
 from ..mount.tmpfs import fill, layout, uses_configs
 from ..spec import DEFAULT_SECRETS_DIR, Container, RunSpec, SecretFile, SecretMount, Stdio
 from ..users import resolve_user
-from . import terminal
+from . import spawn, terminal
 from .nsinit import Plan, child
 from .process import kill_and_reap
 
@@ -229,12 +229,16 @@ class SandboxRuntime:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Each message then says which process sent it: the init's pid, in our namespace.
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            ours.close()
-            child(plan, theirs)
+        helper = spawn.helper()
+        if helper is not None:  # the compiled set-up: no fork of this process
+            pid = spawn.start(helper, plan, theirs)
+        else:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                ours.close()
+                child(plan, theirs)
         theirs.close()
         with ours:
             try:
