@@ -39,6 +39,7 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,10 @@ NOTES_MODE = stat.S_IFREG | 0o600
 DIR_MODE = stat.S_IFDIR | 0o755
 _ACCESS_MODES = os.O_WRONLY | os.O_RDWR
 # what would change the tree: answered EROFS, as a read-only mount does
-READ_ONLY = ("mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "chmod",
-             "chown", "utimens")  # fmt: skip
+READ_ONLY = ("mknod", "mkdir", "unlink", "rmdir", "symlink", "link", "chmod", "chown",
+             "utimens")  # fmt: skip
+RETIRED = b"/..set-"  # a replaced set's hidden name (no target starts with "..")
+RETIRED_FOR = 60.0  # seconds a replaced set stays readable through an old handle
 
 
 class _Args(ctypes.Structure):
@@ -206,6 +209,11 @@ class SecretsFS:
         self._next_handle = itertools.count(1)
         self._reads: dict[bytes, int] = {}  # opens so far of files with max_reads
         self._lock = threading.Lock()
+        self._updating = threading.Lock()  # one update at a time
+        self.root: Path | None = None  # where it is mounted, once it is
+        self._serial = itertools.count(1)
+        self._staged: tuple[bytes, bytes, dict[bytes, _Node]] | None = None
+        self._retired: list[tuple[float, bytes]] = []  # (when, path) of replaced sets
         self.placed: Layout = layout(files, secrets_dir)
         self.nodes: dict[bytes, _Node] = self._build({}, files, self.placed, root=True)
         self._stat_size = ctypes.sizeof(_stat_type())
@@ -271,10 +279,61 @@ class SecretsFS:
 
     def update(self, files: Sequence[SecretFile]) -> None:
         """Rotate: the next open of each file reads its new value (one assignment, so a
-        lookup sees the whole old tree or the whole new one)."""
+        lookup sees the whole old tree or the whole new one). A set (a tree secret's
+        directory) is first moved aside through the kernel, as the tmpfs's exchange does,
+        so a reader holding the old directory keeps reading the old set whole."""
         placed = layout(files, self.secrets_dir)
+        with self._updating:
+            self._forget_retired()
+            by_group: dict[str | None, list[int]] = {}
+            for index, file in enumerate(placed.files):
+                by_group.setdefault(file.group, []).append(index)
+            for group, indexes in by_group.items():
+                part = [files[i] for i in indexes]
+                layout_part = Layout(tuple(placed.files[i] for i in indexes))
+                if group is None or not self._move_aside(group.encode(), part, layout_part):
+                    with self._lock:
+                        self.nodes = self._build(self.nodes, part, layout_part)
+
+    def _move_aside(self, group: bytes, files: list[SecretFile], placed: Layout) -> bool:
+        """Swap in a set's new files while the kernel renames its old directory to a
+        hidden ``..set-N`` name (``rename`` below makes the swap when asked): a directory
+        handle, a working directory, follows the old set there. False when there is no
+        old set to move (or no mount yet)."""
+        old = b"/" + group
         with self._lock:
-            self.nodes = self._build(self.nodes, files, placed)
+            if self.root is None or old not in self.nodes:
+                return False
+            retired = old.rpartition(b"/")[0] + RETIRED + str(next(self._serial)).encode()
+            stage = dict(self.nodes)
+            for path in [p for p in stage if p == old or p.startswith(old + b"/")]:
+                stage[retired + path[len(old) :]] = stage[path]
+                if path in self._reads:  # max_reads= counts follow the old files
+                    self._reads[retired + path[len(old) :]] = self._reads[path]
+            self._staged = (old, retired, self._build(stage, files, placed))
+        try:
+            os.rename(self.root / old[1:].decode(), self.root / retired[1:].decode())
+        except OSError as exc:  # the swap still happens, without the move
+            log.debug("cannot move a replaced set aside: %s", exc.strerror)
+        with self._lock:
+            if self._staged is not None:  # the kernel never asked
+                self.nodes, self._staged = self._staged[2], None
+            self._retired.append((time.monotonic(), retired))
+        return True
+
+    def _forget_retired(self) -> None:
+        """Drop the sets replaced more than ``RETIRED_FOR`` seconds ago."""
+        cutoff = time.monotonic() - RETIRED_FOR
+        gone = [path for when, path in self._retired if when < cutoff]
+        if gone:
+            with self._lock:
+                self._retired = [(w, p) for w, p in self._retired if w >= cutoff]
+                self.nodes = {
+                    path: node
+                    for path, node in self.nodes.items()
+                    if not any(path == g or path.startswith(g + b"/") for g in gone)
+                }
+                self._reads = {p: n for p, n in self._reads.items() if p in self.nodes}
 
     # -- operations (each returns 0 or -errno) -----------------------------------------
 
@@ -341,6 +400,15 @@ class SecretsFS:
         self._handles.pop(info.contents.fh, None)
         return 0
 
+    def rename(self, old: bytes, new: bytes) -> int:
+        """Only the move ``_move_aside`` asked for: it swaps the trees as the kernel
+        moves the directory. Any other rename is refused, as on a read-only mount."""
+        with self._lock:
+            if self._staged is None or self._staged[:2] != (old, new):
+                return -errno.EROFS
+            self.nodes, self._staged = self._staged[2], None
+        return 0
+
     # -- notes: root-level files of the serving uid (an engine's owner.json) -----------
 
     def create(self, path: bytes, mode: int, info: Any) -> int:
@@ -384,7 +452,7 @@ class SecretsFS:
         ops = lib.py.fuse_operations()
         keep = []
         for name in ("getattr", "readdir", "open", "read", "release", "create", "write",
-                     "truncate", "ftruncate", *READ_ONLY):  # fmt: skip
+                     "truncate", "ftruncate", "rename", *READ_ONLY):  # fmt: skip
             method = _read_only if name in READ_ONLY else _guarded(getattr(self, name))
             callback = lib.prototypes[name](method)
             keep.append(callback)
@@ -483,6 +551,7 @@ class FuseMount(HostMount):
             _serving.add(self)  # libfuse calls into self.fs until the loop ends
         self._thread.start()
         self.device = os.stat(self.path).st_dev
+        self.fs.root = self.path
 
     def _serve(self, fuse: int) -> None:
         """The thread: serve until unmounted (``ENODEV`` ends the loop)."""

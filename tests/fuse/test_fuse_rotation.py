@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,6 @@ def test_secret_rotate_is_read_at_the_next_open(
         rotated = secretd("secret", "rotate", "api_key", "-", input="a-new-value-0002")
         assert rotated.returncode == 0, rotated.stderr
         deadline = 15.0
-        import time
-
         start = time.monotonic()
         while not (seen.exists() and seen.read_text().startswith("a-new-value-0002")):
             assert time.monotonic() - start < deadline, seen.read_text()
@@ -63,3 +62,56 @@ def test_a_tree_secret_is_replaced_whole(tmp_path: Path) -> None:
         assert "'chain'" in shown.stdout and "'key'" not in shown.stdout
     finally:
         served.remove()
+
+
+PAIR_READER = """
+import os, sys, time
+base, out, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+reads, end = [], time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        reads.append("gone")
+        continue
+    try:
+        parts = []
+        for name in ("cert", "key"):
+            f = os.open(name, os.O_RDONLY, dir_fd=fd)
+            parts.append(os.read(f, 100).decode())
+            os.close(f)
+            time.sleep(0.0005)  # a server loading its pair does more between the two
+        reads.append(" ".join(parts))
+    finally:
+        os.close(fd)
+open(out, "w").write("\\n".join(reads))
+"""
+
+
+def test_a_set_read_through_one_directory_handle_is_never_torn(tmp_path: Path) -> None:
+    """As on the tmpfs: the replaced set lives on for a handle opened before the swap."""
+
+    def pair(version: int) -> tuple[SecretFile, ...]:
+        return tuple(
+            SecretFile(f"tls/{name}", f"{name}-{version:04d}".encode(), group="tls")
+            for name in ("cert", "key")
+        )
+
+    served = FuseMount.create(tmp_path / "rt", SecretMount(pair(0), 0))
+    out = tmp_path / "reads"
+    try:
+        reader = subprocess.Popen(
+            [sys.executable, "-c", PAIR_READER, str(served.secrets_path / "tls"), str(out), "4"]
+        )
+        version = 0
+        while reader.poll() is None:
+            version += 1
+            served.update(pair(version))
+            time.sleep(0.01)
+        assert reader.returncode == 0
+    finally:
+        served.remove()
+    reads = out.read_text().splitlines()
+    torn = [r for r in reads if r == "gone" or r.split()[0][-4:] != r.split()[1][-4:]]
+    assert len(reads) > 200 and version > 50, (len(reads), version)
+    assert torn == [], f"{len(torn)} of {len(reads)} reads torn or missing: {torn[:3]}"
