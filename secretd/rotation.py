@@ -6,9 +6,9 @@ only a new version is fetched, and only new **content** replaces files: a provid
 bumps a version number for the same value causes no write and no action. Secrets due
 within ``BATCH`` seconds of each other are checked together, and everything that changed
 in one check is written in one ``update()`` followed by one action, so a rotation that
-touches several secrets restarts a command once, not once per secret. A change found
-waits ``SETTLE`` seconds, then every polled secret is checked again: a rotation written
-as several steps (one secret after another, or one twice) still makes one batch.
+touches several secrets restarts a command once, not once per secret. A change a poll
+found waits ``SETTLE`` seconds, then every polled secret is checked again: a rotation
+written as several steps (one secret after another, or one twice) still makes one batch.
 
 A check that fails keeps the last good files, is logged once (the secret's name and the
 error, never a value) and is retried with a doubling backoff capped at ``MAX_BACKOFF``
@@ -198,18 +198,19 @@ class Rotation:
 
     def poll(self) -> list[int]:
         """Check what is due or requested; the indices of secrets whose content changed
-        (``self.secrets`` already holds the new ones)."""
+        (``self.secrets`` already holds the new ones). A change a poll found settles first;
+        one a request named (``secretd secret rotate``: the rotation is done) does not."""
         now = self._clock()
         with self._lock:
             requested, self._requested = self._requested, set()
+        asked = {w.index for w in self._watched if _keys(self.refs[w.index]) & requested}
         batch = [
             w
             for w in self._watched
-            if (w.next_at is not None and w.next_at <= now + BATCH)
-            or _keys(self.refs[w.index]) & requested
+            if (w.next_at is not None and w.next_at <= now + BATCH) or w.index in asked
         ]
         changed = {w.index for w in batch if self._check(w, now)}
-        if changed:
+        if changed - asked:
             self._pause(SETTLE)
             now = self._clock()
             again = [w for w in self._watched if w.interval or w.index in changed]

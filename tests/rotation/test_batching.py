@@ -96,3 +96,13 @@ def test_a_request_checks_a_secret_without_an_interval() -> None:
     assert watched.request({"nope"}) is False
     assert watched.request({"api"}) is True
     assert watched.poll() == [0]
+
+
+def test_a_requested_change_is_applied_without_settling() -> None:
+    provider = Provider({"api": b"v1"})
+    pauses: list[float] = []
+    watched, now = rotation(provider, pause=pauses.append)
+    provider.write("api", b"v2")
+    assert watched.request({"api"})
+    assert watched.poll() == [0]
+    assert pauses == []  # secretd secret rotate: the rotation is already whole
