@@ -107,3 +107,11 @@ def test_rotation_flags_the_daemon_refuses(world: World, daemon: Daemon) -> None
                   "--", "true", user=65534)  # fmt: skip
     assert done.returncode != 0
     assert "--on-change exec: would run its command as the daemon's user" in done.stderr
+
+
+def test_notify_is_for_names_the_callers_policy_grants(world: World, daemon: Daemon) -> None:
+    refused = client(world, "secret", "rotate", "--notify", "db_password", user=65534)
+    assert refused.returncode != 0
+    assert "db_password" in refused.stderr and refused.stdout == ""
+    allowed = client(world, "secret", "rotate", "--notify", "api_key", user=65534)
+    assert (allowed.returncode, allowed.stdout) == (0, "api_key: 0 runs notified\n")

@@ -73,3 +73,12 @@ def test_refresh_with_detach_and_no_daemon_says_to_start_one(secretd: Secretd) -
         "container's files current after this command returns: start it with "
         "'secretd daemon', or drop --refresh\n"
     )
+
+
+def test_notify_without_a_daemon_says_to_start_one(secretd: Secretd) -> None:
+    done = secretd("secret", "rotate", "--notify", "api_key")
+    assert (done.returncode, done.stderr) == (
+        2,
+        "secretd: no secretd daemon answers, so no run is waiting to be told: start it with "
+        "'secretd daemon'; runs with --refresh see new versions themselves\n",
+    )
