@@ -260,3 +260,22 @@ def test_no_change_to_a_secret_even_by_root_on_the_host_side(tmp_path: Path) -> 
             assert fh.read() == b"value"
     finally:
         served.remove()
+
+
+def test_large_binary_and_empty_values_read_back_exactly(tmp_path: Path) -> None:
+    big = os.urandom(1 << 20) + b"\0\xff"
+    files = (SecretFile("big", big), SecretFile("empty", b""))
+    served = FuseMount.create(tmp_path / "rt", SecretMount(files, 0))
+    try:
+        probe = (
+            "import os, sys; d = sys.argv[1];"
+            "sys.stdout.buffer.write(open(d + '/big', 'rb').read());"
+            "assert open(d + '/empty', 'rb').read() == b'' and os.stat(d + '/empty').st_size == 0"
+        )
+        read = subprocess.run(
+            [sys.executable, "-c", probe, str(served.secrets_path)], capture_output=True, check=True
+        )
+        assert read.stdout == big
+        assert os.stat(served.secrets_path / "big").st_size == len(big)
+    finally:
+        served.remove()
