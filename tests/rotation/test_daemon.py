@@ -115,3 +115,18 @@ def test_notify_is_for_names_the_callers_policy_grants(world: World, daemon: Dae
     assert "db_password" in refused.stderr and refused.stdout == ""
     allowed = client(world, "secret", "rotate", "--notify", "api_key", user=65534)
     assert (allowed.returncode, allowed.stdout) == (0, "api_key: 0 runs notified\n")
+
+
+def test_restart_through_the_daemon_starts_the_command_again_once(
+    world: World, daemon: Daemon, runs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    assert client(world, "secret", "create", "api_token", "-", input="restart-1").returncode == 0
+    follower = Follower(tmp_path / "seen.log")
+    script = reporter(follower.log, "/run/secrets/api_token")
+    start(world, runs, "--on-change", "restart", "--secret", "api_token", "--", "sh", "-c", script)
+    follower.wait_value("restart-1")
+    assert client(world, "secret", "rotate", "api_token", "-", input="restart-2").returncode == 0
+    follower.wait_value("restart-2", timeout=10)
+    settle(1)
+    assert follower.lines().count("start") == 2
+    assert len(client(world, "ps", "-q").stdout.split()) == 1  # one run, its command anew
