@@ -10,7 +10,9 @@ filesystem, not even a tmpfs. Runtimes bind its parts exactly as they bind the t
   ``allow_other`` (root only) lets the container's users in at all.
 - Every open gets ``direct_io``: reads go to this process, so no value sits in the page
   cache, and a rotated value (``update``) is what the next open reads. An open file keeps
-  the value it opened (a reader never sees a mix of two versions).
+  the value it opened (a reader never sees a mix of two versions). A replaced set (a
+  tree secret's directory) is first renamed aside through the kernel, so a directory
+  handle opened before reads the old set whole, as the tmpfs's exchange gives.
 - Regular files: ``stat`` gives the value's size; reads at any offset (``pread``).
 - ``max_reads=N``: after N opens of a file, the next open fails with ``EACCES`` (the file
   is still listed, and ``stat`` still works); a rotation starts the count again.
