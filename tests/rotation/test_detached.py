@@ -1,15 +1,20 @@
-"""A detached Docker container started through the daemon: the daemon rotates its files
-(``--refresh``, ``secretd secret rotate``), keeps its leased certificate alive while it
-lives, and once ``docker rm -f`` removes it, revokes the lease and removes the mount
-(the destroy event)."""
+"""Docker containers through the daemon. ``secretd secret rotate`` reaches a running
+container; a detached one is kept by the daemon: its files rotated (``--refresh``,
+``secretd secret rotate``), its leased certificate kept alive while it lives, and once
+``docker rm -f`` removes it, the lease revoked and the mount removed (the destroy event,
+or the daemon's own check)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.daemon.conftest import Daemon, World, client
+from tests.rotation.conftest import Follower, reporter
 from tests.support.dockerd import IMAGE, Dockerd, docker_env, dockerd  # noqa: F401 - fixtures
 from tests.support.waiting import wait_for
 from tests.vault.conftest import unique  # noqa: F401 - fixture
@@ -95,3 +100,31 @@ def test_a_detached_containers_failing_provider_shows_in_ps_and_its_mount_goes_w
     assert len(mounts_under(runtime)) == 1
     dockerd("rm", "-f", cid)
     wait_for(lambda: mounts_under(runtime) == [], "the daemon to remove the mount", 20)
+
+
+def test_secret_rotate_reaches_a_running_docker_container(
+    world: World,
+    daemon: Daemon,
+    dockerd: Dockerd,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The issue's Done-when, through the daemon: a foreground container, no refresh."""
+    assert client(world, "secret", "create", "api_key2", "-", input="ctr-1").returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    follower = Follower(out / "seen.log")
+    script = reporter(Path("/out/seen.log"), "/run/secrets/api_key2")
+    argv = ["run", "--runtime", "docker", "--rm", "-v", f"{out}:/out", "--secret", "api_key2"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "secretd", *argv, IMAGE, "sh", "-c", script],
+        cwd=world.root, env=world.env(SECRETD_HOST=world.host), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        follower.wait_value("ctr-1", timeout=60)
+        rotated = client(world, "secret", "rotate", "api_key2", "-", input="ctr-2")
+        assert rotated.returncode == 0, rotated.stderr
+        follower.wait_value("ctr-2", timeout=5)
+    finally:
+        run.terminate()
+        run.communicate(timeout=60)
