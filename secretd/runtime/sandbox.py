@@ -23,7 +23,6 @@ import array
 import dataclasses
 import logging
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -46,7 +45,7 @@ from ..errors import (
 from ..mount.tmpfs import fill, layout, uses_configs
 from ..spec import DEFAULT_SECRETS_DIR, Container, RunSpec, SecretFile, SecretMount, Stdio
 from ..users import resolve_user
-from . import spawn, terminal
+from . import spawn, terminal, which
 from .nsinit import Plan, child
 from .process import kill_and_reap
 
@@ -274,7 +273,7 @@ def find_init() -> str:
         LaunchError: it is not installed.
     """
     for name in INITS:
-        path = shutil.which(name)
+        path = which(name)
         if path:
             return os.path.abspath(path)
     raise LaunchError(
