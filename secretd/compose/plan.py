@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SecretdError, UsageError
@@ -54,7 +54,7 @@ class Source:
     name: str  # the compose key
     ref: SecretRef  # target, uid, gid, mode unset here: each use sets its own
     origin: str  # "file", "environment", "content", "external", "x-secretd"
-    content: bytes | None = None
+    content: bytes | None = field(default=None, repr=False)
 
     @property
     def shown(self) -> str:
