@@ -7,6 +7,7 @@ The machine is shared and noisy, so peers are measured in the same run, alternat
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,9 +47,40 @@ def time_once(argv: Sequence[str], env: Mapping[str, str] | None = None) -> floa
     return elapsed
 
 
-def command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Timer:
-    """A timer that runs ``argv`` once and returns its wall seconds."""
-    return lambda: time_once(argv, env)
+class Command:
+    """A timer that runs ``argv`` once and returns its wall seconds, and keeps the CPU
+    seconds each run took (its processes', and the daemon's when given its pid). Wall
+    time grows with the load of a shared machine; CPU time barely does."""
+
+    def __init__(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, daemon: int | None = None
+    ) -> None:
+        self.argv, self.env, self.daemon = list(argv), env, daemon
+        self.cpu: list[float] = []
+
+    def __call__(self) -> float:
+        before = cpu_seconds(self.daemon)
+        elapsed = time_once(self.argv, self.env)
+        self.cpu.append(cpu_seconds(self.daemon) - before)
+        return elapsed
+
+
+def cpu_seconds(daemon: int | None = None) -> float:
+    """CPU seconds of this process's waited-for children, plus the daemon's so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = used.ru_utime + used.ru_stime
+    if daemon is not None:
+        with open(f"/proc/{daemon}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def command(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, daemon: int | None = None
+) -> Command:
+    """A timer that runs ``argv`` once and returns its wall seconds (see Command)."""
+    return Command(argv, env, daemon)
 
 
 def interleaved_samples(

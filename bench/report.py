@@ -31,7 +31,14 @@ from tempfile import TemporaryDirectory
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(BENCH), str(ROOT)]
-from _timing import SECRETD, Timer, command, environment, interleaved_samples  # noqa: E402
+from _timing import (  # noqa: E402
+    SECRETD,
+    Command,
+    Timer,
+    command,
+    environment,
+    interleaved_samples,
+)
 from daemon import rss_kib, throughput  # noqa: E402
 from run_docker import VALUE, cli, docker_engine, secretd_daemon, swarm_service  # noqa: E402
 from run_image import bare_runc  # noqa: E402
@@ -73,7 +80,7 @@ def host_entries(env: Mapping[str, str], daemon: int | None) -> list[Entry]:
     in_process = command([*run, "--no-daemon", "--", "true"], env)
     entries = [Entry("secretd run -- true", HOST, in_process, secretd=True, peer=peer)]
     if daemon:
-        through = command([*run, "--", "true"], env)
+        through = command([*run, "--", "true"], env, daemon)
         entries.append(Entry("secretd run -- true (daemon)", HOST, through, True, peer))
     # The sandbox's own namespaces without secretd: a PID namespace with tini as PID 1.
     tini = ["unshare", "-m", "-p", "-f", "--mount-proc", "tini", "--", "true"]
@@ -211,13 +218,21 @@ def chart(results: list[Result], path: Path, title: str) -> None:
 TARGETS = {"secretd run -- true (daemon)": 15, "secretd run -- true": 60}
 
 
-def overheads(results: list[Result]) -> list[str]:
-    """One line per host run with a target: its median over `unshare -m true`'s."""
+def overheads(results: list[Result], warmup: int = 2) -> list[str]:
+    """One line per host run with a target: its median over `unshare -m true`'s, and its
+    mean CPU time (its processes' and the daemon's) over `unshare`'s, which a loaded
+    machine changes far less."""
     medians = {r.entry.name: r.median for r in results}
-    base = medians["unshare -m true"]
+    cpu = {
+        r.entry.name: statistics.mean(r.entry.timer.cpu[warmup:])
+        for r in results
+        if isinstance(r.entry.timer, Command)
+    }
+    base, base_cpu = medians["unshare -m true"], cpu["unshare -m true"]
     return [
         f"- `{name}`: {(medians[name] - base) * 1000:+.1f} ms over `unshare -m true` "
-        f"(target: within {target} ms)"
+        f"(target: within {target} ms); CPU {cpu[name] * 1000:.1f} ms a run, "
+        f"{(cpu[name] - base_cpu) * 1000:+.1f} ms over `unshare`'s"
         for name, target in TARGETS.items()
         if name in medians
     ]
@@ -262,7 +277,9 @@ def markdown(
         "`secretd daemon`, started as users start it: the `secretd` script that",
         "`tools/setup-host.sh` writes (`python -IS`, the thin client `secretd/thin.py`, which",
         "forwards the command line); the others run secretd in-process (`--no-daemon`).",
-        "`python3 -IS -c pass` is the interpreter's own start, the floor of both.",
+        "`python3 -IS -c pass` is the interpreter's own start, the floor of both. The CPU",
+        "figures above are the mean CPU time of a run's processes (through the daemon, plus",
+        "the daemon's own): on a busy shared machine they move far less than wall time.",
         "",
         "## secretd daemon under load",
         "",
