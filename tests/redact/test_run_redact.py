@@ -259,3 +259,17 @@ def test_a_non_blocking_stdout_that_fills_up_loses_nothing(token: None) -> None:
         out = reader.read()
     _, err = proc.communicate(timeout=60)
     assert (proc.returncode, out == bytes(size) + b"[MASKED]") == (0, True), err
+
+
+def test_a_secret_at_the_size_limit_is_masked_without_delay(
+    secretd: Runner, token: None, tmp_path: Path
+) -> None:
+    """500 KiB of one byte: the automaton the library would pick for it took minutes."""
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (500 * 1024 - 1))
+    big.chmod(0o644)
+    result = run(
+        secretd, "--redact", "--secret", f"v=file:{big}", "--", "sh", "-c",
+        "wc -c < /run/secrets/v; cat /run/secrets/v; echo",
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"511999\n[MASKED]\n", b"")
