@@ -220,13 +220,19 @@ def _run(sock: _Socket, args: list[str]) -> int | None:
         if reply is None:
             return _fail(GONE.format(when="before the command ended"), 125)
         event = reply.get("event")
-        if event == "fallback":
+        if event == "fallback" or _older(reply):
             relay.restore()
             return None
         if event == "started":
             relay.started = True
             continue
         return _outcome(reply)
+
+
+def _older(reply: dict[str, Any]) -> bool:
+    """A daemon of an earlier release, which has no ``argv`` request: the full CLI sends
+    it a ``run`` request instead."""
+    return reply.get("ok") is False and str(reply.get("error")).startswith("unknown request 'argv'")
 
 
 def _outcome(reply: dict[str, Any]) -> int:

@@ -150,3 +150,34 @@ def test_no_byte_to_a_socket_someone_else_controls(fast: Fast, tmp_path) -> None
         full.returncode, full.stdout, full.stderr,
     )  # fmt: skip
     assert f"ignored the daemon socket {planted}/secretd.sock" in thin.stderr
+
+
+def test_a_daemon_without_argv_gets_the_full_clis_run_request(fast: Fast, tmp_path) -> None:
+    """A daemon of an earlier release refuses ``argv`` as unknown: the thin client hands
+    over to the full CLI, whose ``run`` request that daemon serves (here: exit 7)."""
+    import threading
+
+    ops: list[str] = []
+
+    def serve(listener: socket.socket) -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with protocol.Channel(conn) as chan:
+                message, fds = chan.receive(10, max_fds=3)
+                for fd in fds:
+                    os.close(fd)
+                ops.append(message["op"])
+                if message["op"] == "argv":
+                    error = "unknown request 'argv': known: ping, version, run"
+                    chan.send({"ok": False, "error": error, "kind": "SecretdError"})
+                else:
+                    chan.send({"event": "exit", "status": 7})
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "secretd.sock"))
+        listener.listen()
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        done = fast.thin("run", "--", "true", extra_env={"SECRETD_RUNTIME_DIR": str(tmp_path)})
+        server.join(10)
+    assert (done.returncode, done.stderr, ops) == (7, "", ["argv", "run"])
