@@ -9,6 +9,10 @@ imports nothing, logs nothing and allocates little; each step is a system call t
 The forked helper enters the mount (and user) namespaces and clones the init into a new
 PID namespace as secretd's own child, then leaves. The init mounts ``/proc`` and the
 secrets, drops privileges and execs tini with the command.
+
+``spawn.c`` does the same steps, with the same failure lines, where it is built (it is
+what runs then: ``spawn.py``); a change here needs the same change there, and
+``tests/fastpath/test_spawn.py`` compares the two.
 """
 
 from __future__ import annotations
