@@ -108,8 +108,7 @@ def _may_forward(args: list[str], environ: Any) -> bool:
         return False
     if any(environ.get(name) for name in OWN_SETTINGS):
         return False
-    home = environ.get("HOME") or "/"
-    user = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    user = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     configs = (os.path.join(user, "secretd", "config.toml"), PROJECT_CONFIG)
     return not any(os.path.lexists(path) for path in configs)
 
