@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,18 @@ def base_args(
 
 
 def run_compose(
-    compose: Sequence[str], args: Sequence[str], environ: Mapping[str, str] | None = None
+    compose: Sequence[str],
+    args: Sequence[str],
+    environ: Mapping[str, str] | None = None,
+    relay: bool = False,
 ) -> str:
-    """Run one compose command that prints something; its stdout.
+    """Run one compose command that prints something; its stdout. With ``relay``, what
+    compose says on stderr (its warnings: a variable not set, an obsolete key) is passed
+    on to ours, as running compose itself would show it.
 
     Raises:
-        ComposeError: it failed (with compose's own first line: names and paths, since
+        ComposeError: it cannot be run.
+        UsageError: it refused the project (its own last line: names and paths, since
             compose quotes the files it reads, never a secret value it resolved).
     """
     env = dict(os.environ if environ is None else environ)
@@ -150,6 +157,8 @@ def run_compose(
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         why = lines[-1] if lines else f"exit status {done.returncode}"
         raise UsageError(f"docker compose cannot read the project: {why}", _hint(why))
+    if relay and done.stderr:
+        sys.stderr.write(done.stderr)
     return done.stdout
 
 
@@ -202,7 +211,9 @@ def load(
         )
     compose = list(compose) if compose is not None else find_compose(environ)
     base = base_args(files, project, project_dir, extra)
-    model = json.loads(run_compose(compose, [*base, "config", "--format", "json"], environ))
+    model = json.loads(
+        run_compose(compose, [*base, "config", "--format", "json"], environ, relay=True)
+    )
     if not isinstance(model, dict):
         raise ComposeError("docker compose printed no model")
     extensions = _extensions(run_compose(compose, [*base, "config", "--format", "yaml"], environ))

@@ -317,3 +317,10 @@ def test_up_again_keeps_an_unchanged_service_and_gives_a_changed_one_its_new_val
     assert project.docker("exec", container(project, "app"), "cat", "/run/secrets/tok") == "second"
     after = set((project.runtime / "mounts").iterdir())
     assert len(after) == 1 and not after & before
+
+
+def test_compose_s_own_warnings_reach_the_user(project: Project) -> None:
+    project.write(f"services:\n  web:\n    image: {IMAGE}\n    command: [echo, '${{SD_UNSET}}']\n")
+    shown = project.secretd("config")
+    assert shown.returncode == 0, shown.stderr
+    assert 'The \\"SD_UNSET\\" variable is not set' in shown.stderr, shown.stderr
