@@ -34,6 +34,15 @@ MIN_LENGTH = 8
 """Values (and lines of values) shorter than this are not redacted: masking every ``true``
 or ``8080`` in a log would hide more than it protects, and a short value is guessable."""
 
+MAX_LENGTH = 64 * 1024
+MAX_TOTAL = 256 * 1024
+"""A value longer than ``MAX_LENGTH``, or one that would take the values given every form
+past ``MAX_TOTAL`` bytes, is masked by its lines (of ``MIN_LENGTH`` to ``MAX_LENGTH``
+bytes) only: a value's forms come to about ten times its size in patterns, and for the
+500 KiB secrets a run may hold the automaton took seconds and a hundred megabytes in the
+daemon, per run (building it takes about 3 s per MiB of values here). Tokens, keys,
+certificate chains and credential files are well under."""
+
 REPLACEMENT = b"[MASKED]"
 
 # A DFA matches fastest (about 1.25x a contiguous NFA here) but takes (states x byte
@@ -91,6 +100,21 @@ def forms(value: bytes) -> set[bytes]:
     return {form for form in found if len(form) >= MIN_LENGTH}
 
 
+def lines(value: bytes) -> set[bytes]:
+    """What is masked of a text too long for every form: its lines, as written. (A long
+    binary value has no lines worth the name, only random cuts of it, whose automaton
+    took 15 MB for 500 KB; it is not masked.)"""
+    return {line for line in value.splitlines() if MIN_LENGTH <= len(line) <= MAX_LENGTH}
+
+
+def _is_text(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _base64_middles(value: bytes, encode: Callable[[bytes], bytes]) -> Iterator[bytes]:
     """The characters of ``encode(prefix + value + suffix)`` made of ``value``'s bits alone,
     for a prefix of 0, 1 and 2 bytes: character ``j`` holds bits ``6j`` to ``6j+6``."""
@@ -125,7 +149,8 @@ class Redactor:
         self.replacement = replacement
         self._warn = warn or log.warning
         self._lock = threading.Lock()  # add() may come from another thread than write()
-        self._short: set[str] = set()  # names already warned about
+        self._warned: set[str] = set()  # names already warned about (short or long)
+        self._full = 0  # bytes of the values masked in every form
         self._use(self._forms(values))
         self._tail = b""  # the bytes a future match may still start in
         self._shown = 0  # how many of them were already output (plain or masked)
@@ -137,13 +162,28 @@ class Redactor:
             if not item.redact:
                 continue
             if len(item.value) < MIN_LENGTH:
-                if item.name not in self._short:
-                    self._short.add(item.name)
+                if item.name not in self._warned:
+                    self._warned.add(item.name)
                     self._warn(
                         f"secret {item.name!r} is shorter than {MIN_LENGTH} bytes: not redacted"
                     )
                 continue
-            patterns.update(forms(item.value))
+            if len(item.value) <= MAX_LENGTH and self._full + len(item.value) <= MAX_TOTAL:
+                self._full += len(item.value)
+                patterns.update(forms(item.value))
+                continue
+            text = _is_text(item.value)
+            if item.name not in self._warned:
+                self._warned.add(item.name)
+                why = (
+                    f"is longer than {MAX_LENGTH} bytes"
+                    if len(item.value) > MAX_LENGTH
+                    else f"takes the secrets past {MAX_TOTAL} bytes"
+                )
+                done = "only its lines are redacted" if text else "binary, not redacted"
+                self._warn(f"secret {item.name!r} {why}: {done}")
+            if text:
+                patterns.update(lines(item.value))
         return patterns
 
     def _use(self, patterns: set[bytes]) -> None:

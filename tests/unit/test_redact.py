@@ -199,3 +199,34 @@ def test_a_long_multi_line_value_is_masked_whole_and_line_by_line() -> None:
     text = b"cert:\n" + value + b"\nline " + lines[7] + b"\n" + value.hex().encode() + b"\n"
     out = redact(text, [Redactable("cert", value)])
     assert out == b"cert:\n[MASKED]\nline [MASKED]\n[MASKED]\n"
+
+
+def test_long_values_and_values_past_the_budget_are_masked_by_their_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every form of a value is about ten times its size in patterns: a 500 KiB secret
+    (or sixteen of 64 KiB) would make an automaton of many megabytes per run. (The limits
+    are scaled down 8x here, to keep the test quick.)"""
+    monkeypatch.setattr("secretd.redact.MAX_LENGTH", 8192)
+    monkeypatch.setattr("secretd.redact.MAX_TOTAL", 32768)
+    rng = random.Random(5)
+    big = b"\n".join(base64.b64encode(rng.randbytes(48)) for _ in range(190))  # 12 KiB
+    many = [rng.randbytes(7680) for _ in range(7)]
+    warned: list[str] = []
+    redactor = Redactor(
+        [Redactable("big", big), *(Redactable(f"m{i}", v) for i, v in enumerate(many))],
+        warn=warned.append,
+    )
+    assert warned == [
+        "secret 'big' is longer than 8192 bytes: only its lines are redacted",
+        "secret 'm4' takes the secrets past 32768 bytes: binary, not redacted",
+        "secret 'm5' takes the secrets past 32768 bytes: binary, not redacted",
+        "secret 'm6' takes the secrets past 32768 bytes: binary, not redacted",
+    ]
+
+    def shown(data: bytes) -> bytes:
+        return redactor.write(data) + redactor.flush()
+
+    assert shown(b"k " + big.splitlines()[9] + b"\n") == b"k [MASKED]\n"
+    assert shown(many[0].hex().encode() + b"\n") == b"[MASKED]\n"  # within the budget
+    assert shown(many[6].hex().encode()) == many[6].hex().encode()  # past it
