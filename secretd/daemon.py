@@ -131,6 +131,9 @@ class RunRecord:
             self.done.set()
             if self._killer is not None:
                 self._killer.cancel()
+                # the timer holds this record (its target), which holds the run's values
+                # and output filter: a cycle the collector would free only much later
+                self._killer = None
 
     def view(self) -> dict[str, Any]:
         container = self.container.id if self.container else None
