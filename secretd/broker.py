@@ -1,7 +1,10 @@
 """Resolve references through providers: one place for caching, batching and leases.
 
 The broker never touches a mount and never starts anything: it turns ``SecretRef``s into
-``Secret``s and gives leased ones back when asked.
+``Secret``s and gives leased ones back when asked. Reads of one source that overlap in
+time are one upstream read (single-flight): 200 runs starting together with one Vault
+secret make one request, not 200. A leased result is never shared: each waiting run then
+takes a lease of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,16 @@ from .spec import Secret, SecretRef
 log = logging.getLogger(__name__)
 
 ProviderLoader = Callable[[str, Config], Provider]
+FlightKey = tuple[safeopen.Caller | None, tuple[str, str]]
+
+
+class _Flight:
+    """One upstream read in progress, which others asking for the same source wait for;
+    ``secret`` stays ``None`` when it failed or is leased (then each reads on its own)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.secret: Secret | None = None
 
 
 class Broker:
@@ -43,7 +56,8 @@ class Broker:
         self._providers: dict[str, Provider] = {}
         # keyed by the caller too: in the daemon, a file read under one caller's checks
         # must not reach another caller (see safeopen)
-        self._cache: dict[tuple[safeopen.Caller | None, tuple[str, str]], tuple[float, Secret]] = {}
+        self._cache: dict[FlightKey, tuple[float, Secret]] = {}
+        self._flights: dict[FlightKey, _Flight] = {}  # reads in progress, by the same key
         self._lock = threading.Lock()
 
     def provider(self, scheme: str) -> Provider:
@@ -67,7 +81,7 @@ class Broker:
                 pending.setdefault(ref.scheme, []).append((index, ref))
         try:
             for scheme, items in pending.items():
-                for index, ref, secret in self._fetch(self.provider(scheme), items):
+                for index, ref, secret in self._shared(self.provider(scheme), items):
                     results[index] = secret
                     self._store(ref, secret)
         except BaseException as exc:
@@ -78,6 +92,47 @@ class Broker:
             raise
         log.debug("resolved %s", ", ".join(f"{r.name} ({r.scheme})" for r in refs))
         return [results[index] for index in range(len(refs))]
+
+    def _shared(
+        self, provider: Provider, items: list[tuple[int, SecretRef]]
+    ) -> Iterator[tuple[int, SecretRef, Secret]]:
+        """``_fetch``, joining reads of the same source (for the same caller: see
+        ``safeopen``) that other requests have in progress instead of reading again."""
+        caller = safeopen.current_caller()
+        led: dict[FlightKey, _Flight] = {}
+        mine: list[tuple[int, SecretRef]] = []
+        theirs: list[tuple[int, SecretRef, _Flight]] = []
+        with self._lock:
+            for index, ref in items:
+                key = (caller, _key(ref))
+                flight = self._flights.get(key)
+                if flight is None or key in led:
+                    mine.append((index, ref))
+                    if flight is None:
+                        led[key] = self._flights[key] = _Flight()
+                else:
+                    theirs.append((index, ref, flight))
+        try:
+            for index, ref, secret in self._fetch(provider, mine):
+                flight = led.pop((caller, _key(ref)), None)
+                if flight is not None:
+                    self._land((caller, _key(ref)), flight, secret)
+                yield index, ref, secret
+        finally:
+            for key, flight in led.items():  # a failure: those waiting read on their own
+                self._land(key, flight, None)
+        for index, ref, flight in theirs:
+            flight.done.wait()
+            if flight.secret is None:
+                yield from self._fetch(provider, [(index, ref)])
+            else:
+                yield index, ref, dataclasses.replace(flight.secret, name=ref.name)
+
+    def _land(self, key: FlightKey, flight: _Flight, secret: Secret | None) -> None:
+        with self._lock:
+            del self._flights[key]
+        flight.secret = secret if secret is not None and secret.lease_id is None else None
+        flight.done.set()
 
     @staticmethod
     def _fetch(
