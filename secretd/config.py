@@ -73,9 +73,7 @@ SETTINGS: dict[str, Setting] = {
     "runtime_dir": _PATH,
     "host": _TEXT,
     "strict": Setting((bool, str), "true or false"),
-    "redact": Setting(
-        (bool, str), 'true, false or "auto"', lambda v: str(v).lower() in ("true", "false", "auto")
-    ),
+    "redact": Setting((bool, str), 'true, false or "auto"', lambda v: redact_setting(v) != ""),
     "cache_ttl": Setting((int, float, str), "a number of seconds"),
     "runtime": _TEXT,
     "log_level": _TEXT,
@@ -156,6 +154,17 @@ def user_config_path(environ: Mapping[str, str]) -> Path:
     return Path(base) / "secretd" / "config.toml"
 
 
+def redact_setting(value: Any) -> str:
+    """``redact`` (``SECRETD_REDACT``) as ``"true"``, ``"false"`` or ``"auto"``; ``""`` for
+    anything else."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return "true"
+    if text in ("false", "0", "no", "off"):
+        return "false"
+    return "auto" if text == "auto" else ""
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -174,7 +183,7 @@ class Config:
     runtime: str = "auto"
     log_level: str = "warning"
     mount_type: str = "tmpfs"
-    redact: bool | None = None  # run's and logs' --redact default; None: auto (redactstream)
+    redact: str = "auto"  # run's and logs' --redact default: true, false or auto (redactstream)
     secrets: Mapping[str, Binding] = field(default_factory=dict)
     configs: Mapping[str, Binding] = field(default_factory=dict)
     templates: Mapping[str, Binding] = field(default_factory=dict)
@@ -390,9 +399,7 @@ def load_config(
         runtime=str(merged.get("runtime", "auto")),
         log_level=str(merged.get("log_level", "warning")),
         mount_type=str(merged.get("mount_type", "tmpfs")),
-        redact=None if str(merged.get("redact", "auto")).lower() == "auto" else _truthy(
-            merged["redact"]
-        ),
+        redact=redact_setting(merged.get("redact", "auto")) or "auto",
         secrets=secrets,
         configs=configs,
         templates=templates,

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from .config import Config
+from .config import Config, redact_setting
 from .mount.atomic import DIR_FLAGS, walk
 from .redact import REPLACEMENT, Redactable, Redactor, redactables
 from .spec import Container, RunSpec, Secret, SecretFile, SecretMount, SecretRef, Stdio
@@ -320,11 +320,11 @@ def redact_default(config: Config) -> bool | None:
     stdout. The variable is read here too for that same daemon, whose config is its own."""
     from .ci import detect
 
-    told = os.environ.get("SECRETD_REDACT", "").lower()
+    told = redact_setting(os.environ.get("SECRETD_REDACT", ""))
     if told in ("true", "false"):
         return told == "true"
-    if config.redact is not None:
-        return config.redact
+    if config.redact != "auto":
+        return config.redact == "true"
     return True if detect() is not None else None
 
 

@@ -21,7 +21,7 @@ from . import AppContext
 SENSITIVE = re.compile(r"token|secret|password|passphrase|credential|jwt|key", re.IGNORECASE)
 SETTINGS = (
     "state_dir", "runtime_dir", "host", "strict", "cache_ttl", "runtime", "log_level",
-    "mount_type",
+    "mount_type", "redact",
 )  # fmt: skip
 
 

@@ -205,6 +205,8 @@ CHECK_TTY = (
         (["--redact"], {}, b"[MASKED]"),
         ([], {}, VALUE.encode()),  # a terminal, no CI: off by default
         ([], {"GITLAB_CI": "true", "CI": "true"}, b"[MASKED]"),
+        ([], {"SECRETD_REDACT": "true"}, b"[MASKED]"),
+        ([], {"CI": "true", "SECRETD_REDACT": "false"}, VALUE.encode()),
     ],
 )
 def test_on_a_terminal_the_command_keeps_its_terminal(
@@ -278,3 +280,16 @@ def test_a_secret_at_the_size_limit_is_masked_without_delay(
     assert result.stderr == (
         b"secretd: warning: secret 'v' is longer than 65536 bytes: only its lines are redacted\n"
     )
+
+
+def test_info_shows_the_redact_setting_and_its_origin(secretd: Runner, tmp_path: Path) -> None:
+    assert "  redact = false  (env SECRETD_REDACT)" in secretd("info").stdout  # tests' conftest
+    (tmp_path / "secretd.toml").write_text('redact = "auto"\n')
+    shown = secretd("info", env={**os.environ, "SECRETD_REDACT": ""}).stdout
+    assert f"  redact = auto  ({tmp_path / 'secretd.toml'})" in shown
+    (tmp_path / "secretd.toml").write_text('redact = "sometimes"\n')
+    refused = secretd("info", env={**os.environ, "SECRETD_REDACT": ""})
+    assert (refused.returncode, refused.stderr) == (
+        2, f"secretd: redact in {tmp_path / 'secretd.toml'} is 'sometimes': give true, false or "
+        '"auto"\n',
+    )  # fmt: skip
