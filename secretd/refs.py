@@ -328,6 +328,7 @@ def check_variable(name: str, context: str) -> str:
 
 
 def parse_bool(value: str | bool, what: str, context: str) -> bool:
+    """``true`` or ``false`` (``redact=false``), as written or from TOML."""
     if isinstance(value, bool):
         return value
     if value.strip().lower() in ("true", "false"):
