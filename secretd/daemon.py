@@ -30,6 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__, _linux, accesslog, protocol, safeopen
+from .backends import Provider, load_provider
+from .broker import Broker
 from .caller_run import authorise_run, bind
 from .config import Config
 from .engine import Engine
@@ -40,6 +42,7 @@ from .protocol import Channel, Closed, Message, ProtocolError
 from .rotation import Rotation
 from .signals import FORWARDED
 from .spec import Container, RunSpec, SecretMount
+from .store import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +168,10 @@ class Daemon:
         self.config = config
         self.listener = listener
         self.policy = policy or Policy.from_config(config)
-        self.engine = Engine(config)
+        # one store for every request and run: one SQLite connection, the data key
+        # unwrapped (a passphrase's scrypt paid) once
+        self.store = LocalStore.from_config(config, keep_open=True)
+        self.engine = Engine(config, Broker(config, loader=self._provider))
         self.engine.tick = ROTATE_TICK
         self.engine.keep = self._keep
         self.kept: dict[str, Rotation] = {}  # detached containers kept past their runs, by id
@@ -386,24 +392,28 @@ class Daemon:
             results.append({"secret": key, "allowed": allowed, "known": known})
         chan.send({"ok": True, "secrets": results})
 
+    def _provider(self, scheme: str, config: Config) -> Provider:
+        """The broker's providers; ``local`` reads the daemon's one store."""
+        if scheme == "local":
+            from .backends.local import LocalProvider
+
+            return LocalProvider(self.store)
+        return load_provider(scheme, config)
+
     def _known(self, key: str | None) -> bool | None:
         """Whether the daemon binds or stores ``key``, without reading a value."""
         if key is None:
             return None
         if key in self.config.secrets:
             return True
-        from .store import LocalStore
-
         try:
-            return bool(LocalStore.from_config(self.config).inspect(key))
+            return bool(self.store.inspect(key))
         except SecretdError:
             return False
 
     def _secret(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
-        from .store import LocalStore
-
         action, name = message.get("action"), message.get("name")
-        store = LocalStore.from_config(self.config)
+        store = self.store
         if action == "ls":
             infos = [i for i in store.list_secrets() if self._may_see(peer, i.name)]
             chan.send({"ok": True, "secrets": [dataclasses.asdict(i) for i in infos]})

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -161,6 +162,13 @@ class LocalStore:
         key_file: where the key-encryption key lives when no passphrase is used.
         keep_versions: how many versions ``rotate`` keeps per secret.
         passphrases: where passphrases come from (environment, then terminal).
+        keep_open: read through one connection kept open (the daemon: a new connection
+            costs more than a read); thread-safe. Each read is a transaction of its own,
+            so it sees what other processes wrote; a database replaced by another (a new
+            store at the same path) is opened again, and its key unwrapped again.
+
+    The data key is unwrapped once per ``LocalStore``: a daemon holding one pays a
+    passphrase's key derivation (scrypt) once, not per request.
     """
 
     def __init__(
@@ -169,14 +177,21 @@ class LocalStore:
         key_file: Path,
         keep_versions: int = DEFAULT_KEEP,
         passphrases: Passphrases | None = None,
+        keep_open: bool = False,
     ) -> None:
         self.path = path
         self.keep_versions = keep_versions
         self.keys = KeyEncryptionKeys(key_file, passphrases or Passphrases(), path)
+        self.keep_open = keep_open
         self._dek: bytes | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the database
+        self._kept: tuple[sqlite3.Connection, tuple[int, int] | None] | None = None
+        self._kept_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Config, passphrases: Passphrases | None = None) -> LocalStore:
+    def from_config(
+        cls, config: Config, passphrases: Passphrases | None = None, keep_open: bool = False
+    ) -> LocalStore:
         """The store ``[providers.local]`` describes (path, key_file, keep_versions)."""
         settings = config.provider("local")  # types checked by config.SETTINGS
         return cls(
@@ -184,6 +199,7 @@ class LocalStore:
             key_file=Path(str(settings.get("key_file") or config.state_dir / "store.key")),
             keep_versions=int(settings.get("keep_versions", DEFAULT_KEEP)),
             passphrases=passphrases,
+            keep_open=keep_open,
         )
 
     def list_secrets(self) -> list[SecretInfo]:
@@ -439,13 +455,19 @@ class LocalStore:
         return Wrapping(str(rows[0][0]), rows[0][1], bytes(rows[0][2])) if rows else None
 
     def _present(self) -> bool:
-        """Whether the database exists; one that cannot even be looked for is an error."""
+        """Whether the database exists; one that cannot even be looked for is an error.
+        Another database in its place (removed and made anew) has another data key."""
         try:
-            self.path.stat()
+            found = self.path.stat()
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
             raise _unusable(self.path, exc) from None
+        identity = (found.st_dev, found.st_ino)
+        if identity != self._identity:
+            if self._identity is not None:
+                self._dek = None
+            self._identity = identity
         return True
 
     def _publish(self, wrapping: Wrapping) -> bool:
@@ -482,7 +504,7 @@ class LocalStore:
         """Run reads in one snapshot; no rows at all while there is no store yet."""
         if not self._present():
             return [[] for _ in queries]
-        with self._connect() as conn:
+        with self._reading() as conn:
             self._check_initialised(conn)
             conn.execute("BEGIN")
             try:
@@ -505,16 +527,63 @@ class LocalStore:
     @contextmanager
     def _connect(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
         """A connection whose SQLite errors become StoreErrors naming the database."""
+        conn = self._open(path)
+        try:
+            with self._translated():
+                conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed
+                yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The kept connection (see ``keep_open``), one thread at a time; else a new one.
+        A connection that failed is not kept."""
+        if not self.keep_open:
+            with self._connect() as conn:
+                yield conn
+            return
+        with self._kept_lock:
+            try:
+                kept = self._kept
+                fresh = kept is None or kept[1] != self._identity
+                if kept is None or fresh:
+                    self._drop_kept()
+                    kept = self._kept = (self._open(shared=True), self._identity)
+                conn = kept[0]
+                with self._translated():
+                    if fresh:
+                        conn.execute("PRAGMA secure_delete = ON")
+                    yield conn
+            except BaseException:
+                self._drop_kept()
+                raise
+
+    def _drop_kept(self) -> None:
+        if self._kept is not None:
+            self._kept[0].close()
+            self._kept = None
+
+    def _open(self, path: Path | None = None, shared: bool = False) -> sqlite3.Connection:
         try:
             uri = f"file:{quote(str(path or self.path))}?mode=rw"  # never create it by accident
-            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+            return sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=not shared,
+            )
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open the local store {self.path}: {exc}", "check its permissions"
             ) from None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """SQLite's errors as StoreErrors naming the database and what to do."""
         try:
-            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left behind
-            yield conn
+            yield
         except sqlite3.OperationalError as exc:
             raise StoreError(
                 f"the local store {self.path} cannot be used: {exc}", _hint(str(exc), self.path)
@@ -523,8 +592,6 @@ class LocalStore:
             raise StoreError(
                 f"the local store {self.path} is damaged: {exc}", "restore it from a backup"
             ) from None
-        finally:
-            conn.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,84 @@
+"""The daemon's one store: a passphrase store's key is derived once per daemon (not per
+request), and what the CLI writes to the store directly, even a new store in its place,
+is what the daemon's next run reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from secretd import protocol
+
+from .conftest import Daemon, World, call, client
+
+pytestmark = pytest.mark.root
+
+PASSPHRASE = "kept-key-passphrase-7f3a"
+REQUESTS = 40
+
+
+def direct(world: World, *args: str, value: str | None = None) -> None:
+    """``secretd ARGS`` on the store itself, no daemon."""
+    done = subprocess.run(
+        [sys.executable, "-m", "secretd", *args],
+        env=world.env(), cwd=world.root, input=value, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def passphrase_daemon(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
+    monkeypatch.setenv("SECRETD_PASSPHRASE", PASSPHRASE)
+    direct(world, "store", "init", "--passphrase")
+    direct(world, "secret", "create", "app", "-", value="first-value")
+    daemon = Daemon(world)
+    daemon.start()
+    yield daemon
+    assert daemon.stop() == 0, daemon.logs()[-3000:]
+
+
+def cat(world: World) -> str:
+    ran = client(world, "run", "--secret", "app", "--", "cat", "/run/secrets/app")
+    assert ran.returncode == 0, ran.stderr
+    return str(ran.stdout)
+
+
+def test_a_passphrase_store_costs_the_daemon_one_key_derivation(
+    world: World, passphrase_daemon: Daemon
+) -> None:
+    assert cat(world) == "first-value"  # the daemon has derived the key once
+    started = time.monotonic()
+    direct(world, "secret", "inspect", "app")  # a process of its own: no key needed
+    startup = time.monotonic() - started
+    started = time.monotonic()
+    direct(world, "secret", "rotate", "app", "-", value="cli-value")  # one derivation
+    derivation = time.monotonic() - started - startup
+
+    started = time.monotonic()
+    for n in range(REQUESTS):
+        value = protocol.encode_blob(f"value-{n}".encode())
+        reply = call(
+            world.socket, protocol.request("secret", action="rotate", name="app", value=value)
+        )
+        assert reply["ok"] is True, reply
+    took = time.monotonic() - started
+    # each request deriving the key again would take REQUESTS derivations
+    assert took < REQUESTS * derivation / 4, (took, derivation)
+    assert cat(world) == f"value-{REQUESTS - 1}"
+
+
+def test_the_daemon_reads_what_the_cli_wrote_even_to_a_new_store(
+    world: World, passphrase_daemon: Daemon
+) -> None:
+    assert cat(world) == "first-value"
+    direct(world, "secret", "rotate", "app", "-", value="rotated-by-cli")
+    assert cat(world) == "rotated-by-cli"
+    for name in ("store.db", "store.db-wal", "store.db-shm"):
+        (world.state / name).unlink(missing_ok=True)
+    direct(world, "store", "init", "--passphrase")  # a new data key
+    direct(world, "secret", "create", "app", "-", value="in-a-new-store")
+    assert cat(world) == "in-a-new-store"
