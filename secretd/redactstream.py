@@ -6,6 +6,8 @@ command writes through its own ``Redactor`` to the real descriptor. It runs wher
 values are, in the engine: in-process, or in the daemon with the client's descriptors,
 so values never travel to a client that does not already hold them (docs/architecture.md).
 
+* stdout and stderr that lead to one place (``2>&1``, one terminal) get one channel, so
+  their lines stay in the order the command wrote them.
 * A terminal stays a terminal: the command's stdout (and stderr, if it is the same
   terminal) is the slave of a new pty with the real terminal's size, so ``isatty`` holds
   and colour and progress bars survive; output post-processing is left to the real
@@ -171,8 +173,8 @@ class Filter:
         outs: list[int] = []
         try:
             for index, fd in enumerate(real[1:]):
-                if index == 1 and _same_terminal(real[1], fd):
-                    outs.append(outs[0])
+                if index == 1 and _same_file(real[1], fd):
+                    outs.append(outs[0])  # one channel keeps 2>&1's order
                     continue
                 read_end, write_end = self._channel(fd)
                 outs.append(write_end)
@@ -298,9 +300,10 @@ def write_all(fd: int, data: bytes) -> None:
             waiting.poll()
 
 
-def _same_terminal(a: int, b: int) -> bool:
-    if not (os.isatty(a) and os.isatty(b)):
-        return False
+def _same_file(a: int, b: int) -> bool:
+    """Whether stdout and stderr lead to one place (a terminal, ``2>&1`` into a pipe or
+    a file): then the command gets one channel for both, or the two filters' threads
+    would reorder lines the command wrote in turn."""
     first, second = os.fstat(a), os.fstat(b)
     return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 

@@ -293,3 +293,16 @@ def test_info_shows_the_redact_setting_and_its_origin(secretd: Runner, tmp_path:
         2, f"secretd: redact in {tmp_path / 'secretd.toml'} is 'sometimes': give true, false or "
         '"auto"\n',
     )  # fmt: skip
+
+
+def test_stdout_and_stderr_on_one_pipe_keep_their_order(token: None) -> None:
+    """``2>&1``, as a CI job log is: one filter for both, so the lines stay interleaved
+    as the command wrote them (two filters would race to the pipe)."""
+    script = "for i in $(seq 1 200); do echo out$i; echo err$i >&2; done; cat /run/secrets/t"
+    result = subprocess.run(
+        [sys.executable, "-m", "secretd", "run", "--no-daemon", "--redact", *SECRET, "--",
+         "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, check=False,
+    )  # fmt: skip
+    expected = "".join(f"out{i}\nerr{i}\n" for i in range(1, 201)) + "[MASKED]"
+    assert (result.returncode, result.stdout.decode()) == (0, expected)
