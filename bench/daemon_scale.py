@@ -1,0 +1,74 @@
+"""The daemon under a long stream of `resolve-check` requests: its memory idle and after
+10,000, 50,000 and 100,000 requests (flat, or it leaks), the rate at 64 clients, and the
+daemon's CPU per request against the machine's (where the ceiling comes from).
+
+Usage: python bench/daemon_scale.py [CLIENTS] [REQUESTS]
+Prints one line per step; the numbers go in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import SECRETD, scratch_env  # noqa: E402
+from daemon import resolve_check, rss_kib, throughput  # noqa: E402
+
+STEPS = (10_000, 50_000, 100_000)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_busy() -> float:
+    """Seconds of CPU the whole machine has spent busy (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / TICK
+
+
+def main() -> None:
+    clients = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+    last = int(sys.argv[2]) if len(sys.argv) > 2 else STEPS[-1]
+    with tempfile.TemporaryDirectory(prefix="secretd-bench-") as tmp:
+        env = scratch_env(tmp)
+        sock = f"{tmp}/run/secretd.sock"
+        daemon = subprocess.Popen([*SECRETD, "--log-level", "warning", "daemon"], env=env, cwd=tmp)
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(sock) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            resolve_check(sock)
+            time.sleep(1)
+            print(f"idle: VmRSS {rss_kib(daemon.pid)['VmRSS'] / 1024:.1f} MiB")
+            served, cpu, busy = 0, cpu_seconds(daemon.pid), machine_busy()
+            for step in (s for s in STEPS if s <= last):
+                started = time.monotonic()
+                while served < step:
+                    served += throughput(sock, clients, 2.0)[1]
+                took = time.monotonic() - started
+                used, all_used = cpu_seconds(daemon.pid) - cpu, machine_busy() - busy
+                memory = rss_kib(daemon.pid)
+                print(
+                    f"after {served:,} requests ({clients} clients): VmRSS "
+                    f"{memory['VmRSS'] / 1024:.1f} MiB, peak {memory['VmHWM'] / 1024:.1f} MiB, "
+                    f"{memory['Threads']} threads; daemon CPU {1e6 * used / served:.0f} us a "
+                    f"request, {100 * used / all_used:.0f}% of the machine's busy time; "
+                    f"{took:.0f} s for this step"
+                )
+        finally:
+            daemon.terminate()
+            daemon.wait(20)
+
+
+if __name__ == "__main__":
+    main()
