@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -82,3 +83,30 @@ def test_the_daemon_reads_what_the_cli_wrote_even_to_a_new_store(
     direct(world, "store", "init", "--passphrase")  # a new data key
     direct(world, "secret", "create", "app", "-", value="in-a-new-store")
     assert cat(world) == "in-a-new-store"
+
+
+def test_concurrent_requests_share_the_store_safely(
+    world: World, passphrase_daemon: Daemon
+) -> None:
+    """32 clients asking about a stored secret while it is rotated through the daemon and
+    by the CLI: every answer is right, and the next run reads the last value."""
+    check = protocol.request("resolve-check", secrets=["app", "missing"])
+    expected = [
+        {"secret": "app", "allowed": True, "known": True},
+        {"secret": "missing", "allowed": True, "known": False},
+    ]
+
+    def ask(_: int) -> list[object]:
+        return [call(world.socket, check)["secrets"] for _ in range(30)]
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = pool.map(ask, range(32))
+        for n in range(10):
+            value = protocol.encode_blob(f"during-{n}".encode())
+            reply = call(
+                world.socket, protocol.request("secret", action="rotate", name="app", value=value)
+            )
+            assert reply["ok"] is True, reply
+        direct(world, "secret", "rotate", "app", "-", value="last-by-cli")
+        assert all(answer == expected for batch in answers for answer in batch)
+    assert cat(world) == "last-by-cli"
