@@ -23,6 +23,7 @@ from secretd.runtime.engines.reaper import remove_orphan_mounts, watch_destroyed
 from tests.conftest import Runner
 from tests.docker.conftest import IMAGE, Dockerd
 from tests.support.engines import Bind, mounts_left
+from tests.support.swarm import Swarm
 from tests.support.waiting import free_port, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
@@ -102,53 +103,43 @@ def test_signals_are_forwarded(secretd: Runner, dockerd: Dockerd) -> None:
         assert proc.stdout.read() == "got TERM\n"
 
 
-@pytest.fixture(scope="module")
-def swarm(dockerd: Dockerd) -> Iterator[Dockerd]:
-    """A single-node swarm for the parity test; left (and its bridge removed) afterwards."""
-    dockerd("swarm", "init", "--advertise-addr", "127.0.0.1")
-    try:
-        yield dockerd
-    finally:
-        dockerd("swarm", "leave", "--force")
-        dockerd("network", "rm", "docker_gwbridge", check=False)
-
-
 def _listing(output: str) -> list[tuple[str, ...]]:
     """``ls -ln`` rows as (mode, links, uid, gid, size, name), without the date."""
     rows = [line.split() for line in output.splitlines() if line[:1] in ("-", "d", "l")]
     return [(*row[:5], row[-1]) for row in rows]
 
 
-def _swarm_task_output(swarm: Dockerd, service: str) -> str:
+def _swarm_task_output(docker: Dockerd, service: str) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        state = swarm("service", "ps", service, "--format", "{{.CurrentState}}|{{.Error}}")
+        state = docker("service", "ps", service, "--format", "{{.CurrentState}}|{{.Error}}")
         if state.startswith(("Complete", "Failed", "Rejected")):
             break
         time.sleep(0.2)
     else:
         pytest.fail(f"swarm task did not finish: {state}")
     label = f"label=com.docker.swarm.service.name={service}"
-    container = swarm("ps", "-aq", "--filter", label).split()[0]
-    return swarm("logs", container)
+    container = docker("ps", "-aq", "--filter", label).split()[0]
+    return docker("logs", container)
 
 
-def test_parity_with_a_swarm_service(secretd: Runner, bound: Bind, swarm: Dockerd) -> None:
+def test_parity_with_a_swarm_service(secretd: Runner, bound: Bind, swarm: Swarm) -> None:
+    docker = swarm.docker
     values = bound("api_key", "db_pass")
     specs = ["source=api_key,target=k,uid=1000,gid=1000,mode=0400", "source=db_pass"]
     flags = [arg for spec in specs for arg in ("--secret", spec)]
     script = 'ls -ln /run/secrets; for f in /run/secrets/*; do echo "$f=$(cat $f)"; done'
     for name, value in values.items():
-        swarm("secret", "create", name, "-", input=value)
+        docker("secret", "create", name, "-", input=value)
     try:
-        swarm(
+        docker(
             "service", "create", "--detach", "--name", "parity", "--restart-condition", "none",
             *flags, IMAGE, "sh", "-c", script,
         )  # fmt: skip
-        expected = _swarm_task_output(swarm, "parity")
+        expected = _swarm_task_output(docker, "parity")
     finally:
-        swarm("service", "rm", "parity", check=False)
-        swarm("secret", "rm", *values, check=False)
+        docker("service", "rm", "parity", check=False)
+        docker("secret", "rm", *values, check=False)
     ours = run(secretd, "--rm", *flags, IMAGE, "sh", "-c", script)
     assert ours.returncode == 0, ours.stderr
     assert _listing(ours.stdout) == _listing(expected)
