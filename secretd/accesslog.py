@@ -6,8 +6,9 @@ each rotation and action, and each open of a FUSE file (pid, command name). The 
 is refused, not followed), appended to with one ``write(2)`` per line, and rotated by
 size: ``access.log.1`` ... ``access.log.<keep>``, oldest dropped.
 
-Every process that runs commands (the daemon, an in-process ``secretd run``) opens the
-log of its own state directory once (``configure``); ``record`` is then a formatted
+Every process that runs commands (the daemon, an in-process ``secretd run``) names the
+log of its own state directory once (``configure``) and opens it at its first event, so
+a run that fails before it starts leaves no file behind; ``record`` is then a formatted
 line and one write under a lock, cheap enough for the FUSE open path. Before
 ``configure`` (or after ``configure(None)``) ``record`` does nothing.
 
@@ -52,7 +53,7 @@ class AccessLog:
         self.max_bytes = max_bytes
         self.keep = keep
         self._lock = threading.Lock()
-        self._fd = self._open()
+        self._fd = -1  # opened at the first event
 
     def _open(self) -> int:
         """Open (creating it 0600) the log file, refusing a link or a non-regular file.
@@ -87,6 +88,8 @@ class AccessLog:
         line = _encode({"time": f"{stamp}.{int(now % 1 * 1000):03d}Z", "event": event, **fields})
         data = (line + "\n").encode()
         with self._lock:
+            if self._fd < 0:
+                self._fd = self._open()
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 self._reopen_if_moved()
@@ -139,12 +142,8 @@ _configure_lock = threading.Lock()
 def configure(
     state_dir: Path | None, max_bytes: int = MAX_BYTES, keep: int = KEEP
 ) -> AccessLog | None:
-    """Send this process's ``record`` calls to ``<state_dir>/access.log`` (``None``: off).
-    Calling it again with the same settings keeps the open file.
-
-    Raises:
-        UsageError: the log cannot be opened (a link or someone else's file there).
-    """
+    """Send this process's ``record`` calls to ``<state_dir>/access.log`` (``None``: off),
+    opened at the first event. Calling it again with the same settings keeps the file."""
     global _current, _failed
     with _configure_lock:
         _failed = False
@@ -163,21 +162,14 @@ def configure(
 
 def configure_from(config: Config) -> None:
     """The log ``config`` asks for (``[access_log]``: ``enabled``, ``max_bytes``,
-    ``keep``); one that cannot be opened is reported once and left off, not fatal."""
+    ``keep``); one that cannot be written is reported once, at its first event."""
     settings = config.access_log
     if settings.get("enabled", True) is False:
         configure(None)
         return
-    try:
-        configure(
-            config.state_dir,
-            int(settings.get("max_bytes", MAX_BYTES)),
-            int(settings.get("keep", KEEP)),
-        )
-    except SecretdError as exc:
-        log.warning("the access log is off: %s", exc.line())
-    except OSError as exc:
-        log.warning("the access log is off: cannot create %s: %s", config.state_dir, exc.strerror)
+    configure(
+        config.state_dir, int(settings.get("max_bytes", MAX_BYTES)), int(settings.get("keep", KEEP))
+    )
 
 
 def record(event: str, **fields: Any) -> None:

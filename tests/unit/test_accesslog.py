@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from secretd import accesslog
-from secretd.errors import UsageError
 from tests.conftest import Runner
 
 
@@ -36,26 +35,38 @@ def test_created_0600_one_json_line_per_event(tmp_path: Path) -> None:
 
 def test_a_value_given_by_mistake_raises_instead_of_being_written(tmp_path: Path) -> None:
     accesslog.configure(tmp_path)
+    accesslog.record("run", run="x")
     with pytest.raises(TypeError):
         accesslog.record("run", value=b"hunter2")
     assert b"hunter2" not in (tmp_path / "access.log").read_bytes()
 
 
-def test_a_link_planted_at_the_log_is_refused_not_followed(tmp_path: Path) -> None:
+def test_a_link_planted_at_the_log_is_refused_not_followed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")
     (tmp_path / "access.log").symlink_to(victim)
-    with pytest.raises(UsageError, match="symbolic link"):
-        accesslog.configure(tmp_path)
+    accesslog.configure(tmp_path)
+    accesslog.record("run", run="x")
     assert victim.read_text() == "untouched\n"
+    assert "symbolic link" in caplog.text
 
 
-def test_another_users_file_is_refused(tmp_path: Path) -> None:
+def test_another_users_file_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "access.log"
     path.write_text("")
     os.chown(path, 65534, 65534)
-    with pytest.raises(UsageError, match="not a regular file of yours"):
-        accesslog.configure(tmp_path)
+    accesslog.configure(tmp_path)
+    accesslog.record("run", run="x")
+    assert path.read_text() == "" and "not a regular file of yours" in caplog.text
+
+
+def test_nothing_is_created_before_the_first_event(tmp_path: Path) -> None:
+    accesslog.configure(tmp_path / "state")
+    assert not (tmp_path / "state").exists()
+    accesslog.record("run", run="x")
+    assert (tmp_path / "state" / "access.log").exists()
 
 
 def test_rotated_by_size_keeping_n_files(tmp_path: Path) -> None:
@@ -108,6 +119,7 @@ def test_a_log_that_cannot_be_written_drops_the_event_and_says_so_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     accesslog.configure(tmp_path, max_bytes=10)
+    accesslog.record("opens it")
     (tmp_path / "access.log").unlink()
     (tmp_path / "access.log").symlink_to(tmp_path / "elsewhere")  # planted after opening
     accesslog.record("first")
