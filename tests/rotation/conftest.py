@@ -53,7 +53,7 @@ class Follower:
     def values(self) -> list[str]:
         return [line.split()[0] for line in self.lines() if line not in ("start", "HUP")]
 
-    def wait_value(self, value: str, timeout: float = 15) -> None:
+    def wait_value(self, value: str, timeout: float = 30) -> None:
         wait_for(lambda: value in self.values(), f"{value!r} in {self.lines()}", timeout)
 
 

@@ -58,7 +58,7 @@ def test_secret_rotate_reaches_every_running_command_at_once(
     rotated = client(world, "secret", "rotate", "api_token", "-", input="value-2")
     assert rotated.returncode == 0, rotated.stderr
     for follower in followers:  # no refresh interval: the daemon told them
-        follower.wait_value("value-2", timeout=5)
+        follower.wait_value("value-2", timeout=30)
     assert "value-2" not in daemon.logs()
 
 
@@ -74,7 +74,7 @@ def test_notify_makes_runs_read_a_providers_new_value(
     (world.root / "api_key.txt").write_text("fresh-value")
     told = client(world, "secret", "rotate", "--notify", "api_key")
     assert (told.returncode, told.stdout) == (0, "api_key: 1 runs notified\n"), told.stderr
-    follower.wait_value("fresh-value", timeout=5)
+    follower.wait_value("fresh-value", timeout=30)
 
 
 def test_a_failing_provider_shows_stale_in_ps_and_recovers(
@@ -91,13 +91,13 @@ def test_a_failing_provider_shows_stale_in_ps_and_recovers(
     follower.wait_value(CANARY)
     source = world.root / "api_key.txt"
     source.rename(world.root / "away.txt")
-    wait_for(lambda: "stale since" in client(world, "ps").stdout, "ps to show the run as stale", 15)
+    wait_for(lambda: "stale since" in client(world, "ps").stdout, "ps to show the run as stale", 30)
     settle(1)
     assert follower.values() == [CANARY]  # the last good file stays
     source.write_text("after-recovery")
     source.chmod(0o600)
     follower.wait_value("after-recovery", timeout=20)
-    wait_for(lambda: "stale" not in client(world, "ps").stdout, "ps to drop stale", 10)
+    wait_for(lambda: "stale" not in client(world, "ps").stdout, "ps to drop stale", 30)
     failures = [e for e in daemon.events() if "refreshing api_key failed" in str(e["msg"])]
     assert len(failures) == 1
 
@@ -126,7 +126,7 @@ def test_restart_through_the_daemon_starts_the_command_again_once(
     start(world, runs, "--on-change", "restart", "--secret", "api_token", "--", "sh", "-c", script)
     follower.wait_value("restart-1")
     assert client(world, "secret", "rotate", "api_token", "-", input="restart-2").returncode == 0
-    follower.wait_value("restart-2", timeout=10)
+    follower.wait_value("restart-2", timeout=30)
     settle(1)
     assert follower.lines().count("start") == 2
     assert len(client(world, "ps", "-q").stdout.split()) == 1  # one run, its command anew

@@ -53,7 +53,7 @@ def test_the_daemon_keeps_a_detached_container_until_it_is_removed(
     assert inside("/run/secrets/api_token") == "det-1"
     assert cid[:12] in client(world, "ps").stdout
     assert client(world, "secret", "rotate", "api_token", "-", input="det-2").returncode == 0
-    wait_for(lambda: inside("/run/secrets/api_token") == "det-2", "the rotation inside", 15)
+    wait_for(lambda: inside("/run/secrets/api_token") == "det-2", "the rotation inside", 30)
     first = inside("/run/secrets/tls/certificate")
     wait_for(
         lambda: inside("/run/secrets/tls/certificate") not in ("", first),
@@ -93,9 +93,9 @@ def test_a_detached_containers_failing_provider_shows_in_ps_and_its_mount_goes_w
             (line for line in client(world, "ps").stdout.splitlines() if cid[:12] in line), ""
         )
 
-    wait_for(lambda: "stale since" in row(), "ps to show the container as stale", 15)
+    wait_for(lambda: "stale since" in row(), "ps to show the container as stale", 30)
     (world.root / "away.txt").rename(source)
-    wait_for(lambda: row() and "stale" not in row(), "the provider to recover", 15)
+    wait_for(lambda: row() and "stale" not in row(), "the provider to recover", 30)
     runtime = str(world.runtime)
     assert len(mounts_under(runtime)) == 1
     dockerd("rm", "-f", cid)
@@ -124,7 +124,7 @@ def test_secret_rotate_reaches_a_running_docker_container(
         follower.wait_value("ctr-1", timeout=60)
         rotated = client(world, "secret", "rotate", "api_key2", "-", input="ctr-2")
         assert rotated.returncode == 0, rotated.stderr
-        follower.wait_value("ctr-2", timeout=5)
+        follower.wait_value("ctr-2", timeout=30)
     finally:
         run.terminate()
         run.communicate(timeout=60)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.rotation.conftest import Follower, reporter, runtime_mounts
+from tests.rotation.conftest import Follower, reporter, runtime_mounts, settle
+from tests.support.waiting import wait_for
 from tests.support.dockerd import IMAGE, Dockerd, docker_env, dockerd  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
@@ -32,7 +33,9 @@ def test_a_store_rotation_reaches_a_running_container(
     )  # fmt: skip
     follower.wait_value("docker-1", timeout=60)
     assert secretd("secret", "rotate", "api_key", "-", input="docker-2").returncode == 0
-    follower.wait_value("docker-2", timeout=15)
+    follower.wait_value("docker-2", timeout=30)
+    wait_for(lambda: "HUP" in follower.lines(), "the signal", 30)  # sent after the swap
+    settle(1)
     assert follower.lines().count("HUP") == 1
 
 

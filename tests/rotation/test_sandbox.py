@@ -44,7 +44,7 @@ def test_a_new_version_reaches_the_command_and_signals_it_once(
     )  # fmt: skip
     follower.wait_value("v1")
     rotate(secretd, "v2")
-    follower.wait_value("v2", timeout=10)
+    follower.wait_value("v2", timeout=30)
     first = [line for line in follower.lines() if line.startswith("v1")][0].split()[1]
     second = [line for line in follower.lines() if line.startswith("v2")][0].split()[1]
     assert first != second  # a new file took the name: renamed into place
@@ -66,7 +66,7 @@ def test_restart_starts_the_command_again_once_with_the_new_files(
     )  # fmt: skip
     follower.wait_value("v1")
     rotate(secretd, "v2")
-    follower.wait_value("v2", timeout=10)
+    follower.wait_value("v2", timeout=30)
     settle(2)
     assert follower.lines().count("start") == 2
 
@@ -86,7 +86,7 @@ def test_restart_keeps_the_exit_status_of_the_last_command(
     )  # fmt: skip
     wait_for(started.exists, "the command to start")
     rotate(secretd, "v2")
-    assert run.wait(30) == 7
+    assert run.wait(90) == 7
     assert started.read_text().count("x") == 2
 
 
@@ -104,9 +104,9 @@ def test_a_failing_provider_keeps_the_old_files_and_recovers(
     settle(3)
     assert follower.values() == ["v1"]
     source.write_text("v2")
-    follower.wait_value("v2", timeout=15)
+    follower.wait_value("v2", timeout=30)
     run.terminate()
-    _, err = run.communicate(timeout=20)
+    _, err = run.communicate(timeout=60)
     assert err.count("refreshing api_key failed") == 1  # logged once, not once per retry
     assert "v1" not in err and "v2" not in err
 
@@ -122,7 +122,7 @@ def test_a_fuse_mount_serves_the_new_version_at_the_next_open(
     )  # fmt: skip
     follower.wait_value("fuse-one")
     rotate(secretd, "fuse-two")
-    follower.wait_value("fuse-two", timeout=10)
+    follower.wait_value("fuse-two", timeout=30)
 
 
 def test_exec_runs_the_hook_once_per_change_with_the_names(
@@ -136,7 +136,7 @@ def test_exec_runs_the_hook_once_per_change_with_the_names(
     )  # fmt: skip
     follower.wait_value("e1")
     rotate(secretd, "e2")
-    follower.wait_value("e2", timeout=10)
+    follower.wait_value("e2", timeout=30)
     wait_for(hook.exists, "the hook to run")
     settle(1.5)
     assert hook.read_text() == "changed api_key\n"
@@ -165,7 +165,7 @@ def test_two_secrets_rotated_one_after_the_other_give_one_action(
     store.rotate("api_key", b"key-2")
     time.sleep(0.3)  # a rotation in two steps, as a script writing one secret after another
     store.rotate("db_password", b"pw-2")
-    wait_for(lambda: "HUP" in log.read_text(), "the signal", 10)
+    wait_for(lambda: "HUP" in log.read_text(), "the signal", 30)
     settle(2.5)
     lines = log.read_text().splitlines()
     assert lines.count("HUP") == 1, lines
