@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.rotation.conftest import Follower, reporter, runtime_mounts, settle
-from tests.support.waiting import wait_for
 from tests.support.dockerd import IMAGE, Dockerd, docker_env, dockerd  # noqa: F401 - fixtures
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
