@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import Config, redact_setting
+from .errors import SecretdError
 from .mount.atomic import DIR_FLAGS, walk
 from .redact import REPLACEMENT, Redactable, Redactor, redactables
 from .spec import Container, RunSpec, Secret, SecretFile, SecretMount, SecretRef, Stdio
@@ -45,6 +46,7 @@ from .spec import Container, RunSpec, Secret, SecretFile, SecretMount, SecretRef
 IDLE = 0.1  # seconds without output after which held-back bytes are shown
 CHUNK = 1 << 16
 DRAIN = 5.0  # seconds the last output may take to arrive after the command has ended
+SIZE_CHECK = 0.25  # seconds between looks at a terminal's size (for its pty)
 log = logging.getLogger(__name__)
 
 
@@ -139,6 +141,7 @@ class Filtered:
         self.output = output
         self.masked = masked
         self.id = inner.id
+        output.follow_size(lambda: inner.signal(signal.SIGWINCH))
 
     def wait(self, timeout: float | None = None) -> int | None:
         return self.inner.wait(timeout)
@@ -169,6 +172,8 @@ class Filter:
         self._ptys: list[tuple[int, int]] = []  # (master, real terminal)
         self._threads: list[threading.Thread] = []
         self._redactors: list[Redactor] = []
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
         self._stop_r, self._stop_w = os.pipe()
         outs: list[int] = []
         try:
@@ -219,16 +224,39 @@ class Filter:
         finally:
             os.close(read_end)
 
-    def resize(self) -> None:
-        """Give each pty its real terminal's size again (a resize was relayed)."""
+    def resize(self) -> bool:
+        """Give each pty its real terminal's size again; whether one changed."""
+        changed = False
         for master, real in self._ptys:
-            _copy_size(real, master)
+            changed |= _copy_size(real, master)
+        return changed
+
+    def follow_size(self, notify: Callable[[], None]) -> None:
+        """Keep each pty at its terminal's size, calling ``notify`` after a change (then
+        the command is told with SIGWINCH): a terminal's own SIGWINCH goes to its
+        foreground group, the command's, which then reads its pty's old size."""
+        if self._ptys:
+            self._watcher = threading.Thread(
+                target=self._follow, args=(notify,), name="redact-size", daemon=True
+            )
+            self._watcher.start()
+
+    def _follow(self, notify: Callable[[], None]) -> None:
+        while not self._closing.wait(SIZE_CHECK):
+            if self.resize():
+                try:
+                    notify()
+                except (SecretdError, OSError) as exc:  # it ended meanwhile
+                    log.debug("could not tell the command of a resize: %s", exc)
 
     def close(self) -> None:
         """Close the command's ends, show its last output, stop the threads."""
         if self._stop_w < 0:
             return
-        self._ptys = []
+        self._closing.set()
+        if self._watcher is not None:  # before the ptys' descriptors close
+            self._watcher.join()
+        self._ptys, self._watcher = [], None
         for fd in self._ends:
             os.close(fd)
         self._ends = []
@@ -308,10 +336,16 @@ def _same_file(a: int, b: int) -> bool:
     return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
-def _copy_size(real: int, pty: int) -> None:
-    with contextlib.suppress(OSError):
+def _copy_size(real: int, pty: int) -> bool:
+    """Give ``pty`` the size of the terminal ``real``; whether it changed."""
+    try:
         size = fcntl.ioctl(real, termios.TIOCGWINSZ, b"\0" * 8)
+        if size == fcntl.ioctl(pty, termios.TIOCGWINSZ, b"\0" * 8):
+            return False
         fcntl.ioctl(pty, termios.TIOCSWINSZ, size)
+    except OSError:
+        return False
+    return True
 
 
 def redact_default(config: Config) -> bool | None:
@@ -363,7 +397,6 @@ def _log_values(config: Config, mount: str, names: Sequence[str]) -> list[Redact
     if mount and os.path.isdir(mount):
         return _mounted(Path(mount))
     from ._resolve import resolve
-    from .errors import SecretdError
     from .refs import parse_ref
 
     found: list[Redactable] = []

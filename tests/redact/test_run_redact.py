@@ -306,3 +306,42 @@ def test_stdout_and_stderr_on_one_pipe_keep_their_order(token: None) -> None:
     )  # fmt: skip
     expected = "".join(f"out{i}\nerr{i}\n" for i in range(1, 201)) + "[MASKED]"
     assert (result.returncode, result.stdout.decode()) == (0, expected)
+
+
+RESIZE = r"""
+import os, signal, sys, time
+def report(*_):
+    print("size", os.get_terminal_size(1).columns, flush=True)
+signal.signal(signal.SIGWINCH, report)
+report()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+def test_a_resized_terminal_resizes_the_commands_pty(token: None, tmp_path: Path) -> None:
+    """The terminal's own SIGWINCH reaches the command (its foreground group) before the
+    pty has the new size; the filter follows the size and signals again."""
+    script = tmp_path / "resize.py"
+    script.write_text(RESIZE)
+    script.chmod(0o644)
+    argv = [sys.executable, "-m", "secretd", "run", "--no-daemon", "--redact", *SECRET, "--",
+            sys.executable, str(script)]  # fmt: skip
+    pid, master = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        os.execve(argv[0], argv, dict(os.environ))
+    seen = b""
+    try:
+        while b"size 100" not in seen:
+            assert select.select([master], [], [], 30)[0], seen
+            seen += os.read(master, 4096)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 77, 0, 0))
+        while b"size 77" not in seen:
+            assert select.select([master], [], [], 30)[0], seen
+            seen += os.read(master, 4096)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(master)
