@@ -118,6 +118,9 @@ def log(app: AppContext, since: str | None, secret: str | None, as_json: bool) -
     from .. import accesslog
 
     start = _since(since) if since else None
+    if not accesslog.files(app.config.state_dir):
+        where = app.config.state_dir / accesslog.FILE
+        click.echo(f"secretd: no access log at {where} yet (runs write it)", err=True)
     for event in accesslog.read(app.config.state_dir, start, secret):
         if as_json:
             click.echo(json.dumps(event, separators=(",", ":")))

@@ -127,3 +127,12 @@ def test_a_log_that_cannot_be_written_drops_the_event_and_says_so_once(
     assert not (tmp_path / "elsewhere").exists()
     warnings = [r.getMessage() for r in caplog.records if "access log" in r.getMessage()]
     assert len(warnings) == 1 and "symbolic link" in warnings[0]
+
+
+def test_audit_log_without_a_log_says_where_it_would_be(
+    secretd: Runner, clean_environ: dict[str, Path]
+) -> None:
+    shown = secretd("audit", "log")
+    assert (shown.returncode, shown.stdout) == (0, "")
+    where = clean_environ["state"] / "access.log"
+    assert shown.stderr == f"secretd: no access log at {where} yet (runs write it)\n"
