@@ -187,6 +187,7 @@ class LocalStore:
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the database
         self._kept: tuple[sqlite3.Connection, tuple[int, int] | None] | None = None
         self._kept_lock = threading.Lock()
+        self._key_lock = threading.Lock()
 
     @classmethod
     def from_config(
@@ -431,9 +432,10 @@ class LocalStore:
         """The data key, unwrapped once per LocalStore (making the store first if asked)."""
         if self._dek is None and create and self._keyring() is None:
             self.init(passphrase=self.keys.passphrases.preset(), exist_ok=True)
-        if self._dek is None:
-            self._dek = self.keys.unwrap(self._existing_keyring())
-        return self._dek
+        with self._key_lock:  # requests arriving together derive a passphrase's key once
+            if self._dek is None:
+                self._dek = self.keys.unwrap(self._existing_keyring())
+            return self._dek
 
     def _add_version(
         self, conn: sqlite3.Connection, dek: bytes, name: str, version: int, value: bytes, now: str

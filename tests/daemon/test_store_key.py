@@ -20,6 +20,7 @@ pytestmark = pytest.mark.root
 
 PASSPHRASE = "kept-key-passphrase-7f3a"
 REQUESTS = 40
+TOGETHER = 12
 
 
 def direct(world: World, *args: str, value: str | None = None) -> None:
@@ -48,16 +49,22 @@ def cat(world: World) -> str:
     return str(ran.stdout)
 
 
+def one_derivation(world: World) -> float:
+    """Seconds a process takes to derive the store's key: a CLI rotate (which needs the
+    key) less a CLI inspect (which does not)."""
+    started = time.monotonic()
+    direct(world, "secret", "inspect", "app")
+    startup = time.monotonic() - started
+    started = time.monotonic()
+    direct(world, "secret", "rotate", "app", "-", value="cli-value")
+    return time.monotonic() - started - startup
+
+
 def test_a_passphrase_store_costs_the_daemon_one_key_derivation(
     world: World, passphrase_daemon: Daemon
 ) -> None:
     assert cat(world) == "first-value"  # the daemon has derived the key once
-    started = time.monotonic()
-    direct(world, "secret", "inspect", "app")  # a process of its own: no key needed
-    startup = time.monotonic() - started
-    started = time.monotonic()
-    direct(world, "secret", "rotate", "app", "-", value="cli-value")  # one derivation
-    derivation = time.monotonic() - started - startup
+    derivation = one_derivation(world)
 
     started = time.monotonic()
     for n in range(REQUESTS):
@@ -70,6 +77,19 @@ def test_a_passphrase_store_costs_the_daemon_one_key_derivation(
     # each request deriving the key again would take REQUESTS derivations
     assert took < REQUESTS * derivation / 4, (took, derivation)
     assert cat(world) == f"value-{REQUESTS - 1}"
+
+
+def test_requests_arriving_together_at_a_new_daemon_derive_the_key_once(
+    world: World, passphrase_daemon: Daemon
+) -> None:
+    derivation = one_derivation(world)
+    rotate = protocol.request("secret", action="rotate", name="app", value="dG9nZXRoZXI=")
+    started = time.monotonic()
+    with ThreadPoolExecutor(TOGETHER) as pool:
+        replies = list(pool.map(lambda _: call(world.socket, rotate), range(TOGETHER)))
+    took = time.monotonic() - started
+    assert all(reply["ok"] is True for reply in replies), replies
+    assert took < TOGETHER * derivation / 4, (took, derivation)  # was one each, at once
 
 
 def test_the_daemon_reads_what_the_cli_wrote_even_to_a_new_store(
