@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from .broker import Broker
 from .errors import SecretdError, UsageError
+from .refs import parse_refresh
 from .spec import Container, RunSpec, Secret, SecretRef
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ def check_spec(spec: RunSpec) -> OnChange:
     """Check a RunSpec's rotation flags before anything starts; its ``--on-change``.
 
     Raises:
-        UsageError: a bad ``--on-change``, ``--stop-signal`` or ``--stop-timeout``.
+        UsageError: a bad ``--on-change``, ``--stop-signal``, ``--stop-timeout`` or
+            ``--refresh`` (checked again here: a daemon's caller sends a number).
     """
     on_change = parse_on_change(spec.on_change)
     if on_change.action == "restart" and spec.detach:
@@ -103,6 +105,8 @@ def check_spec(spec: RunSpec) -> OnChange:
             "use signal:NAME with -d (the container's own process reloads)",
         )
     parse_signal(spec.stop_signal, "--stop-signal")
+    if spec.refresh is not None:  # again: a daemon's caller may send any number
+        parse_refresh(spec.refresh, "--refresh")
     if not 0 <= spec.stop_timeout <= 3600:
         raise UsageError(
             f"--stop-timeout {spec.stop_timeout:g} is outside 0-3600 seconds",

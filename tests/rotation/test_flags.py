@@ -82,3 +82,15 @@ def test_notify_without_a_daemon_says_to_start_one(secretd: Secretd) -> None:
         "secretd: no secretd daemon answers, so no run is waiting to be told: start it with "
         "'secretd daemon'; runs with --refresh see new versions themselves\n",
     )
+
+
+def test_the_engine_checks_a_refresh_a_raw_client_sends() -> None:
+    """The daemon decodes a caller's RunSpec: a refresh of 10 ms must not reach the loop."""
+    from secretd.errors import UsageError
+    from secretd.rotation import check_spec
+    from secretd.spec import RunSpec
+
+    for refresh in (0.01, float("nan"), -1.0):
+        with pytest.raises(UsageError, match="refresh"):
+            check_spec(RunSpec(command=("true",), refresh=refresh))
+    check_spec(RunSpec(command=("true",), refresh=1.0))
