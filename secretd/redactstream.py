@@ -45,7 +45,7 @@ from .spec import Container, RunSpec, Secret, SecretFile, SecretMount, SecretRef
 
 IDLE = 0.1  # seconds without output after which held-back bytes are shown
 CHUNK = 1 << 16
-DRAIN = 5.0  # seconds the last output may take to arrive after the command has ended
+DRAIN = 2.0  # seconds the last output may take to arrive (and to leave) after the end
 SIZE_CHECK = 0.25  # seconds between looks at a terminal's size (for its pty)
 log = logging.getLogger(__name__)
 
@@ -264,10 +264,14 @@ class Filter:
             thread.join(DRAIN)
         os.write(self._stop_w, b"x")  # a leftover process still holds a write end
         for thread in self._threads:
-            thread.join()
+            thread.join(DRAIN)
+        stuck = [thread for thread in self._threads if thread.is_alive()]
         self._threads = []
-        for fd in (self._stop_r, self._stop_w):
-            os.close(fd)
+        if stuck:  # blocked writing to a reader that does not read: never wait on it
+            log.warning("the reader of a command's output does not read; leaving its filter")
+        else:  # (else the stop pipe stays open for the stuck thread)
+            for fd in (self._stop_r, self._stop_w):
+                os.close(fd)
         self._stop_r = self._stop_w = -1
 
 

@@ -345,3 +345,22 @@ def test_a_resized_terminal_resizes_the_commands_pty(token: None, tmp_path: Path
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
         os.close(master)
+
+
+def test_a_reader_that_never_reads_does_not_hang_secretd(token: None) -> None:
+    """The command is gone, its output stuck in a full pipe nobody reads: secretd ends
+    with the command's status after a bounded wait, instead of waiting forever."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "secretd", "run", "--no-daemon", "--redact", *SECRET, "--",
+             "sh", "-c", "head -c 100000 /dev/zero; exit 9"],  # fills the pipe, not more
+            stdout=write_end, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.close(write_end)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(read_end)
+    assert proc.returncode == 9
+    assert err == b"secretd: warning: the reader of a command's output does not read; " \
+        b"leaving its filter\n"
