@@ -4,37 +4,17 @@ the command gets, the caller's, not the daemon's."""
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import sys
 
 import pytest
+
+from tests.support.terminal import on_a_terminal
 
 from .conftest import VALUE, Fast
 
 pytestmark = pytest.mark.root
 
 ARGS = ("run", "--secret", "api_key", "--", "cat", "/run/secrets/api_key")
-
-
-def _on_a_terminal(argv: list[str], env: dict[str, str], cwd: str) -> bytes:
-    pid, master = pty.fork()
-    if pid == 0:
-        os.chdir(cwd)
-        os.execve(argv[0], argv, env)
-    seen = b""
-    while select.select([master], [], [], 60)[0]:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.waitpid(pid, 0)
-    os.close(master)
-    return seen
 
 
 @pytest.mark.parametrize("by", ["thin", "full"])
@@ -48,5 +28,5 @@ def test_the_default_follows_the_callers_stdout_and_environment(fast: Fast, by: 
         if by == "thin"
         else ([sys.executable, "-m", "secretd"], fast.env(False))
     )
-    on_tty = _on_a_terminal([*argv, *ARGS], env, str(fast.root / "work"))
+    _, on_tty = on_a_terminal([*argv, *ARGS], env, str(fast.root / "work"))
     assert VALUE.encode() in on_tty, on_tty  # a terminal, no CI: not masked

@@ -20,6 +20,7 @@ import pytest
 
 from secretd.redact import Redactable, forms, redact
 from tests.conftest import Runner
+from tests.support.terminal import on_a_terminal
 
 pytestmark = pytest.mark.root  # the sandbox at /run/secrets
 
@@ -169,30 +170,6 @@ def test_short_values_warn_once_by_name_and_redact_false_opts_out(
     assert (alone.returncode, alone.stdout) == (0, VALUE.encode())
 
 
-def _on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, bytes]:
-    """Run ``argv`` with a pty as its stdin, stdout and stderr; its status and output."""
-    pid, master = pty.fork()
-    if pid == 0:
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 123, 0, 0))
-        os.execve(argv[0], argv, env)
-    seen = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    return os.waitstatus_to_exitcode(status), seen
-
-
 CHECK_TTY = (
     "import os; print('tty', os.isatty(0), os.isatty(1), os.isatty(2), "
     "os.get_terminal_size(1).columns); print(open('/run/secrets/t').read())"
@@ -214,7 +191,7 @@ def test_on_a_terminal_the_command_keeps_its_terminal(
 ) -> None:
     argv = [sys.executable, "-m", "secretd", "run", "--no-daemon", *flags, *SECRET, "--",
             sys.executable, "-c", CHECK_TTY]  # fmt: skip
-    status, seen = _on_a_terminal(argv, {**os.environ, **extra})
+    status, seen = on_a_terminal(argv, {**os.environ, **extra})
     assert status == 0, seen
     lines = seen.replace(b"\r\n", b"\n").split(b"\n")
     assert b"tty True True True 123" in lines, seen
