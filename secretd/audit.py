@@ -440,20 +440,17 @@ def audit_docker(auditor: Auditor, host: str) -> list[Finding]:
     Raises:
         AuditIncomplete: Docker cannot be reached or refused a request (exit 125).
     """
-    from ._errormap import mapped
-    from .runtime.engines.docker import _explain, docker_errors
+    from .runtime.engines.docker import DockerClient
 
+    engine = DockerClient(host)
     try:
-        with mapped(docker_errors(), {"runtime": "docker"}, host=host, detail=_explain):
-            import docker
-
-            client = docker.APIClient(base_url=host, version="auto")
-            try:
-                return [*_containers(auditor, client), *_images(auditor, client)]
-            finally:
-                client.close()
+        with engine.errors():
+            client = engine.client()
+            return [*_containers(auditor, client), *_images(auditor, client)]
     except LaunchError as exc:
         raise AuditIncomplete(exc.message, exc.hint) from None
+    finally:
+        engine.close()
 
 
 def _containers(auditor: Auditor, client: docker.APIClient) -> Iterator[Finding]:

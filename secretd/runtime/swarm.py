@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from .._errormap import mapped
 from ..errors import LaunchError, UsageError
 from ..refs import NAME_MAX, check_name
 from ..spec import Secret
-from .engines.docker import _explain, docker_errors
+from .engines.docker import DockerClient, explain
 from .engines.endpoint import docker_host
 
 if TYPE_CHECKING:
@@ -124,61 +123,52 @@ class Step:
         return f"{head}: {self.subject}" + (f" {self.detail}" if self.detail else "")
 
 
-class Swarm:
+class Swarm(DockerClient):
     """A Swarm manager: ``DOCKER_HOST`` or the current context, local or remote.
 
     Values travel in the create request, so a plain ``tcp://`` endpoint (no TLS) is
     refused: it would send them across the network in clear text.
     """
 
+    runtime = "swarm"
+
     def __init__(self, host: str | None = None, environ: Mapping[str, str] = os.environ) -> None:
-        self.host = host or docker_host(environ)
+        super().__init__(host or docker_host(environ))
         self._environ = environ
-        self._api: docker.APIClient | None = None
 
-    def client(self) -> docker.APIClient:
-        if self._api is None:
-            import docker
-            from docker.utils import kwargs_from_env
+    def _connect(self) -> docker.APIClient:
+        """A client that refuses to send values over ``tcp://`` without TLS, and checks
+        the manager's certificate against DOCKER_CERT_PATH's CA."""
+        import docker
+        from docker.utils import kwargs_from_env
 
-            try:
-                tls = kwargs_from_env(environment=self._environ).get("tls")
-            except docker.errors.TLSParameterError:
-                cert_path = self._environ.get("DOCKER_CERT_PATH") or "~/.docker"
-                raise UsageError(
-                    f"DOCKER_TLS_VERIFY is set, and {cert_path} lacks cert.pem and key.pem",
-                    "point DOCKER_CERT_PATH at the directory holding ca.pem, cert.pem and key.pem",
-                ) from None
-            if self.host.startswith(("tcp://", "http://")) and not tls:
-                raise UsageError(
-                    f"refusing to send secret values to {self.host} without TLS",
-                    "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use an ssh:// host",
-                )
-            kind = _own_ca_client() if tls else docker.APIClient
-            with self.errors():
-                self._api = kind(
-                    base_url=self.host,
-                    version="auto",
-                    tls=tls or False,
-                    use_ssh_client=self.host.startswith("ssh://"),
-                )
-        return self._api
-
-    def close(self) -> None:
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        try:
+            tls = kwargs_from_env(environment=self._environ).get("tls")
+        except docker.errors.TLSParameterError:
+            cert_path = self._environ.get("DOCKER_CERT_PATH") or "~/.docker"
+            raise UsageError(
+                f"DOCKER_TLS_VERIFY is set, and {cert_path} lacks cert.pem and key.pem",
+                "point DOCKER_CERT_PATH at the directory holding ca.pem, cert.pem and key.pem",
+            ) from None
+        if self.host.startswith(("tcp://", "http://")) and not tls:
+            raise UsageError(
+                f"refusing to send secret values to {self.host} without TLS",
+                "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use an ssh:// host",
+            )
+        kind = _own_ca_client() if tls else docker.APIClient
+        with self.errors():
+            return kind(
+                base_url=self.host,
+                version="auto",
+                tls=tls or False,
+                use_ssh_client=self.host.startswith("ssh://"),
+            )
 
     @contextmanager
     def errors(self) -> Iterator[None]:
-        """The SDK's exceptions as ours, without their text chained in (docker_errors);
-        a certificate that does not verify is said as such, not as "cannot reach"."""
-        with mapped(
-            docker_errors(),
-            {"runtime": "swarm", "host": self.host},
-            host=self.host,
-            detail=_explain,
-        ):
+        """The SDK's exceptions as ours (``DockerClient.errors``); a certificate that does
+        not verify is said as such, not as "cannot reach"."""
+        with super().errors():
             try:
                 yield
             except Exception as exc:
@@ -385,7 +375,7 @@ class Swarm:
             try:
                 self.client().remove_secret(step.ident)
             except docker.errors.APIError as exc:
-                if exc.status_code != 400 or "in use" not in _explain(exc):
+                if exc.status_code != 400 or "in use" not in explain(exc):
                     raise
                 return Step("kept", step.subject, f"{step.detail}: a service uses it now")
         return step

@@ -49,23 +49,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DockerEngine:
-    """One Docker endpoint; the SDK is imported on first use, never by ``--help``."""
+class DockerClient:
+    """One Docker endpoint's SDK client, made on first use (the SDK is imported then, never
+    by ``--help``), and the SDK's exceptions as ours: what ``DockerEngine``, a Swarm
+    manager (``runtime.swarm.Swarm``) and ``audit`` share."""
 
-    name = "docker"
+    runtime = "docker"  # the ``runtime`` field of the errors ``errors`` raises
 
     def __init__(self, host: str) -> None:
         self.host = host
-        require_local(host, "Docker")
         self._api: docker.APIClient | None = None
 
     def client(self) -> docker.APIClient:
+        """The endpoint's client, connected on the first call and kept until ``close``."""
         if self._api is None:
-            import docker
-
-            with self.errors():
-                self._api = docker.APIClient(base_url=self.host, version="auto")
+            self._api = self._connect()
         return self._api
+
+    def _connect(self) -> docker.APIClient:
+        """A new client; ``Swarm`` overrides it to add TLS."""
+        import docker
+
+        with self.errors():
+            return docker.APIClient(base_url=self.host, version="auto")
 
     def close(self) -> None:
         if self._api is not None:
@@ -76,9 +82,20 @@ class DockerEngine:
     def errors(self) -> Iterator[None]:
         """Map the SDK's exceptions onto ours (``docker_errors``), without chaining their
         text into tracebacks."""
-        fields = {"runtime": "docker", "host": self.host}
-        with mapped(docker_errors(), fields, host=self.host, detail=_explain):
+        fields = {"runtime": self.runtime, "host": self.host}
+        with mapped(docker_errors(), fields, host=self.host, detail=explain):
             yield
+
+
+class DockerEngine(DockerClient):
+    """The local Docker engine that containers run on: it must share this host's
+    filesystem (``require_local``), since their secrets are binds of a tmpfs here."""
+
+    name = "docker"
+
+    def __init__(self, host: str) -> None:
+        require_local(host, "Docker")
+        super().__init__(host)
 
     def live_ids(self) -> set[str]:
         """Ids of the containers (any state) that have a secretd mount."""
@@ -127,9 +144,10 @@ def docker_errors() -> ErrorMap:
     )  # fmt: skip
 
 
-def _explain(exc: Any) -> str:
-    # The daemon's explanation names images, paths and flags, never secret values: those
-    # are not part of any request secretd sends it.
+def explain(exc: Any) -> str:
+    """The Docker daemon's own words for a refused request, for an error line (they name
+    images, paths and flags, never secret values: a container's values are in no request
+    secretd sends it)."""
     return str(getattr(exc, "explanation", None) or exc).strip()
 
 
@@ -284,7 +302,7 @@ def _start_container(engine: DockerEngine, cid: str) -> None:
         try:
             engine.client().start(cid)
         except docker.errors.APIError as exc:
-            text = _explain(exc)
+            text = explain(exc)
             if "executable file not found" in text or "no such file or directory" in text:
                 raise CommandNotFound(f"cannot run the command: {text}") from None
             if "permission denied" in text or "is a directory" in text:
