@@ -4,27 +4,18 @@ the command as itself, outside any namespace)."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from secretd import protocol
 from secretd.spec import RunSpec
-from tests.daemon.conftest import CANARY, Daemon, World, daemon, world  # noqa: F401
+from tests.daemon.conftest import CANARY, Daemon, World, daemon, raw_run, world  # noqa: F401
 
 
 def test_a_raw_client_asking_for_no_sandbox_is_refused(world: World, daemon: Daemon) -> None:  # noqa: F811
     marker = world.root / "ran"
-    spec = RunSpec(command=("touch", str(marker)), runtime="host").to_json()
-    request = protocol.request("run", spec=spec, secrets=[], cwd=str(world.root))
-    with open(os.devnull, "r+b") as null, socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(world.socket))
-        chan = protocol.Channel(sock)
-        chan.send(request, [null.fileno()] * 3)
-        reply, _ = chan.receive(10)
+    reply = raw_run(world, RunSpec(command=("touch", str(marker)), runtime="host"))
     assert reply["error"] == "the daemon runs no --no-sandbox command: use --no-daemon"
     assert reply["exit_code"] == 2
     assert not marker.exists()

@@ -16,13 +16,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from secretd import protocol
+from secretd.spec import RunSpec
 from tests.support.leftovers import mounted_anywhere as mounts_at  # noqa: F401 - tests import it here
 from tests.support.waiting import wait_for  # noqa: F401 - the tests import it from here
 
@@ -169,14 +170,27 @@ def ping(path: Path) -> dict[str, object] | None:
         return None
 
 
-def call(path: Path, message: dict[str, object], timeout: float = 10) -> dict[str, object]:
+def call(
+    path: Path, message: dict[str, object], timeout: float = 10, fds: Sequence[int] = ()
+) -> dict[str, object]:
     """One request over a fresh connection, the way the client sends it."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(path))
         chan = protocol.Channel(sock)
-        chan.send(message)
+        chan.send(message, fds)
         reply, _ = chan.receive(timeout)
     return reply
+
+
+def raw_run(world: World, spec: RunSpec, secrets: Sequence[str] = ()) -> dict[str, object]:
+    """The daemon's answer to a ``run`` sent by a client speaking the protocol itself,
+    which may ask what the CLI never does; the command's stdio is /dev/null (a run hands
+    over stdin, stdout and stderr)."""
+    request = protocol.request(
+        "run", spec=spec.to_json(), secrets=list(secrets), cwd=str(world.root)
+    )
+    with open(os.devnull, "r+b") as null:
+        return call(world.socket, request, fds=[null.fileno()] * 3)
 
 
 def client(

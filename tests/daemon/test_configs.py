@@ -3,25 +3,16 @@ and a client speaking the protocol itself is refused (the policy has no rules fo
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 
-from secretd import protocol
 from secretd.spec import RunSpec, SecretRef
-from tests.daemon.conftest import Daemon, World
+from tests.daemon.conftest import Daemon, World, raw_run
 
 
 def test_a_raw_client_sending_configs_is_refused(world: World, daemon: Daemon) -> None:
     config = SecretRef("shadow", "file:/etc/shadow", "/shadow", kind="config")
-    spec = RunSpec(command=("cat", "/shadow"), configs=(config,)).to_json()
-    request = protocol.request("run", spec=spec, secrets=[], cwd=str(world.root))
-    with open(os.devnull, "r+b") as null, socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(world.socket))
-        chan = protocol.Channel(sock)
-        chan.send(request, [null.fileno()] * 3)
-        reply, _ = chan.receive(10)
+    reply = raw_run(world, RunSpec(command=("cat", "/shadow"), configs=(config,)))
     assert reply["error"] == "the daemon does not run --config or --template yet: use --no-daemon"
     assert reply["exit_code"] == 2
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -14,7 +12,7 @@ import pytest
 from secretd import protocol
 from secretd.spec import RunSpec
 
-from .conftest import CANARY, DB_PASSWORD, NOBODY, Daemon, World, call, client, wait_for
+from .conftest import CANARY, DB_PASSWORD, NOBODY, Daemon, World, call, client, raw_run, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -88,13 +86,7 @@ def test_caller_cannot_escape_the_policy(
 
 def test_env_references_are_refused_with_a_reason(world: World, daemon: Daemon) -> None:
     """What a client that speaks the protocol itself hears (the CLI never asks)."""
-    spec = RunSpec(command=("true",)).to_json()
-    request = protocol.request("run", spec=spec, secrets=["t=env:HOME"], cwd=str(world.root))
-    with open(os.devnull, "r+b") as null, socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(world.socket))
-        chan = protocol.Channel(sock)
-        chan.send(request, [null.fileno()] * 3)  # a run hands over stdin, stdout, stderr
-        reply, _ = chan.receive(10)
+    reply = raw_run(world, RunSpec(command=("true",)), ["t=env:HOME"])
     assert reply["error"] == (
         "secret 't' comes from env:HOME, but the daemon cannot read your environment: "
         "store it (secretd secret create), bind it in the daemon's config, or use --no-daemon"
