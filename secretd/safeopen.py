@@ -81,15 +81,25 @@ def read_file(path: str | os.PathLike[str], limit: int = LIMIT) -> bytes:
             refusal whose ``strerror`` says why: not a regular file, too large, a symbolic
             link in a path the daemon reads, a file a caller could not read itself.
     """
-    caller = _caller.get()
-    if caller is None:  # secretd reads for its own user: the kernel checks every right
-        fd = _open_regular(os.fspath(path), None, follow=True)
-    else:
-        fd = _walk(os.path.abspath(path), caller)
+    fd = open_file(path)
     try:
-        return _read(fd, limit)
+        return read_fd(fd, limit)
     finally:
         os.close(fd)
+
+
+def open_file(path: str | os.PathLike[str]) -> int:
+    """A descriptor open for reading on the regular file at ``path``, by ``read_file``'s
+    rules (``os.fstat`` it to tell whether it changed without reading it); the caller
+    closes it.
+
+    Raises:
+        OSError: as ``read_file``.
+    """
+    caller = _caller.get()
+    if caller is None:  # secretd reads for its own user: the kernel checks every right
+        return _open_regular(os.fspath(path), None, follow=True)
+    return _walk(os.path.abspath(path), caller)
 
 
 def decode(data: bytes, where: str) -> str:
@@ -175,7 +185,8 @@ def _refuse_link(dir_fd: int, part: str, seen: str) -> None:
         raise OSError(errno.ELOOP, f"{seen!r} {_LINK.removeprefix('it ')}")
 
 
-def _read(fd: int, limit: int) -> bytes:
+def read_fd(fd: int, limit: int = LIMIT) -> bytes:
+    """The rest of the open file ``fd``, smaller than ``limit`` bytes (else ``EFBIG``)."""
     chunks: list[bytes] = []
     size = 0
     while size < limit:
