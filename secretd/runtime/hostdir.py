@@ -36,6 +36,7 @@ from ..errors import CommandNotFound, CommandNotRunnable, MountError, UsageError
 from ..mount import file_env, inside
 from ..mount.atomic import DIR_FLAGS, remove_tree, write_files
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretFile, SecretMount, Stdio
+from .process import exit_status
 from .terminal import in_foreground, reclaim
 
 log = logging.getLogger(__name__)
@@ -336,7 +337,7 @@ class HostProcess:
         if self._tty is not None:
             reclaim(self._tty)
             self._tty = None
-        return 128 - code if code < 0 else code
+        return exit_status(code)
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
         self._directory.write(files)

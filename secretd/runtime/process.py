@@ -33,3 +33,10 @@ def kill_and_reap(pid: int) -> None:
     except ProcessLookupError:
         pass
     os.waitpid(pid, 0)
+
+
+def exit_status(code: int) -> int:
+    """A child's return code as a shell reports it, which ``run`` exits with: its exit
+    code, or 128 + the signal that killed it (``Popen`` and ``waitstatus_to_exitcode``
+    give that signal as a negative number)."""
+    return 128 - code if code < 0 else code

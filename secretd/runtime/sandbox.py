@@ -47,7 +47,7 @@ from ..spec import DEFAULT_SECRETS_DIR, Container, RunSpec, SecretFile, SecretMo
 from ..users import resolve_user
 from . import spawn, terminal, which
 from .nsinit import Plan, child
-from .process import kill_and_reap
+from .process import exit_status, kill_and_reap
 
 if TYPE_CHECKING:
     from ..mount.fuse import FuseMount
@@ -114,7 +114,7 @@ class SandboxProcess:
                 return None
             _, raw = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(raw)
-            self._status = 128 - code if code < 0 else code
+            self._status = exit_status(code)
             self._reclaim_terminal()
         return self._status
 

@@ -26,6 +26,7 @@ from ...errors import LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from ..oci.rootfs import in_root
+from ..process import exit_status
 from .base import EngineRuntime
 from .common import (
     CONTAINER_NOTE,
@@ -241,7 +242,7 @@ class PodmanContainer:
             code = self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        return 128 - code if code < 0 else code
+        return exit_status(code)
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
         self._mount.update(files)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ... import _linux
-from ..process import start_time
+from ..process import exit_status, start_time
 from .state import Record, clean_signals, load, runc_error, save, take_down_container
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -56,7 +56,7 @@ def _wait(pid: int) -> int:
             return 255  # not ours after all: runc lost it
         if done == pid:
             code = os.waitstatus_to_exitcode(raw)
-            return 128 - code if code < 0 else code
+            return exit_status(code)
 
 
 def main(directory: Path) -> None:

@@ -28,7 +28,7 @@ from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageErr
 from ...mount import host_mount as create_host_mount
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
-from ..process import kill_and_reap, start_time
+from ..process import exit_status, kill_and_reap, start_time
 from . import bundle
 from .images import ImageStore, Limits
 from .rootfs import in_root
@@ -79,7 +79,7 @@ class OciContainer:
                 return None
             _, raw = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(raw)
-            self._status = 128 - code if code < 0 else code
+            self._status = exit_status(code)
             if self._killed_by and self._status == 128 + signal.SIGKILL:
                 self._status = 128 + self._killed_by
             elif self._status == 1:  # runc's own failure, or the command's exit 1?
