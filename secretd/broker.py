@@ -128,9 +128,16 @@ class Broker:
             else:
                 yield index, ref, dataclasses.replace(flight.secret, name=ref.name)
 
+    def forget(self) -> None:
+        """Reads from now on do not join those in progress: a value was just replaced
+        (``secretd secret rotate``), and a run started after that must not get the old."""
+        with self._lock:
+            self._flights.clear()
+
     def _land(self, key: FlightKey, flight: _Flight, secret: Secret | None) -> None:
         with self._lock:
-            del self._flights[key]
+            if self._flights.get(key) is flight:  # else forgotten, maybe led anew
+                del self._flights[key]
         flight.secret = secret if secret is not None and secret.lease_id is None else None
         flight.done.set()
 

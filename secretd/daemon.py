@@ -477,7 +477,8 @@ class Daemon:
 
     def _notify(self, names: set[str]) -> list[str]:
         """Wake every run (and kept detached container) using one of ``names``; the ids
-        of those runs."""
+        of those runs. Runs starting from now on read anew."""
+        self.engine.broker.forget()
         with self._lock:
             records = list(self.runs.values())
             kept = list(self.kept.items())

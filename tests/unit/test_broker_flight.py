@@ -92,3 +92,16 @@ def test_reads_for_different_callers_are_not_shared(tmp_path: Path) -> None:
     provider = Gated()
     together(tmp_path, provider, [1000, 1000, 1001, 1001])
     assert provider.reads == 2
+
+
+def test_a_read_after_forget_does_not_join_one_in_progress(tmp_path: Path) -> None:
+    provider = Gated()
+    broker = Broker(Config(state_dir=tmp_path, runtime_dir=tmp_path), lambda s, c: provider)
+    refs = parse_refs(["app=gated:shared"])
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(broker.resolve, refs)
+        threading.Event().wait(0.2)  # the first read is in progress
+        broker.forget()  # as 'secretd secret rotate' does
+        second = pool.submit(broker.resolve, refs)
+        assert first.result()[0].value == second.result()[0].value == b"value"
+    assert provider.reads == 2
