@@ -13,6 +13,7 @@ from secretd import accesslog
 from secretd.cli.audit import _line, _since
 from secretd.errors import UsageError
 from secretd.refs import parse_ref
+from tests.fuzz.strategies import json_like
 
 
 @given(st.binary(max_size=2000))
@@ -43,11 +44,10 @@ def test_any_max_reads_parses_to_one_or_more_or_is_a_usage_error(value: str) -> 
     assert ref.max_reads is not None and ref.max_reads >= 1
 
 
-JSON = st.recursive(
+JSON = json_like(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
+    3,
+    st.text(max_size=8),
     max_leaves=10,
 )
 EVENT = st.dictionaries(

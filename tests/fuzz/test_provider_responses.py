@@ -25,6 +25,7 @@ from secretd.backends.vault_settings import VaultSettings
 from secretd.errors import ProviderError, SecretNotFound
 from secretd.refs import parse_ref
 from secretd.spec import Secret
+from tests.fuzz.strategies import json_like
 from tests.support.hostile_http import HostileServer, hostile_server, raw
 
 # Each example costs HTTP round trips: fewer than the profile's 150 in make test, a
@@ -37,13 +38,7 @@ FUZZ = settings(
 OURS = (ProviderError, SecretNotFound)
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+values = json_like(scalars, 4, st.text(max_size=10), max_leaves=12)
 
 
 def shaped(*keys: str) -> st.SearchStrategy[Any]:

@@ -14,15 +14,10 @@ from hypothesis import strategies as st
 
 from secretd.errors import UsageError
 from secretd.runtime.stack import stack_model
+from tests.fuzz.strategies import json_like
 
 SCALARS = st.none() | st.booleans() | st.integers(-5, 5000) | st.text(max_size=6)
-VALUES = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+VALUES = json_like(SCALARS, 3, st.text(max_size=4), max_leaves=8)
 MODES = st.sampled_from(
     ["0400", "0o440", "0444", "400", "0999", "", "-1", "7777", "x"]
 ) | st.integers(-1, 0o7777)

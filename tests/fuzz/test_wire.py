@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from secretd import protocol
 from secretd.errors import UsageError
 from secretd.spec import RunSpec, SecretRef
+from tests.fuzz.strategies import json_like
 
-JSON = st.recursive(
+JSON = json_like(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    4,
+    st.text(),
     max_leaves=12,
 )
 FIELDS = [f.name for f in dataclasses.fields(RunSpec)]
