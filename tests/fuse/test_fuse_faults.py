@@ -18,6 +18,7 @@ import pytest
 from tests.daemon.conftest import CANARY, NOBODY, Daemon, World, client, wait_for
 from tests.daemon.conftest import world as world  # noqa: F401 - the fixture
 from tests.fuse.conftest import fuse_mounts
+from tests.support.plaintext import files_holding
 
 pytestmark = [pytest.mark.fuse, pytest.mark.root]
 
@@ -31,36 +32,6 @@ def daemon(world: World) -> Iterator[Daemon]:  # noqa: F811 - world is the fixtu
         started.kill()
     for path in fuse_mounts(world.runtime):  # a failed test's, before world's rmtree
         subprocess.run(["umount", "-l", path], check=False)
-
-
-def _files_holding(value: bytes, roots: list[Path], since: float, skip: set[str]) -> list[Path]:
-    """Regular files under ``roots`` changed since ``since`` that hold ``value``, but for
-    those named in ``skip`` (the daemon fixtures' own source files, this test's and any
-    other running at the same time); mounts (other filesystems: a dead FUSE mount,
-    others' engines) are not entered."""
-    found = []
-    for root in roots:
-        device = os.stat(root).st_dev
-        for directory, dirs, names in os.walk(root):
-            dirs[:] = [d for d in dirs if _same_device(Path(directory, d), device)]
-            for name in names:
-                path = Path(directory, name)
-                try:
-                    info = os.stat(path, follow_symlinks=False)
-                    if name in skip or info.st_mtime < since or info.st_size > 16 << 20:
-                        continue
-                    if os.path.isfile(path) and value in path.read_bytes():
-                        found.append(path)
-                except OSError:
-                    continue
-    return found
-
-
-def _same_device(path: Path, device: int) -> bool:
-    try:
-        return os.stat(path, follow_symlinks=False).st_dev == device
-    except OSError:
-        return False
 
 
 def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
@@ -99,8 +70,10 @@ def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
         runner.communicate()
 
     roots = [world.state, world.runtime, Path("/tmp"), Path("/dev/shm")]
-    skip = {"api_key.txt"}
-    assert _files_holding(value.encode(), roots, started, skip) == []
+    found = files_holding(
+        [value.encode()], roots, started, skip={"api_key.txt"}, one_device=True, max_size=16 << 20
+    )  # api_key.txt: the daemon's own source file
+    assert found == []
 
     restarted = Daemon(world)
     restarted.start()

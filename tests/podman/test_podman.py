@@ -20,6 +20,7 @@ from secretd.spec import RunSpec, SecretMount
 from tests.conftest import Runner
 from tests.podman.conftest import IMAGE, Podman
 from tests.support.engines import Bind, mounts_left
+from tests.support.plaintext import files_holding
 
 pytestmark = [pytest.mark.podman, pytest.mark.root]
 
@@ -57,22 +58,9 @@ def test_content_mode_readonly_tmpfs(
     assert mounts_left(clean_environ["runtime"]) == []
 
 
-def _files_holding(roots: list[Path], value: bytes) -> list[str]:
+def _holding(roots: list[Path], value: bytes) -> list[str]:
     """Files under ``roots`` that hold ``value``, plainly or base64-encoded (podman's way)."""
-    needles = (value, base64.b64encode(value))
-    found = []
-    for root in roots:
-        for dirpath, _, files in os.walk(root):
-            for name in files:
-                path = Path(dirpath, name)
-                if path.is_file() and not path.is_symlink():
-                    try:
-                        data = path.read_bytes()
-                        if any(needle in data for needle in needles):
-                            found.append(str(path))
-                    except OSError:
-                        continue
-    return found
+    return files_holding((value, base64.b64encode(value)), roots)
 
 
 def test_no_plaintext_in_podman_storage_and_detached_cleanup(
@@ -90,14 +78,14 @@ def test_no_plaintext_in_podman_storage_and_detached_cleanup(
         assert values["api_key"] not in podman("inspect", cid)
         labels = json.loads(podman("inspect", cid))[0]["Config"]["Labels"]
         assert labels["io.secretd.secrets"] == "api_key"
-        assert _files_holding(podman.storage, values["api_key"].encode()) == []
+        assert _holding(podman.storage, values["api_key"].encode()) == []
         # The search does find what podman's own --secret keeps (the reason to bypass it).
         control = b"control-" + os.urandom(8).hex().encode()
         subprocess.run(
             ["podman", "secret", "create", "control", "-"], input=control, env=podman.env(),
             check=True, capture_output=True,
         )  # fmt: skip
-        assert _files_holding(podman.storage, control) != []
+        assert _holding(podman.storage, control) != []
         podman("secret", "rm", "control")
         podman("rm", "--force", "--time=0", cid)
         deadline = time.monotonic() + 2

@@ -4,7 +4,6 @@ mistake does (nothing started). The runc and Docker runs live with those runtime
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ import pytest
 
 from tests.conftest import Runner
 from tests.run.conftest import CANARY, host_secretd_mounts
+from tests.support.plaintext import files_holding
 
 pytestmark = pytest.mark.root
 
@@ -26,29 +26,6 @@ production:
 """
 
 
-def canary_files(roots: list[Path], since: float) -> list[str]:
-    """Regular files under ``roots`` (changed since ``since``) whose bytes hold the canary;
-    others' FIFOs and sockets in /tmp are not opened."""
-    found = []
-    for root in roots:
-        for folder, _, names in os.walk(root):
-            for name in names:
-                path = os.path.join(folder, name)
-                try:
-                    st = os.lstat(path)
-                    if stat.S_ISREG(st.st_mode) and st.st_mtime >= since and _holds_canary(path):
-                        found.append(path)
-                except OSError:
-                    continue
-    return found
-
-
-def _holds_canary(path: str) -> bool:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with open(fd, "rb") as fh:
-        return CANARY.encode() in fh.read()
-
-
 def test_a_template_with_two_secrets_and_env_renders_on_a_readonly_tmpfs(
     secretd: Runner, tmp_path: Path, clean_environ: dict[str, Path]
 ) -> None:
@@ -56,7 +33,7 @@ def test_a_template_with_two_secrets_and_env_renders_on_a_readonly_tmpfs(
     probe = tmp_path / "probe"  # the scan below would see a canary written to disk
     probe.write_text(CANARY)
     os.mkfifo(tmp_path / "fifo")  # never opened: the scan would wait for a writer forever
-    assert canary_files([tmp_path], started) == [str(probe)]
+    assert files_holding([CANARY.encode()], [tmp_path], started) == [str(probe)]
     probe.unlink()
     assert secretd("secret", "create", "db_password", "-", input=CANARY).returncode == 0
     (tmp_path / "api.key").write_text("k3y")
@@ -94,7 +71,7 @@ def test_a_template_with_two_secrets_and_env_renders_on_a_readonly_tmpfs(
     assert not Path("/etc/app").exists()
     assert host_secretd_mounts() == []
     roots = [clean_environ["state"], clean_environ["runtime"], Path(tempfile.gettempdir())]
-    assert canary_files([*roots, Path("/dev/shm")], started) == []
+    assert files_holding([CANARY.encode()], [*roots, Path("/dev/shm")], started) == []
 
 
 def test_the_done_when_command_prints_the_rendered_file(secretd: Runner, tmp_path: Path) -> None:
