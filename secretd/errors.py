@@ -36,6 +36,21 @@ class SecretdError(Exception):
         return f"{self.message}: {self.hint}" if self.hint else self.message
 
 
+
+class LikeDockerRun:
+    """``with LikeDockerRun():`` around what a command that runs another command (``run``,
+    ``compose``, ``swarm``) does itself: exit status 1 is left to the command it runs, so
+    a failure of secretd's own that would exit 1 exits 125 (usage errors keep 2), as
+    ``docker run``'s do."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, SecretdError) and exc.exit_code == 1:
+            exc.exit_code = 125
+
+
 def printable(text: str) -> str:
     """``text`` with every control and invisible character escaped (``\\x1b``, ``\\n``,
     ``\\u202e``), so a name from a server, an image or a file cannot move the cursor, clear

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..errors import SecretdError
+from ..errors import LikeDockerRun
 from . import AppContext
 from .output import echo_table
 
@@ -55,12 +55,8 @@ def _project(ctx: click.Context) -> Project:
 
 def _failing(run: Callable[[], T]) -> T:
     """secretd's own failures before compose runs exit 125 (usage errors 2)."""
-    try:
+    with LikeDockerRun():
         return run()
-    except SecretdError as exc:
-        if exc.exit_code == 1:
-            exc.exit_code = 125
-        raise
 
 
 @compose.command("config")

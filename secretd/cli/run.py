@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .. import ci, client, runtime
-from ..errors import SecretdError, UsageError
+from ..errors import LikeDockerRun, UsageError
 from ..refs import check_unique_targets, parse_ref, parse_refresh, parse_refs, parse_template
 from ..rotation import check_spec
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, TemplateRef
@@ -145,16 +145,12 @@ def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
     source=NAME,target=PATH,uid=UID,gid=GID,mode=0400.
     """
     app: AppContext = ctx.obj
-    try:
+    with LikeDockerRun():
         given = read_env(opts["env"], opts["env_file"])
         spec, inherited = build_spec(app, args, bool(ctx.meta.get("no_image")), given, opts)
         strict = _strict(opts["strict"], app)
         check_exposure(given, inherited, opts["allow_env"], strict, spec.image is None)
         status = client.run(app.config, spec, opts["secrets"], opts["no_daemon"])
-    except SecretdError as exc:
-        if exc.exit_code == 1:
-            exc.exit_code = 125
-        raise
     sys.exit(status)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import SecretdError, printable
+from ..errors import LikeDockerRun, printable
 from ..refs import check_name
 from . import AppContext
 
@@ -143,10 +143,5 @@ def _sync(app: AppContext) -> Iterator[SwarmSync]:
     failure of secretd's own exits 125, as ``secretd run`` does."""
     from ..swarmsync import SwarmSync
 
-    try:
-        with SwarmSync(app.config) as sync:
-            yield sync
-    except SecretdError as exc:
-        if exc.exit_code == 1:
-            exc.exit_code = 125
-        raise
+    with LikeDockerRun(), SwarmSync(app.config) as sync:
+        yield sync
