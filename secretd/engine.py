@@ -129,7 +129,17 @@ class Engine:
                         on_start(current[0])
                     return current[0]
 
-                rotation = Rotation(self.broker, refs, secrets, spec.refresh)
+                # the run's secrets and those its templates alone read, kept current
+                watched = ([*refs, *read[0]], [*secrets, *read[1]])
+                rotation = Rotation(self.broker, *watched, spec.refresh)
+
+                def rerender() -> list[SecretFile]:
+                    """The templates rendered from the current values: the files that
+                    changed (a template is a function of its inputs)."""
+                    before = {f.target: f.value for f in rendered}
+                    rendered[:] = self._render(spec, *watched, runtime.name, read)
+                    return [f for f in rendered if before.get(f.target) != f.value]
+
                 if watch is not None:
                     watch(rotation)
                 actions = Actions(spec, relaunch)
@@ -138,7 +148,8 @@ class Engine:
                     kept(current[0].id, rotation, lambda: upkeep(rotation, actions))
                     handed = True
                     return 0
-                return self._supervise(current, refs, secrets, rotation, actions)
+                templates = rerender if spec.templates else None
+                return self._supervise(current, refs, secrets, rotation, actions, templates)
             finally:
                 if not handed:
                     current[0].remove()
@@ -235,6 +246,7 @@ class Engine:
         secrets: list[Secret],
         rotation: Rotation,
         actions: Actions,
+        templates: Callable[[], list[SecretFile]] | None = None,
     ) -> int:
         """Wait for the command (``current[0]``, replaced by a restart), renewing leases
         when due and swapping the files of secrets whose content changed."""
@@ -252,28 +264,43 @@ class Engine:
                 due[index] = self._keep_alive(current[0], refs, secrets, index)
             changed = rotation.poll()
             if changed:
-                current[0] = self._rotated(current[0], refs, secrets, changed, actions)
+                current[0] = self._rotated(
+                    current[0], (refs, secrets), rotation, changed, actions, templates
+                )
 
     def _rotated(
         self,
         container: Container,
-        refs: list[SecretRef],
-        secrets: list[Secret],
+        mounted: tuple[list[SecretRef], list[Secret]],
+        rotation: Rotation,
         changed: list[int],
         actions: Actions,
+        templates: Callable[[], list[SecretFile]] | None,
     ) -> Container:
-        """Write the changed secrets' files in one update, then act once."""
-        files = tuple(f for i in changed for f in mount.files_for(refs[i], secrets[i]))
-        names = [refs[i].name for i in changed]
+        """Write the changed secrets' files, and the templates that render differently
+        now, in one update, then act once. ``changed`` indexes ``rotation``'s secrets:
+        the run's mounted ones (``mounted``, brought up to date here), then those only
+        its templates read."""
+        refs, secrets = mounted
+        for i in changed:
+            if i < len(secrets):
+                secrets[i] = rotation.secrets[i]
+        files = [f for i in changed if i < len(refs) for f in mount.files_for(refs[i], secrets[i])]
+        names = [rotation.refs[i].name for i in changed]
+        if templates is not None:
+            try:
+                files += templates()
+            except SecretdError as exc:
+                log.error("rendering the templates again failed; they keep their files: %s", exc)
         try:
-            container.update(files)
+            container.update(tuple(files))
         except OSError as exc:
             log.error("cannot replace the files of %s: %s", ", ".join(names), exc.strerror or exc)
             return container
         for i in changed:
             accesslog.record(
-                "rotate", secret=refs[i].name, version=secrets[i].version, run=container.id,
-                action=actions.on_change.action,
+                "rotate", secret=rotation.refs[i].name, version=rotation.secrets[i].version,
+                run=container.id, action=actions.on_change.action,
             )  # fmt: skip
         return actions.after_change(container, names)
 
