@@ -115,7 +115,7 @@ def main() -> None:
                        check=True, stdout=subprocess.DEVNULL)
         run = [*secretd, "run", "--rm", "--secret", "api_key", "busybox",
                "cat", "/run/secrets/api_key"]
-        if not works(run, env):
+        if not works([*run[:3], "--no-redact", *run[3:]], env):  # a pipe gets masked output
             raise SystemExit("secretd run does not print the secret; fix that first")
         commands: dict[str, Command] = {"secretd run": (run, env)}
         commands["runc run"] = bare_runc(tmp, env)
