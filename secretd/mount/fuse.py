@@ -49,12 +49,12 @@ from typing import Any
 from .. import accesslog, trust
 from ..errors import MountError
 from ..spec import DEFAULT_SECRETS_DIR, SecretFile, SecretMount
+from .libfuse import FUSE_HINT, check, fuse_args, library, stat_type
 from .tmpfs import CONFIGS, SECRETS, HostMount, Layout, layout, unmount
 
 log = logging.getLogger(__name__)
 
 ATTR_TIMEOUT = 1.0  # seconds the kernel keeps a file's attributes and names
-FUSE_HINT = "install FUSE: apt-get install fuse3 libfuse2 (and load the fuse module)"
 NOTES_MODE = stat.S_IFREG | 0o600
 DIR_MODE = stat.S_IFDIR | 0o755
 _ACCESS_MODES = os.O_WRONLY | os.O_RDWR
@@ -65,104 +65,6 @@ RETIRED = b"/..set-"  # a replaced set's hidden name (no target starts with ".."
 RETIRED_FOR = 60.0  # seconds a replaced set stays readable through an old handle
 
 
-class _Args(ctypes.Structure):
-    _fields_ = [
-        ("argc", ctypes.c_int),
-        ("argv", ctypes.POINTER(ctypes.c_char_p)),
-        ("allocated", ctypes.c_int),
-    ]
-
-
-def _args(*words: str) -> tuple[_Args, Any]:
-    """A ``struct fuse_args`` (and the array it points into, to keep it alive)."""
-    argv = (ctypes.c_char_p * len(words))(*(w.encode() for w in words))
-    return _Args(len(words), argv, 0), argv
-
-
-class _Lib:
-    """libfuse 2 through fusepy's ctypes types; loaded on first use.
-
-    Raises:
-        MountError: ``/dev/fuse`` or libfuse is missing (with the fix).
-    """
-
-    fuse_mount: Any
-    fuse_new: Any
-    fuse_loop: Any
-    fuse_unmount: Any
-    fuse_chan_fd: Any
-    fuse_destroy: Any
-    fuse_get_context: Any
-
-    def __init__(self) -> None:
-        if not os.path.exists("/dev/fuse"):
-            raise MountError("cannot use --mount-type fuse: /dev/fuse is missing", FUSE_HINT)
-        try:
-            import fuse as fusepy
-        except (ImportError, OSError):  # fusepy raises OSError without libfuse
-            raise MountError(
-                "cannot use --mount-type fuse: libfuse 2 or fusepy is not installed",
-                f"{FUSE_HINT}; pip install 'secretd[fuse]'",
-            ) from None
-        self.py = fusepy
-        lib = ctypes.CDLL(fusepy._libfuse_path)
-        libc = ctypes.CDLL(None)
-        libc.dlvsym.restype = ctypes.c_void_p
-        libc.dlvsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
-        void = ctypes.c_void_p
-        for name, restype, argtypes in (
-            ("fuse_mount", void, [ctypes.c_char_p, ctypes.POINTER(_Args)]),
-            ("fuse_new", void, [void, ctypes.POINTER(_Args), void, ctypes.c_size_t, void]),
-            ("fuse_loop", ctypes.c_int, [void]),
-            ("fuse_unmount", None, [ctypes.c_char_p, void]),
-            ("fuse_chan_fd", ctypes.c_int, [void]),
-            ("fuse_destroy", None, [void]),
-            ("fuse_get_context", ctypes.POINTER(fusepy.fuse_context), []),
-        ):
-            # The FUSE_2.6 versions: the library also exports older ones under each name.
-            address = libc.dlvsym(lib._handle, name.encode(), b"FUSE_2.6")
-            if not address:
-                address = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-            function = ctypes.CFUNCTYPE(restype, *argtypes)(address)
-            setattr(self, name, function)
-        self.prototypes = {field[0]: field[1] for field in fusepy.fuse_operations._fields_}
-
-
-_lib: _Lib | None = None
-_lib_lock = threading.Lock()
-
-
-def library() -> _Lib:
-    """libfuse, loaded once; ``check`` calls it so a missing one fails before anything runs.
-
-    Raises:
-        MountError: FUSE is unavailable.
-    """
-    global _lib
-    with _lib_lock:
-        if _lib is None:
-            _lib = _Lib()
-        return _lib
-
-
-def check() -> None:
-    """Fail now, with the fix, when FUSE cannot be used (before anything is started).
-
-    Raises:
-        MountError: ``/dev/fuse``, libfuse or fusepy is missing.
-    """
-    library()
-    if os.geteuid() == 0:
-        return
-    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
-        raise MountError(
-            f"cannot use --mount-type fuse: /dev/fuse is not open to uid {os.getuid()}",
-            "make it so (chmod 0666 /dev/fuse, Debian's default) or run through the daemon",
-        )
-    if not shutil.which("fusermount3") and not shutil.which("fusermount"):
-        raise MountError("cannot use --mount-type fuse: fusermount is not installed", FUSE_HINT)
-
-
 class _Node:
     """One file or directory: its ``stat`` as the kernel gets it, and its value."""
 
@@ -171,7 +73,7 @@ class _Node:
     def __init__(
         self, ino: int, mode: int, uid: int, gid: int, value: bytes = b"", name: str = ""
     ) -> None:
-        self.stat = self_stat = _stat_type()()
+        self.stat = self_stat = stat_type()()
         self_stat.st_ino = ino
         self_stat.st_mode = mode
         self_stat.st_nlink = 2 if stat.S_ISDIR(mode) else 1
@@ -195,10 +97,6 @@ class _Node:
         return copy
 
 
-def _stat_type() -> Any:
-    return library().py.c_stat
-
-
 class SecretsFS:
     """The filesystem's contents and its operations (libfuse's high-level API: paths)."""
 
@@ -218,7 +116,7 @@ class SecretsFS:
         self._retired: list[tuple[float, bytes]] = []  # (when, path) of replaced sets
         self.placed: Layout = layout(files, secrets_dir)
         self.nodes: dict[bytes, _Node] = self._build({}, files, self.placed, root=True)
-        self._stat_size = ctypes.sizeof(_stat_type())
+        self._stat_size = ctypes.sizeof(stat_type())
         self._context = library().fuse_get_context
 
     # -- the tree ---------------------------------------------------------------------
@@ -529,9 +427,9 @@ class FuseMount(HostMount):
             options.append("allow_other")
         if noexec:
             options.append("noexec")
-        mount_args, keep_m = _args("secretd", "-o", ",".join(options))
+        mount_args, keep_m = fuse_args("secretd", "-o", ",".join(options))
         timeouts = f"attr_timeout={ATTR_TIMEOUT},entry_timeout={ATTR_TIMEOUT}"
-        lib_args, keep_l = _args("secretd", "-o", f"use_ino,{timeouts},negative_timeout=0")
+        lib_args, keep_l = fuse_args("secretd", "-o", f"use_ino,{timeouts},negative_timeout=0")
         ops, callbacks = self.fs.operations()
         self._keep = [mount_args, keep_m, lib_args, keep_l, ops, callbacks]
         chan = lib.fuse_mount(str(self.path).encode(), ctypes.byref(mount_args))
