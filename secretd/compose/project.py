@@ -43,7 +43,7 @@ from ..runtime.engines.common import (
     secret_binds,
 )
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, Secret, SecretMount
-from . import reuse
+from . import fresh, reuse
 from .model import base_args, interpolation_environment, load
 from .plan import KINDS, Plan, Source, Use, in_service, make_plan
 
@@ -67,6 +67,7 @@ class Project:
     env_files: tuple[str, ...] = ()
 
     def args(self) -> list[str]:
+        """The options every compose command of this project starts with."""
         return base_args(self.files, self.name, self.directory, self.extra())
 
     def extra(self) -> list[str]:
@@ -214,6 +215,7 @@ def mount_services(
             done.mounts[service] = host_mount
             if found is None:
                 reuse.mark(host_mount, loaded.plan.project, service)
+            fresh.record(host_mount.path, uses)  # for secret rotate (fresh.py)
             image = str(body.get("image") or f"{loaded.plan.project}-{service}")
             binds = _binds(engine, image, body, host_mount)
             for section in KINDS:

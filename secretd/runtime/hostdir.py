@@ -51,6 +51,9 @@ NO_TMPFS_HINT = (
 
 
 class HostRuntime:
+    """``--no-sandbox``: the command as a plain child, its secrets in a fresh directory on
+    an existing tmpfs (see the module's docstring for what that gives up)."""
+
     name = "host"
 
     @classmethod
@@ -192,6 +195,7 @@ class Watchdog:
         return cls(pid, write_fd)
 
     def arm(self) -> None:
+        """Tell the watchdog the directory is secretd's own now, so it removes it."""
         os.write(self._write_fd, b"+")
 
     def stop(self) -> None:

@@ -213,6 +213,7 @@ class Swarm(DockerClient):
         return sorted(versions, key=lambda v: _instant(v.created))
 
     def services(self) -> list[dict[str, Any]]:
+        """Every service of the swarm, as the engine lists them."""
         api: Any = self.client()  # the SDK's service calls carry no types
         with self.errors():
             return list(api.services())
