@@ -275,11 +275,16 @@ def _restart_policy(text: str | None) -> dict[str, Any] | None:
 
 def _real_socket(raw: Any) -> socket.socket:
     """The hijacked connection under the SDK's file object (unix sockets only, see
-    require_local), so we can half-close it when stdin ends."""
+    require_local), so we can half-close it when stdin ends; ours alone, so that closing
+    it closes it: the SDK's file object keeps the socket open past ``close`` and is freed
+    only with its response's reference cycle (a descriptor per run in the daemon)."""
     sock = getattr(raw, "_sock", raw)
     if not isinstance(sock, socket.socket):
         raise LaunchError("cannot attach to the container: unexpected connection type")
-    return sock
+    timeout = sock.gettimeout()
+    owned = socket.socket(sock.family, sock.type, fileno=sock.detach())
+    owned.settimeout(timeout)
+    return owned
 
 
 def _register_wait(client: docker.APIClient, cid: str, condition: str) -> requests.Response:
