@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-dev gcc git make util-linux procps iproute2
-          runc docker.io podman fuse3 libfuse2 busybox-static uidmap postgresql systemd tini)
+          runc docker.io podman fuse3 libfuse2 busybox-static uidmap postgresql systemd tini
+          strace)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
