@@ -436,6 +436,9 @@ class Daemon:
         else:
             info = store.rotate(name, protocol.blob(message, "value"))
             self._notify({name})
+            from .compose import fresh
+
+            fresh.rotated(self.config.runtime_dir, {name}, self.engine.broker)
         log.info("store %s %r by uid=%d", action, name, peer.uid)
         chan.send({"ok": True, "secret": dataclasses.asdict(info) if info else None})
 

@@ -171,6 +171,11 @@ def rotate(app: AppContext, notify: bool, name: str, file: str | None) -> None:
     with _suggesting(store, name):
         info = store.rotate(name, read_value(file, name))
     click.echo(f"{info.name}: version {info.version}")
+    if isinstance(store, LocalStore):  # else the daemon did this too
+        from ..broker import Broker
+        from ..compose import fresh
+
+        fresh.rotated(app.config.runtime_dir, {name}, Broker(app.config))
 
 
 def _notify(app: AppContext, name: str, file: str | None) -> None:
