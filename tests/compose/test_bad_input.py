@@ -4,12 +4,14 @@ and the fix, exit 2 (usage) or 125, before any container exists and with nothing
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.compose.conftest import IMAGE, Project
+from tests.support.cli import refused
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -68,13 +70,10 @@ CASES = {
 }
 
 
-def assert_refused(project: Project, done: object, code: int, words: list[str]) -> None:
-    stderr = getattr(done, "stderr", "")
-    assert getattr(done, "returncode", None) == code, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("secretd: "), stderr
-    for word in words:
-        assert word in lines[0], (word, lines[0])
+def assert_refused(
+    project: Project, done: subprocess.CompletedProcess[str], code: int, words: list[str]
+) -> None:
+    refused(done, code, *words)
     assert project.containers() == []
     assert project.mounts() == []
 

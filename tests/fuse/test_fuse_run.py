@@ -15,6 +15,7 @@ from secretd.mount.fuse import FuseMount
 from secretd.spec import SecretFile, SecretMount
 from tests.conftest import Runner
 from tests.fuse.conftest import VALUE, access_log, background_run, fuse_mounts
+from tests.support.cli import refused
 
 pytestmark = [pytest.mark.fuse, pytest.mark.root]
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
@@ -151,8 +152,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_starts(
         "run", "--no-daemon", *extra, "--secret", ref.replace("SRC", f"file:{value_file}"),
         "--", "touch", str(marker),
     )  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    refused(result, 2, message)
     assert not marker.exists()
 
 

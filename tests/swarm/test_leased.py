@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Runner
+from tests.support.cli import refused
 from tests.support.swarm import Swarm
 from tests.vault.conftest import openbao  # noqa: F401 - fixture
 from tests.vault.servers import ROOT_TOKEN, BaoServer, leases
@@ -28,8 +29,7 @@ def test_a_leased_secret_is_refused_and_its_lease_revoked(
     ref = "tls=vault:pki/issue/web?common_name=a.example.com&ttl=1h#certificate"
     for args in (("push", ref), ("push", ref, "--dry-run")):
         done = secretd("swarm", *args)
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.count("\n") == 1 and "'tls' is leased" in done.stderr
+        refused(done, 2, "'tls' is leased")
         assert "BEGIN" not in done.stdout + done.stderr
     assert leases(openbao, "pki/issue/web/") == set()
     listed = swarm.docker("secret", "ls", "--filter", "label=io.secretd.source=tls", "-q")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Runner
+from tests.support.cli import refused
 from tests.support.daemons import IMAGE
 from tests.support.engines import Bind
 from tests.support.swarm import Swarm
@@ -32,12 +33,6 @@ def ok(done: subprocess.CompletedProcess[str], *values: str) -> list[str]:
     for value in values:
         assert value not in done.stdout + done.stderr
     return done.stdout.splitlines()
-
-
-def fails(done: subprocess.CompletedProcess[str], code: int, words: str) -> None:
-    """One line on stderr, with ``words``, and exit status ``code``."""
-    assert done.returncode == code, (done.stdout, done.stderr)
-    assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
 
 
 @pytest.fixture
@@ -164,17 +159,17 @@ def test_bad_input_is_one_line(
     docker = swarm.docker
     tok = f"tok{suffix}"
     values = bound(tok)
-    fails(secretd("swarm", "push", f"missing{suffix}"), 125, "not found")
-    fails(secretd("swarm", "rotate", f"nosuch{suffix}"), 2, f"no swarm service 'nosuch{suffix}'")
+    refused(secretd("swarm", "push", f"missing{suffix}"), 125, "not found")
+    refused(secretd("swarm", "rotate", f"nosuch{suffix}"), 2, f"no swarm service 'nosuch{suffix}'")
     docker("service", "create", "-d", "--name", service, IMAGE, "sleep", "600")
-    fails(secretd("swarm", "rotate", service), 2, "does not use any secret secretd manages")
-    fails(secretd("swarm", "rotate", service, "--secret", tok), 2, f"does not use secret '{tok}'")
-    fails(secretd("swarm", "push", "x" * 52), 2, "too long")
+    refused(secretd("swarm", "rotate", service), 2, "does not use any secret secretd manages")
+    refused(secretd("swarm", "rotate", service, "--secret", tok), 2, f"does not use secret '{tok}'")
+    refused(secretd("swarm", "push", "x" * 52), 2, "too long")
 
     # the name secretd would give, taken by a secret it does not manage: left alone
     taken = versioned(tok, values[tok])
     docker("secret", "create", taken, "-", input="someone else's")
-    fails(secretd("swarm", "push", tok), 125, "secretd does not manage")
+    refused(secretd("swarm", "push", tok), 125, "secretd does not manage")
     assert docker("secret", "inspect", taken, "--format", "{{json .Spec.Labels}}").strip() in (
         "{}",
         "null",
@@ -194,7 +189,7 @@ def test_not_a_swarm_manager(
     monkeypatch.setenv("DOCKER_HOST", remote.docker.host)
     bound("tok")
     for args in (("push", "tok"), ("rotate", "web"), ("prune",)):
-        fails(secretd("swarm", *args), 125, "is not a swarm manager")
+        refused(secretd("swarm", *args), 125, "is not a swarm manager")
 
 
 NO_REGISTRY = ("--resolve-image", "never")  # none is reachable, and busybox:local is ours
@@ -296,7 +291,7 @@ def test_stack_deploy_refused_before_any_push(
         f"services:\n  app:\n    image: {IMAGE}\n    secrets: [key]\n    configs: [conf]\n"
         "secrets:\n  key:\n    file: ./key.txt\nconfigs:\n  conf:\n    content: hello\n"
     )
-    fails(secretd("stack", "deploy", "-c", "compose.yml", f"st{suffix}"), 2, "content")
+    refused(secretd("stack", "deploy", "-c", "compose.yml", f"st{suffix}"), 2, "content")
     assert versioned("key", value) not in swarm.docker("secret", "ls", "--format", "{{.Name}}")
 
 
@@ -308,7 +303,7 @@ def test_plain_tcp_is_refused(
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
     for args in (("push", "tok"), ("prune",)):
         done = secretd("swarm", *args)
-        fails(done, 2, "without TLS")
+        refused(done, 2, "without TLS")
         assert values["tok"] not in done.stdout + done.stderr
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Runner
+from tests.support.cli import refused
 from tests.support.engines import Bind
 from tests.support.swarm import init_swarm
 from tests.swarm.conftest import Remote
@@ -41,13 +42,9 @@ def test_push_to_a_manager_over_tls(
         shutil.copytree(remote.certs, elsewhere)
         (elsewhere / "ca.pem").write_bytes((remote.certs / "cert.pem").read_bytes())
         monkeypatch.setenv("DOCKER_CERT_PATH", str(elsewhere))
-        refused = secretd("swarm", "push", "tok")
-        assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
-        assert "did not pass the TLS check" in refused.stderr
+        refused(secretd("swarm", "push", "tok"), 125, "did not pass the TLS check")
 
         monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))
-        missing = secretd("swarm", "push", "tok")
-        assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
-        assert f"{tmp_path} lacks cert.pem and key.pem" in missing.stderr
+        refused(secretd("swarm", "push", "tok"), 2, f"{tmp_path} lacks cert.pem and key.pem")
     finally:
         local("swarm", "leave", "--force", check=False)
