@@ -36,7 +36,7 @@ from ..errors import CommandNotFound, CommandNotRunnable, MountError, UsageError
 from ..mount import file_env, inside
 from ..mount.atomic import DIR_FLAGS, remove_tree, write_files
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, SecretFile, SecretMount, Stdio
-from .process import exit_status
+from .process import wait_status
 from .terminal import in_foreground, reclaim
 
 log = logging.getLogger(__name__)
@@ -334,14 +334,11 @@ class HostProcess:
         self._tty = tty
 
     def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            code = self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        if self._tty is not None:
+        status = wait_status(self._process, timeout)
+        if status is not None and self._tty is not None:
             reclaim(self._tty)
             self._tty = None
-        return exit_status(code)
+        return status
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
         self._directory.write(files)

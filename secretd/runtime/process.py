@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 
 def start_time(pid: int) -> int:
@@ -40,3 +41,12 @@ def exit_status(code: int) -> int:
     code, or 128 + the signal that killed it (``Popen`` and ``waitstatus_to_exitcode``
     give that signal as a negative number)."""
     return 128 - code if code < 0 else code
+
+
+def wait_status(process: subprocess.Popen[bytes], timeout: float | None) -> int | None:
+    """``process``'s ``exit_status`` once it ends within ``timeout``; None if it runs on
+    (the Container protocol's ``wait``)."""
+    try:
+        return exit_status(process.wait(timeout))
+    except subprocess.TimeoutExpired:
+        return None

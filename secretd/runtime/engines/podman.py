@@ -26,7 +26,7 @@ from ...errors import LaunchError, UsageError
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
 from ..oci.rootfs import in_root
-from ..process import exit_status
+from ..process import wait_status
 from .base import EngineRuntime
 from .common import (
     CONTAINER_NOTE,
@@ -238,11 +238,7 @@ class PodmanContainer:
         self._removed = False
 
     def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            code = self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        return exit_status(code)
+        return wait_status(self._proc, timeout)
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
         self._mount.update(files)
