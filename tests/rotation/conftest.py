@@ -95,6 +95,29 @@ def settle(seconds: float) -> None:
     time.sleep(seconds)
 
 
+class DebugLog:
+    """A run's stderr at ``--log-level debug``, in a file: tests wait for what it logs
+    (a poll that found the same content) instead of sleeping through a poll interval."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path.open("w")
+        self.args = ("--log-level", "debug")
+
+    def text(self) -> str:
+        return self.path.read_text()
+
+    def wait(self, text: str, count: int = 1, timeout: float = 30) -> None:
+        wait_for(lambda: self.text().count(text) >= count, f"{text!r} in the run's log", timeout)
+
+
+@pytest.fixture
+def debug_log(tmp_path: Path) -> Iterator[DebugLog]:
+    made = DebugLog(tmp_path / "run.log")
+    yield made
+    made.file.close()
+
+
 @pytest.fixture
 def bao_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:  # noqa: F811
     """A daemon whose config also reaches the session's OpenBao and watches Docker's

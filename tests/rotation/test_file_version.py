@@ -87,6 +87,7 @@ def test_the_daemon_polls_a_file_without_reading_it(
 ) -> None:
     source = world.root / "big.bin"
     source.write_bytes(b"b" * BIG)
+    written = time.monotonic()
     seen = tmp_path / "seen"
     os.utime(source, ns=(time.time_ns() - 10**10,) * 2)  # mtime settled; ctime is now
     run = subprocess.Popen(
@@ -98,9 +99,10 @@ def test_the_daemon_polls_a_file_without_reading_it(
     )  # fmt: skip
     try:
         wait_for(lambda: seen.exists() and seen.read_text().strip() == str(BIG), "the run")
-        time.sleep(file_backend.RACY_NS / 1e9 + 1.5)  # past the racy window: stamps kept
+        # past the racy window, and one poll more to keep the stamp
+        time.sleep(max(0.0, written + file_backend.RACY_NS / 1e9 + 1.2 - time.monotonic()))
         before = read_bytes(daemon.pid)
-        time.sleep(3.5)  # three polls or more
+        time.sleep(2.5)  # two polls or more: each would read it whole
         assert read_bytes(daemon.pid) - before < BIG
     finally:
         run.terminate()

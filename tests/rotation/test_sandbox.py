@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rotation.conftest import Follower, reporter, settle
+from tests.rotation.conftest import DebugLog, Follower, reporter, settle
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.root
@@ -35,12 +35,13 @@ def follower(tmp_path: Path) -> Follower:
 
 
 def test_a_new_version_reaches_the_command_and_signals_it_once(
-    secretd, store_env, background: Start, follower: Follower
+    secretd, store_env, background: Start, follower: Follower, debug_log: DebugLog
 ) -> None:
     create(secretd, "v1")
     run = background(
-        "run", "--no-daemon", "--on-change", "signal:HUP", "--secret", "source=api_key,refresh=1s",
-        "--", "sh", "-c", reporter(follower.log),
+        *debug_log.args, "run", "--no-daemon", "--on-change", "signal:HUP",
+        "--secret", "source=api_key,refresh=1s", "--", "sh", "-c", reporter(follower.log),
+        stderr=debug_log.file,
     )  # fmt: skip
     follower.wait_value("v1")
     rotate(secretd, "v2")
@@ -50,7 +51,8 @@ def test_a_new_version_reaches_the_command_and_signals_it_once(
     assert first != second  # a new file took the name: renamed into place
     wait_for(lambda: follower.lines().count("HUP") == 1, f"one HUP in {follower.lines()}")
     rotate(secretd, "v2")  # a new version with the same content
-    settle(3)
+    debug_log.wait("same content: nothing to do")
+    settle(0.5)  # what a write would have been followed by
     assert follower.lines().count("HUP") == 1
     assert [v for v in follower.values() if v == "v2"] == ["v2"]  # same inode: never rewritten
     assert run.poll() is None

@@ -37,7 +37,7 @@ def test_a_template_reading_a_rotated_secret_is_rendered_again_in_the_same_batch
     rendered.wait_value("key=t2")
     plain.wait_value("t2")
     wait_for(lambda: rendered.lines().count("HUP") >= 1, f"a HUP in {rendered.lines()}")
-    settle(2)
+    settle(1.5)  # a second action would follow within a poll interval (1 s)
     assert rendered.lines().count("HUP") == 1  # one batch: the secret and its template
 
 
