@@ -77,10 +77,14 @@ def rotated(runtime_dir: Path, names: set[str], broker: Broker) -> list[str]:
 
 def _recorded(runtime_dir: Path) -> Iterator[tuple[Path, list[SecretRef]]]:
     """Each compose tmpfs with its recorded references."""
-    base = runtime_dir / "mounts"
-    for entry in sorted(base.iterdir()) if base.is_dir() else []:
+    try:
+        entries = sorted((runtime_dir / "mounts").iterdir())
+    except OSError:  # none yet, or not this user's to read: no compose tmpfs of theirs
+        return
+    for entry in entries:
         try:
             note = json.loads((entry / REFS_NOTE).read_text())
-            yield entry, [SecretRef(**{key: item[key] for key in _FIELDS}) for item in note]
-        except (OSError, ValueError, TypeError, KeyError):
+            refs = [SecretRef(**{key: item[key] for key in _FIELDS}) for item in note]
+        except (OSError, ValueError, TypeError, KeyError):  # not a compose tmpfs
             continue
+        yield entry, refs
