@@ -24,13 +24,19 @@ from tests.support.daemons import IMAGE, SYSTEM_DOCKER_SOCKET, import_busybox, s
 
 __all__ = ["IMAGE", "Dockerd", "docker_env", "dockerd"]
 
+TLS_VARIABLES = ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS")
+
 
 @dataclass
 class Dockerd:
     host: str
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DOCKER_HOST": self.host}
+        """The environment for the docker CLI on this daemon's socket, without the TLS
+        settings a test set for another endpoint: CLI 20.10 (Debian's) speaks TLS over a
+        unix socket too when ``DOCKER_TLS_VERIFY`` is set, and then cannot connect."""
+        env = {key: value for key, value in os.environ.items() if key not in TLS_VARIABLES}
+        return {**env, "DOCKER_HOST": self.host}
 
     def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str:
         """Run the docker CLI against this daemon; its stdout."""
