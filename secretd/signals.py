@@ -7,7 +7,7 @@ signals without importing the run pipeline.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Self
 
 from . import wire
@@ -20,8 +20,9 @@ class Relay:
     """Handlers for the length of a ``with`` block, what was there before put back after
     it: the base of the in-process relay below and the daemon client's (client.py)."""
 
-    def handlers(self) -> dict[int, Callable[[int, Any], None]]:
-        """The handler of each signal this relay takes."""
+    def handlers(self) -> Mapping[int, Callable[[int, Any], None] | signal.Handlers]:
+        """The handler of each signal this relay takes (``SIG_IGN`` too: unlike a handler,
+        an ignored signal stays ignored in a child started meanwhile)."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:

@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from ..runtime.engines.common import (
     open_mount,
     secret_binds,
 )
+from ..signals import Relay
 from ..spec import DEFAULT_SECRETS_DIR, RunSpec, Secret, SecretMount
 from . import fresh, reuse
 from .model import base_args, interpolation_environment, load
@@ -293,29 +294,27 @@ def run_compose(project: Project, model: Mapping[str, Any], args: Sequence[str])
         argv += ["--project-directory", project.home()]
         argv += [arg for p in project.profiles for arg in ("--profile", p)]
         argv += args
-        with _passing_signals() as started:
-            proc = subprocess.Popen(argv, pass_fds=[fd])
-            started(proc)
-            return proc.wait()
+        with _PassSignals() as relay:
+            relay.child = subprocess.Popen(argv, pass_fds=[fd])
+            return relay.child.wait()
     finally:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def _passing_signals() -> Iterator[Any]:
-    child: list[subprocess.Popen[bytes]] = []
+class _PassSignals(Relay):
+    """SIGTERM, SIGHUP and SIGQUIT passed on to compose; SIGINT ignored: Ctrl-C reaches
+    compose from the terminal (the whole foreground group gets it), and secretd waits for
+    compose to stop rather than ending first."""
 
-    def forward(signum: int, frame: object) -> None:
-        if child:
-            child[0].send_signal(signum)
+    def __init__(self) -> None:
+        self.child: subprocess.Popen[bytes] | None = None
 
-    before = {sig: signal.signal(sig, forward) for sig in FORWARDED}
-    before[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield child.append
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+    def _forward(self, signum: int, frame: object) -> None:
+        if self.child is not None:
+            self.child.send_signal(signum)
+
+    def handlers(self) -> dict[int, Callable[[int, Any], None] | signal.Handlers]:
+        return {**dict.fromkeys(FORWARDED, self._forward), signal.SIGINT: signal.SIG_IGN}
 
 
 def settle(mounted: Mounted, host: str) -> None:
