@@ -5,7 +5,6 @@ names the caller."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from tests.daemon.conftest import CANARY, NOBODY, Daemon, World, client, wait_for
 from tests.daemon.conftest import world as world  # noqa: F401 - the fixture
-from tests.fuse.conftest import fuse_mounts
+from tests.fuse.conftest import access_log, fuse_mounts
 from tests.support.plaintext import files_holding
 
 pytestmark = [pytest.mark.fuse, pytest.mark.root]
@@ -84,7 +83,7 @@ def test_daemon_killed_readers_get_enotconn_no_value_on_disk_restart_reaps(
     finally:
         restarted.stop()
 
-    events = [json.loads(line) for line in (world.state / "access.log").read_text().splitlines()]
+    events = access_log(world.state)
     caller = next(e for e in events if e["event"] == "client")
     run = next(e for e in events if e["event"] == "run")
     assert caller["run"] == run["run"] and caller["uid"] == 0 and caller["pid"] > 1
@@ -104,7 +103,7 @@ def test_nobody_through_the_daemon_reads_a_file_the_daemon_serves(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["65534", "444", "65534", CANARY]  # as on the tmpfs
-    events = [json.loads(line) for line in (world.state / "access.log").read_text().splitlines()]
+    events = access_log(world.state)
     caller = next(e for e in events if e["event"] == "client")
     opened = next(e for e in events if e["event"] == "fuse-open")
     assert (caller["uid"], opened["uid"], opened["comm"]) == (NOBODY, NOBODY, "cat")
