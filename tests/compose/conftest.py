@@ -54,6 +54,13 @@ class Project:
         return mounts_left(self.runtime)
 
 
+def container(project: Project, service: str) -> str:
+    """The id of ``service``'s one running container."""
+    labels = [f"com.docker.compose.service={service}", f"com.docker.compose.project={project.name}"]
+    (cid,) = project.docker("ps", "-q", *(f"--filter=label={label}" for label in labels)).split()
+    return cid
+
+
 @pytest.fixture
 def project(
     dockerd: Dockerd,  # noqa: F811 - the fixture imported above

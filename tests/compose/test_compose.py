@@ -12,7 +12,7 @@ import pytest
 
 from secretd.config import load_config
 from secretd.runtime.engines.reaper import remove_orphan_mounts, watch_destroyed
-from tests.compose.conftest import IMAGE, Project
+from tests.compose.conftest import IMAGE, Project, container
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
@@ -73,12 +73,6 @@ def two_services(project: Project) -> dict[str, str]:
     created = project.runner("secret", "create", "shared_token", "-", input=made["tok"])
     assert created.returncode == 0, created.stderr
     return made
-
-
-def container(project: Project, service: str) -> str:
-    labels = [f"com.docker.compose.service={service}", f"com.docker.compose.project={project.name}"]
-    (cid,) = project.docker("ps", "-q", *(f"--filter=label={label}" for label in labels)).split()
-    return cid
 
 
 def test_up_gives_swarm_layout_on_a_read_only_tmpfs_and_down_removes_it(project: Project) -> None:
