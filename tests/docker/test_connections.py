@@ -62,4 +62,4 @@ def test_an_attached_run_leaves_no_connection_open(tty: bool) -> None:
         os.close(write)
     with os.fdopen(read, "rb") as out:
         assert out.read().replace(b"\r\n", b"\n") == b"sk-value"
-    assert _sockets() == before
+    assert _sockets() - before == set()  # a socket closed meanwhile is no concern
