@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 10.0
-KEPT_RUNTIMES = ("docker", "podman")  # detached containers the daemon can keep (listing.py)
+KEPT_RUNTIMES = ("docker", "podman", "oci")  # detached containers the daemon can keep
 
 
 def file_env(spec: RunSpec) -> tuple[tuple[str, str], ...]:
@@ -102,9 +102,9 @@ class Engine:
         kept = self.keep if runtime.name in KEPT_RUNTIMES else None
         if spec.detach and spec.refreshes() and kept is None:
             raise UsageError(
-                f"--refresh with -d needs a detached container the daemon keeps: Docker or "
-                f"Podman, not {runtime.name}",
-                "use --runtime docker or podman with a running 'secretd daemon'",
+                f"--refresh with -d needs a detached container the daemon keeps: Docker, "
+                f"Podman or oci, not {runtime.name}",
+                "use --runtime docker, podman or oci with a running 'secretd daemon'",
             )
         try:
             _warn_about_configs(refs, secrets)
@@ -175,7 +175,8 @@ class Engine:
         from .runtime.engines.listing import UntilGone
         from .runtime.engines.reaper import remove_orphan_mounts_quietly
 
-        current: list[Container] = [UntilGone(container, engine)]
+        removed = getattr(container, "removed", None)  # oci's DetachedContainer
+        current: list[Container] = [UntilGone(container, engine, removed=removed)]
 
         def upkeep(rotation: Rotation, actions: Actions) -> None:
             try:

@@ -14,6 +14,7 @@ import logging
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +114,30 @@ class UntilGone:
     """A detached Docker or Podman container as a Container whose ``wait`` ends (status 0)
     once the engine no longer has it (``docker rm``), asked at most every ``every``
     seconds: the daemon supervises it so (renewing leases, rotating files) after the run
-    that started it has returned."""
+    that started it has returned. A runc container (``removed``) says so itself."""
 
-    def __init__(self, container: Container, engine: str, every: float = CHECK_EVERY) -> None:
+    def __init__(
+        self,
+        container: Container,
+        engine: str,
+        every: float = CHECK_EVERY,
+        removed: Callable[[], bool] | None = None,
+    ) -> None:
         self.id = container.id
         self.container = container
         self.every = every
-        host = podman_host() if engine == "podman" else docker_host()
-        self._client = engine_client(engine, host)
+        self._client: EngineClient | None = None
+        if removed is None:  # an engine's: ask it
+            host = podman_host() if engine == "podman" else docker_host()
+            self._client = engine_client(engine, host)
+        self._removed = removed
         self._checked = 0.0
+
+    def _gone(self) -> bool:
+        if self._removed is not None:  # a runtime's own record (oci)
+            return self._removed()
+        assert self._client is not None
+        return self.id not in self._client.live_ids()
 
     def wait(self, timeout: float | None = None) -> int | None:
         pause = self.every if timeout is None else min(timeout, self.every)
@@ -130,7 +146,7 @@ class UntilGone:
             return None
         self._checked = time.monotonic()
         try:
-            gone = self.id not in self._client.live_ids()
+            gone = self._gone()
         except SecretdError as exc:  # the engine restarts: ask again later
             log.debug("cannot ask whether %s exists: %s", self.id[:12], exc.line())
             return None
@@ -144,4 +160,5 @@ class UntilGone:
 
     def remove(self) -> None:
         self.container.remove()
-        self._client.close()
+        if self._client is not None:
+            self._client.close()

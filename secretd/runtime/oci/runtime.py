@@ -39,6 +39,7 @@ from .state import (
     containers_dir,
     disposition,
     init_pid,
+    runc,
     runc_error,
     save,
     take_down_container,
@@ -116,22 +117,34 @@ class OciContainer:
 
 
 class DetachedContainer:
-    """``-d``: the monitor owns the container now; secretd only reports its id."""
+    """``-d``: the monitor owns the container now; secretd reports its id and, while it
+    holds this (the daemon keeps it: engine.py), can replace its files and signal it.
+    ``wait`` returns at once: ``removed`` says when the container is gone."""
 
-    def __init__(self, container_id: str) -> None:
-        self.id = container_id
+    def __init__(self, directory: Path, record: Record, mount: HostMount) -> None:
+        self.id = record.id
+        self.directory = directory
+        self.record = record
+        self.mount = mount
 
     def wait(self, timeout: float | None = None) -> int | None:
         return 0
 
     def update(self, files: tuple[SecretFile, ...]) -> None:
-        """Rotation needs a supervising secretd; a detached container keeps its files."""
+        self.mount.update(files)
 
     def signal(self, signum: signal.Signals) -> None:
-        """Signals to ``secretd run -d`` are not the container's business."""
+        """``--on-change signal:NAME``, through runc (to the container's init)."""
+        runc(self.record, "kill", self.id, str(int(signum)))
+
+    def removed(self) -> bool:
+        """Whether ``secretd rm`` took the container down."""
+        return not (self.directory / "meta.json").exists()
 
     def remove(self) -> None:
-        """The container outlives this run; 'secretd rm' removes it."""
+        """The container outlives this run ('secretd rm' removes it): only secretd's
+        handle on its tmpfs is closed."""
+        self.mount.keep()
 
 
 # Signals whose default action is to do nothing: a pid 1 that leaves them alone is fine.
@@ -214,9 +227,8 @@ class OciRuntime:
             save(directory, record)
             if spec.detach:
                 _detach(directory)
-                host_mount.keep()
                 os.write(stdio[1], f"{container_id}\n".encode())
-                return DetachedContainer(container_id)
+                return DetachedContainer(directory, record, host_mount)
             pid = self._run(directory, record, spec, stdio)
             return OciContainer(directory, record, host_mount, pid)
         except BaseException:  # a failure, or a signal before the engine holds the container
