@@ -7,6 +7,7 @@ runtime's container records and the engines' mount notes both name their owner t
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -41,6 +42,16 @@ def exit_status(code: int) -> int:
     code, or 128 + the signal that killed it (``Popen`` and ``waitstatus_to_exitcode``
     give that signal as a negative number)."""
     return 128 - code if code < 0 else code
+
+
+def pidfd_ended(pidfd: int, timeout: float | None) -> bool:
+    """Whether the process of ``pidfd`` ends within ``timeout`` seconds (``None``: wait).
+    ``poll``, not ``select``: a daemon serving many runs holds descriptors past 1024."""
+    import select
+
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))))
 
 
 def wait_status(process: subprocess.Popen[bytes], timeout: float | None) -> int | None:

@@ -47,7 +47,7 @@ from ..spec import DEFAULT_SECRETS_DIR, Container, RunSpec, SecretFile, SecretMo
 from ..users import resolve_user
 from . import spawn, terminal, which
 from .nsinit import Plan, child
-from .process import exit_status, kill_and_reap
+from .process import exit_status, kill_and_reap, pidfd_ended
 
 if TYPE_CHECKING:
     from ..mount.fuse import FuseMount
@@ -107,10 +107,7 @@ class SandboxProcess:
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self._status is None:
-            import select
-
-            ready, _, _ = select.select([self._pidfd], [], [], timeout)
-            if not ready:
+            if not pidfd_ended(self._pidfd, timeout):
                 return None
             _, raw = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(raw)
