@@ -1,12 +1,19 @@
 """Concurrent runs of one upstream secret through one daemon, counted in OpenBao's audit
 log: a KV secret read by runs that start together is one read (single-flight); a leased
-one (a PKI certificate) is one lease per run, since each run gives its own back."""
+one (a PKI certificate) is one lease per run, since each run gives its own back.
+
+The daemon reaches OpenBao through a relay that holds each answer for ``LATENCY``
+seconds, as a distant server would: the 200 requests take a few hundred milliseconds to
+reach the daemon's broker, longer than a loopback read, and must all meet one read."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import socketserver
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -22,14 +29,55 @@ pytestmark = [pytest.mark.root, pytest.mark.vault]
 RUNS = 200
 LEASED_RUNS = 20
 PATH = f"kv1/flight-{uuid.uuid4().hex[:8]}"
+LATENCY = 1.0
+
+
+class Relay(socketserver.ThreadingTCPServer):
+    """Loopback TCP relay to ``target``; every chunk coming back waits ``LATENCY`` s."""
+
+    daemon_threads = True
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        super().__init__(("127.0.0.1", 0), RelayHandler)
+        self.target = target
+
+
+class RelayHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        server: Relay = self.server  # type: ignore[assignment]
+        with socket.create_connection(server.target) as upstream:
+            forth = threading.Thread(target=pipe, args=(self.request, upstream, 0.0))
+            forth.start()
+            pipe(upstream, self.request, LATENCY)
+            forth.join()
+
+
+def pipe(source: socket.socket, sink: socket.socket, delay: float) -> None:
+    try:
+        while data := source.recv(65536):
+            time.sleep(delay)
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture
 def vault_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:
+    relay = Relay(("127.0.0.1", openbao.port))
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
     openbao.client().write_data(PATH, data={"password": "s3cret-flight-value"})
+    # the clients connect first and send together: the connections wait for the last one
+    world.config.write_text(
+        world.config.read_text().replace("read_timeout = 1.0", "read_timeout = 60.0")
+    )
     with world.config.open("a") as config:
         config.write(
-            f'\n[providers.vault]\naddress = "{openbao.address}"\ntoken = "{ROOT_TOKEN}"\n\n'
+            f'\n[providers.vault]\naddress = "http://127.0.0.1:{relay.server_address[1]}"\n'
+            f'token = "{ROOT_TOKEN}"\n\n'
             f'[secrets.kv]\nsource = "vault:{PATH}#password"\n\n'
             "[secrets.tls]\nsource = "
             '"vault:pki/issue/web?common_name=f.example.com&ttl=60s#certificate"\n'
@@ -38,6 +86,8 @@ def vault_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:
     daemon.start()
     yield daemon
     assert daemon.stop() == 0, daemon.logs()[-3000:]
+    relay.shutdown()
+    relay.server_close()
 
 
 def run(world: World, name: str, gate: threading.Barrier) -> tuple[int, bytes]:
