@@ -74,8 +74,9 @@ def test_a_passphrase_store_costs_the_daemon_one_key_derivation(
         )
         assert reply["ok"] is True, reply
     took = time.monotonic() - started
-    # each request deriving the key again would take REQUESTS derivations
-    assert took < REQUESTS * derivation / 4, (took, derivation)
+    # each request deriving the key again would take REQUESTS derivations; a rotation
+    # alone (a committed SQLite write) takes a small part of one
+    assert took < REQUESTS * derivation / 2, (took, derivation)
     assert cat(world) == f"value-{REQUESTS - 1}"
 
 
@@ -84,12 +85,18 @@ def test_requests_arriving_together_at_a_new_daemon_derive_the_key_once(
 ) -> None:
     derivation = one_derivation(world)
     rotate = protocol.request("secret", action="rotate", name="app", value="dG9nZXRoZXI=")
-    started = time.monotonic()
-    with ThreadPoolExecutor(TOGETHER) as pool:
-        replies = list(pool.map(lambda _: call(world.socket, rotate), range(TOGETHER)))
-    took = time.monotonic() - started
-    assert all(reply["ok"] is True for reply in replies), replies
-    assert took < TOGETHER * derivation / 4, (took, derivation)  # was one each, at once
+
+    def together() -> float:
+        started = time.monotonic()
+        with ThreadPoolExecutor(TOGETHER) as pool:
+            replies = list(pool.map(lambda _: call(world.socket, rotate), range(TOGETHER)))
+        assert all(reply["ok"] is True for reply in replies), replies
+        return time.monotonic() - started
+
+    first = together()  # the daemon derives the key here
+    again = together()  # and has it here
+    # a derivation each, side by side on this machine's cores, took 9 derivations' time
+    assert first - again < 3 * derivation, (first, again, derivation)
 
 
 def test_the_daemon_reads_what_the_cli_wrote_even_to_a_new_store(
