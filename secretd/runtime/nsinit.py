@@ -97,7 +97,7 @@ def _init(plan: Plan, sock: socket.socket) -> None:
         if plan.workdir:
             os.chdir(plan.workdir)
         _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # a new uid cleared it
-        if select.select([sock], [], [], 0)[0]:  # secretd sends no more: it is gone
+        if _readable(sock):  # secretd sends no more: it is gone
             os._exit(125)
         os.close(root_fd)
         for target, fd in enumerate(plan.stdio):
@@ -114,6 +114,13 @@ def _init(plan: Plan, sock: socket.socket) -> None:
         _report(sock, kind, exc, plan.command[0])
         os._exit(127 if isinstance(exc, FileNotFoundError) and kind == "exec" else 126)
     os._exit(125)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """``poll``, not ``select``: the daemon's child inherits descriptors past 1024."""
+    waiting = select.poll()
+    waiting.register(sock, select.POLLIN)
+    return bool(waiting.poll(0))
 
 
 def _check_command(name: str, env: Mapping[str, str]) -> None:

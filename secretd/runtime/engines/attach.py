@@ -100,8 +100,11 @@ class Attachment:
 
     def _copy_input(self) -> None:
         try:
+            waiting = select.poll()  # not select(): a daemon holds descriptors past 1024
+            waiting.register(self.stdio[0], select.POLLIN)
+            waiting.register(self._stop_r, select.POLLIN)
             while True:
-                ready, _, _ = select.select([self.stdio[0], self._stop_r], [], [])
+                ready = [fd for fd, _ in waiting.poll()]
                 if self._stop_r in ready:
                     return
                 data = os.read(self.stdio[0], 65536)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import sys
 from functools import partial
@@ -28,7 +27,7 @@ from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageErr
 from ...mount import host_mount as create_host_mount
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
-from ..process import exit_status, kill_and_reap, start_time
+from ..process import exit_status, kill_and_reap, pidfd_ended, start_time
 from . import bundle
 from .images import ImageStore, Limits
 from .rootfs import in_root
@@ -76,7 +75,7 @@ class OciContainer:
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self._status is None:
-            if not select.select([self._pidfd], [], [], timeout)[0]:
+            if not pidfd_ended(self._pidfd, timeout):
                 return None
             _, raw = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(raw)

@@ -26,7 +26,7 @@ from ...errors import LaunchError, SecretdError, UsageError
 from ...mount.atomic import DIR_FLAGS, remove_path
 from ...mount.tmpfs import HostMount, Layout, unmount
 from ...typed import decode
-from ..process import alive
+from ..process import alive, pidfd_ended
 
 if TYPE_CHECKING:
     import subprocess
@@ -219,14 +219,12 @@ def wait_owner(record: Record, timeout: float) -> bool:
     """Wait until the container's owner is gone (it tears down on its way out)."""
     if not alive(record.owner, record.owner_start):
         return True
-    import select
-
     try:
         fd = os.pidfd_open(record.owner)
     except ProcessLookupError:
         return True
     try:
-        return bool(select.select([fd], [], [], timeout)[0])
+        return pidfd_ended(fd, timeout)
     finally:
         os.close(fd)
 
