@@ -27,28 +27,27 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
+# The patterns below are kept as text and compiled on first use (re caches them): a plain
+# run checks no value and should not pay ~2 ms compiling them at import.
 # The words that make KEY a credential when fused with it (APIKEY, ACCOUNTKEY).
 KEY_KINDS = (
     "API ACCESS SECRET PRIVATE SIGNING MASTER ENCRYPTION LICENSE ACCOUNT SHARED HMAC SESSION "
     "CLIENT APP".split()
 )
 # The secret words in the order a reason names them; each matches a whole name word.
-SECRET_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (word, re.compile(pattern))
-    for word, pattern in (
-        ("PASSWORD", r"\w*PASSWORDS?"),
-        ("PASSWD", r"\w*PASSWD"),
-        ("PASSPHRASE", r"\w*PASSPHRASE"),
-        ("PASS", r"PASS"),
-        ("PWD", r"\w*PWD"),
-        ("SECRET", r"\w*SECRETS?"),
-        ("TOKEN", r"\w*TOKENS?"),
-        ("KEY", rf"(?:{'|'.join(KEY_KINDS)})?KEYS?"),
-        ("CREDENTIAL", r"\w*CREDENTIALS?|CREDS"),
-        ("PRIVATE", r"PRIVATE"),
-        ("AUTH", r"\w*AUTH(?:ORIZATION|ENTICATION|Z|N)?"),
-        ("SALT", r"\w*SALT"),
-    )
+SECRET_WORDS: tuple[tuple[str, str], ...] = (
+    ("PASSWORD", r"\w*PASSWORDS?"),
+    ("PASSWD", r"\w*PASSWD"),
+    ("PASSPHRASE", r"\w*PASSPHRASE"),
+    ("PASS", r"PASS"),
+    ("PWD", r"\w*PWD"),
+    ("SECRET", r"\w*SECRETS?"),
+    ("TOKEN", r"\w*TOKENS?"),
+    ("KEY", rf"(?:{'|'.join(KEY_KINDS)})?KEYS?"),
+    ("CREDENTIAL", r"\w*CREDENTIALS?|CREDS"),
+    ("PRIVATE", r"PRIVATE"),
+    ("AUTH", r"\w*AUTH(?:ORIZATION|ENTICATION|Z|N)?"),
+    ("SALT", r"\w*SALT"),
 )
 # Names that hold no secret although a word says so: dockle's GPG_KEY (a fingerprint in
 # official images) and the shell's working directories.
@@ -72,48 +71,43 @@ NOT_CREDENTIAL_KEYS = frozenset(
 )
 PUBLIC_WORDS = frozenset({"PUBLIC", "PUBLISHABLE"})
 NEUTRAL_VALUES = frozenset("true false yes no on off enabled disabled none null".split())
-WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+WORD_SPLIT = r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])"
 
-TOKEN_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern))
-    for kind, pattern in (
-        ("PEM private key", r"-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----"),
-        ("AWS access key", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
-        ("GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
-        ("GitLab token", r"\bgl(?:pat|dt|rt|cbt|ptt)-[A-Za-z0-9_\-]{20,}"),
-        ("Slack token", r"\bxox[abposre]-[A-Za-z0-9\-]{10,}|\bxapp-\d-[A-Za-z0-9\-]{10,}"),
-        ("Slack webhook", r"hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/]{20,}"),
-        ("Discord webhook", r"discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_\-]{40,}"),
-        ("Stripe key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9]{24,}"),
-        ("JWT", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
-        ("Google API key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-        ("npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
-        ("PyPI token", r"\bpypi-AgE[A-Za-z0-9_\-]{50,}"),
-        ("SendGrid key", r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b"),
-        ("OpenAI/Anthropic key", r"\bsk-(?:proj-|ant-[a-z0-9]+-)?[A-Za-z0-9_\-]{32,}"),
-        ("Vault token", r"\bhv[sbr]\.[A-Za-z0-9_\-]{24,}"),
-        ("Twilio key", r"\bSK[0-9a-f]{32}\b"),
-        ("Mailgun key", r"\bkey-[0-9a-f]{32}\b"),
-        ("DigitalOcean token", r"\bdo[opr]_v1_[0-9a-f]{64}\b"),
-        ("Shopify token", r"\bshp(?:at|ss|ca|pa)_[0-9a-fA-F]{32}\b"),
-        ("Databricks token", r"\bdapi[0-9a-f]{32}\b"),
-    )
+TOKEN_SHAPES: tuple[tuple[str, str], ...] = (
+    ("PEM private key", r"-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----"),
+    ("AWS access key", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    ("GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
+    ("GitLab token", r"\bgl(?:pat|dt|rt|cbt|ptt)-[A-Za-z0-9_\-]{20,}"),
+    ("Slack token", r"\bxox[abposre]-[A-Za-z0-9\-]{10,}|\bxapp-\d-[A-Za-z0-9\-]{10,}"),
+    ("Slack webhook", r"hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/]{20,}"),
+    ("Discord webhook", r"discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_\-]{40,}"),
+    ("Stripe key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9]{24,}"),
+    ("JWT", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
+    ("Google API key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
+    ("npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+    ("PyPI token", r"\bpypi-AgE[A-Za-z0-9_\-]{50,}"),
+    ("SendGrid key", r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b"),
+    ("OpenAI/Anthropic key", r"\bsk-(?:proj-|ant-[a-z0-9]+-)?[A-Za-z0-9_\-]{32,}"),
+    ("Vault token", r"\bhv[sbr]\.[A-Za-z0-9_\-]{24,}"),
+    ("Twilio key", r"\bSK[0-9a-f]{32}\b"),
+    ("Mailgun key", r"\bkey-[0-9a-f]{32}\b"),
+    ("DigitalOcean token", r"\bdo[opr]_v1_[0-9a-f]{64}\b"),
+    ("Shopify token", r"\bshp(?:at|ss|ca|pa)_[0-9a-fA-F]{32}\b"),
+    ("Databricks token", r"\bdapi[0-9a-f]{32}\b"),
 )
-AUTHORIZATION = re.compile(
+AUTHORIZATION = (
     r"(?i)^(?:authorization:\s*)?(?:basic|bearer|token|digest)\s+[A-Za-z0-9._~+/=\-]{8,}$"
 )
 # A scheme starts a run of scheme characters and is short, so a long value costs linear time.
-URL = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s,;'\"<>]+")
-USERINFO_PASSWORD = re.compile(r"[^:]+://[^/?#@\s:]*:[^/?#@\s]+@")
-BARE_USERINFO = re.compile(r"^[^\s:/@]+:[^\s/@]+@[A-Za-z0-9.\-]+")
+URL = r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s,;'\"<>]+"
+USERINFO_PASSWORD = r"[^:]+://[^/?#@\s:]*:[^/?#@\s]+@"
+BARE_USERINFO = r"^[^\s:/@]+:[^\s/@]+@[A-Za-z0-9.\-]+"
 # key=value fields of connection strings, libpq DSNs, query strings and option lists.
 # Keys are bounded so that a long value costs linear time.
-FIELD = re.compile(
-    r"(?:^|[;&?\s,])([A-Za-z_\-][\w .\-]{0,63}?)\s*=\s*(\"[^\"]*\"|'[^']*'|[^;&\s,]*)"
-)
+FIELD = r"(?:^|[;&?\s,])([A-Za-z_\-][\w .\-]{0,63}?)\s*=\s*(\"[^\"]*\"|'[^']*'|[^;&\s,]*)"
 QUERY_SECRETS = frozenset({"sig", "signature", "x-amz-signature", "x-goog-signature"})
-RANDOM = re.compile(r"^[A-Za-z0-9+/=_\-]{20,}$")
-HEX = re.compile(r"^[0-9a-fA-F\-]+$")
+RANDOM = r"^[A-Za-z0-9+/=_\-]{20,}$"
+HEX = r"^[0-9a-fA-F\-]+$"
 RANDOM_BITS = 4.2
 # detect-secrets plugins left out: entropy and keyword ones flag plain words in a bare
 # value, the rules above already judge names, URLs, public addresses and JWTs (and its JWT
@@ -160,14 +154,16 @@ def readers(host: bool) -> str:
 
 
 def _words(name: str) -> list[str]:
-    return [word.upper() for word in WORD_SPLIT.split(name) if word]
+    return [word.upper() for word in re.split(WORD_SPLIT, name) if word]
 
 
 def secret_word(name: str) -> str | None:
     """The secret word a name holds (``DB_PASS`` -> ``PASS``), or ``None`` if it holds none
     or only describes or locates a secret (``TOKEN_TTL``, ``PUBLIC_KEY_URL``)."""
     words = _words(name)
-    hits = [(i, word) for i, w in enumerate(words) for word, rx in SECRET_WORDS if rx.fullmatch(w)]
+    hits = [
+        (i, word) for i, w in enumerate(words) for word, rx in SECRET_WORDS if re.fullmatch(rx, w)
+    ]
     if not hits:
         return None
     last = max(i for i, _ in hits)
@@ -206,8 +202,8 @@ def _looks_random(text: str) -> bool:
     """Long, mixed-case, with digits, and near-uniform (within 0.9 bits of the most a string
     that long can reach): a key, not a word, an id, a hash or base64 of a file."""
     return (
-        RANDOM.match(text) is not None
-        and HEX.match(text) is None
+        re.match(RANDOM, text) is not None
+        and re.match(HEX, text) is None
         and not text.startswith("/")
         and re.search(r"[a-z]", text) is not None
         and re.search(r"[A-Z]", text) is not None
@@ -219,21 +215,21 @@ def _looks_random(text: str) -> bool:
 def _url_reason(value: str) -> str | None:
     # Parsed by hand, not with urlsplit: a malformed URL (``https://u:p@[bad``) still
     # carries its password.
-    for match in URL.finditer(value):
+    for match in re.finditer(URL, value):
         url = match.group()
-        if USERINFO_PASSWORD.match(url):
+        if re.match(USERINFO_PASSWORD, url):
             return "value is a URL with a password"
         query = url.partition("#")[0].partition("?")[2]
         for key, item in parse_qsl(query):
             if item and (key.lower() in QUERY_SECRETS or name_reason(key, item)):
                 return "value is a URL with a secret parameter"
-    if BARE_USERINFO.match(value):
+    if re.match(BARE_USERINFO, value):
         return "value holds user:password@host"
     return None
 
 
 def _fields(value: str) -> Iterator[tuple[str, str]]:
-    for key, item in FIELD.findall(value):
+    for key, item in re.findall(FIELD, value):
         yield key.strip(), item.strip("\"'")
 
 
@@ -269,9 +265,9 @@ def _structure_reason(value: str) -> str | None:
 
 def _core_value_reason(value: str, guess: bool) -> str | None:
     for kind, pattern in TOKEN_SHAPES:
-        if pattern.search(value):
+        if re.search(pattern, value):
             return f"value matches the {kind} pattern"
-    if AUTHORIZATION.match(value.strip()):
+    if re.match(AUTHORIZATION, value.strip()):
         return "value is an Authorization header value"
     if reason := _url_reason(value) or _structure_reason(value):
         return reason
@@ -329,7 +325,7 @@ def check_env(env: Iterable[tuple[str, str]], allow: Sequence[str] = ()) -> list
     return found
 
 
-CONFIG_LINE = re.compile(r"[\"']?(?P<key>[\w.-]+)[\"']?\s*[:=]\s*(?P<value>\S.*)")
+CONFIG_LINE = r"[\"']?(?P<key>[\w.-]+)[\"']?\s*[:=]\s*(?P<value>\S.*)"
 
 
 def config_reason(content: bytes) -> str | None:
@@ -344,11 +340,10 @@ def config_reason(content: bytes) -> str | None:
 def _line_reason(line: str) -> str | None:
     """A line of a config file: ``password: x`` (YAML), ``password = x`` (INI, TOML), or
     a value of a known shape anywhere in it."""
-    match = CONFIG_LINE.fullmatch(line)
+    match = re.fullmatch(CONFIG_LINE, line)
     if match and (reason := name_reason(match["key"], match["value"].strip("\"'"))):
         return f"a line's {reason}"
     return value_reason(line)
-
 
 
 def config_warning(name: str, content: bytes) -> str | None:
