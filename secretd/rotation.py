@@ -170,7 +170,9 @@ class Rotation:
             for i, (ref, secret) in enumerate(zip(refs, secrets, strict=True))
             if secret.lease_id is None
         ]
-        self._digests = {w.index: content(secrets[w.index]) for w in self._watched}
+        # what each watched secret's files hold, taken at its first check: a run that
+        # ends before one (most do) hashes nothing
+        self._digests: dict[int, bytes] = {}
         self._requested: set[str] = set()
         self._lock = threading.Lock()
 
@@ -239,6 +241,8 @@ class Rotation:
             log.info("%s can be read again; its files are current", ref.name)
         watched.failures, watched.stale_since = 0, None
         self._schedule(watched, now)
+        if watched.index not in self._digests:
+            self._digests[watched.index] = content(old)
         digest = content(new)
         self.secrets[watched.index] = new
         if digest == self._digests[watched.index]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import secrets as _random
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -62,7 +61,7 @@ def write_file(root_fd: int, file: SecretFile, default_owner: tuple[int, int]) -
     """Create or atomically replace ``file.target`` (relative) below ``root_fd``."""
     *parents, name = file.target.split("/")
     dir_fd = open_dir(root_fd, parents)
-    tmp = TMP_PREFIX + _random.token_hex(8)
+    tmp = TMP_PREFIX + os.urandom(8).hex()
     try:
         fd = os.open(tmp, FILE_FLAGS, 0o600, dir_fd=dir_fd)
         try:
@@ -112,7 +111,7 @@ def replace_dir(
     """
     *parents, name = directory.split("/")
     parent_fd = open_dir(root_fd, parents)
-    staged = TMP_PREFIX + _random.token_hex(8)
+    staged = TMP_PREFIX + os.urandom(8).hex()
     leftover: str | None = staged
     try:
         os.mkdir(staged, 0o755, dir_fd=parent_fd)

@@ -18,11 +18,9 @@ descriptor) so it can rotate files while the command runs.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import posixpath
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +116,10 @@ class Layout:
 
 
 def area_key(directory: str) -> str:
-    """A stable tmpfs name for a container directory: the same in every ``layout()``."""
+    """A stable tmpfs name for a container directory: the same in every ``layout()``.
+    ``hashlib`` is imported here: image runs use this, a sandbox run does not (~2 ms)."""
+    import hashlib
+
     return hashlib.sha256(directory.encode()).hexdigest()[:16]
 
 
@@ -212,7 +213,7 @@ class HostMount:
         """
         base = trust.runtime_dir(runtime_dir) / "mounts"
         base.mkdir(mode=0o700, exist_ok=True)
-        path = base / secrets.token_hex(8)
+        path = base / os.urandom(8).hex()
         path.mkdir(mode=0o700)
         root_fd = -1
         try:
