@@ -18,7 +18,6 @@ Fields must be JSON scalars or lists of them: ``bytes`` (a value, by mistake) ra
 
 from __future__ import annotations
 
-import calendar
 import errno
 import fcntl
 import json
@@ -240,6 +239,8 @@ def _names(event: dict[str, Any]) -> set[str]:
 
 def _epoch(stamp: str) -> float:
     """``2026-12-01T02:10:00.123Z`` as a Unix time (0 for anything else)."""
+    import calendar  # here: only reading the log needs it, not a run that writes to it
+
     try:
         whole, _, millis = stamp.rstrip("Z").partition(".")
         parsed = time.strptime(whole, "%Y-%m-%dT%H:%M:%S")
