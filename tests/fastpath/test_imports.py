@@ -53,3 +53,13 @@ def test_a_run_in_process_loads_no_archivers(fast: Fast, tmp_path: Path) -> None
     modules = loaded(IN_PROCESS, args, fast.env(daemon=False), tmp_path)
     assert "secretd.engine" in modules  # the probe saw the run
     assert modules & {"shutil", "bz2", "lzma", "zipfile", "tarfile"} == set()
+
+
+def test_a_plain_run_in_process_loads_nothing_it_does_not_call(fast: Fast, tmp_path: Path) -> None:
+    """A stored secret in a sandbox: no OpenSSL hashes (``hashlib``), no TOML parser
+    without a config file, no ``calendar`` (reading the access log needs it, writing
+    does not); each cost 1-3 ms of every run."""
+    args = ["run", "--no-daemon", "--secret", "api_key", "--", "true"]
+    modules = loaded(IN_PROCESS, args, fast.env(daemon=False), tmp_path)
+    assert {"secretd.engine", "secretd.store"} <= modules  # the probe saw the run
+    assert modules & {"hashlib", "_hashlib", "tomllib", "calendar", "secrets"} == set()
