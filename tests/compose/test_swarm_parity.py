@@ -64,8 +64,12 @@ def test_secretd_compose_gives_what_a_swarm_stack_gives(
     docker = swarm.docker
     docker("secret", "create", shared, "-", input=values["shared"])
     stack = f"par{suffix}"
+    # Debian's docker CLI 20.10 deploys no file without a version (newer ones ignore it);
+    # compose reads the same file without one, as compose v2 files are written.
+    deployed = project.path / "stack.yml"
+    deployed.write_text('version: "3.9"\n' + (project.path / "compose.yml").read_text())
     try:
-        docker("stack", "deploy", "-c", str(project.path / "compose.yml"), stack)
+        docker("stack", "deploy", "-c", str(deployed), stack)
         in_swarm = docker("exec", swarm.task_container(f"{stack}_app"), "sh", "-c", LOOK)
     finally:
         docker("stack", "rm", stack, check=False)
