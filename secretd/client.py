@@ -232,18 +232,9 @@ def _wait(chan: Channel, relay: _Relay) -> int:
 
 @contextmanager
 def _stdio() -> Iterator[list[int]]:
-    """Descriptors 0-2 to pass; a closed one is replaced by /dev/null, as a shell would."""
-    opened: list[int] = []
-    fds = []
+    """``wire.stdio_to_pass``, the opened ones closed once the run is over."""
+    fds, opened = wire.stdio_to_pass()
     try:
-        for fd in (0, 1, 2):
-            try:
-                os.fstat(fd)
-                fds.append(fd)
-            except OSError:
-                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-                opened.append(null)
-                fds.append(null)
         yield fds
     finally:
         for fd in opened:

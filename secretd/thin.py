@@ -31,7 +31,7 @@ from _socket import socket as _Socket
 
 from . import trust
 from .errors import Untrusted, printable
-from .wire import FORWARDED, MAX_FRAME, SOCKET_NAME, SYSTEM_RUNTIME_DIR, VERSION
+from .wire import FORWARDED, MAX_FRAME, SOCKET_NAME, SYSTEM_RUNTIME_DIR, VERSION, stdio_to_pass
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def _forward(args: list[str]) -> int | None:
 
 def _run(sock: _Socket, args: list[str]) -> int | None:
     """The request, then the replies until the command's status."""
-    fds, opened = _stdio()
+    fds, opened = stdio_to_pass()
     message = {
         "v": VERSION,
         "op": "argv",
@@ -247,20 +247,6 @@ def _outcome(reply: dict[str, Any]) -> int:
 def _fail(line: str, status: int) -> int:
     sys.stderr.write(f"secretd: {printable(line)}\n")
     return 125 if status == 1 else status
-
-
-def _stdio() -> tuple[list[int], list[int]]:
-    """Descriptors 0-2 to pass, and those opened for it: a closed one becomes /dev/null."""
-    fds, opened = [], []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-            fds.append(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            opened.append(null)
-            fds.append(null)
-    return fds, opened
 
 
 def encode(value: Any) -> str:
