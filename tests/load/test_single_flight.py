@@ -8,12 +8,9 @@ reach the daemon's broker, longer than a loopback read, and must all meet one re
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import socketserver
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +19,7 @@ import pytest
 from secretd import protocol
 from secretd.spec import RunSpec
 from tests.daemon.conftest import Daemon, World
+from tests.support.relay import Relay, relay
 from tests.vault.servers import ROOT_TOKEN, BaoServer
 
 pytestmark = [pytest.mark.root, pytest.mark.vault]
@@ -32,43 +30,14 @@ PATH = f"kv1/flight-{uuid.uuid4().hex[:8]}"
 LATENCY = 1.0
 
 
-class Relay(socketserver.ThreadingTCPServer):
-    """Loopback TCP relay to ``target``; every chunk coming back waits ``LATENCY`` s."""
-
-    daemon_threads = True
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        super().__init__(("127.0.0.1", 0), RelayHandler)
-        self.target = target
-
-
-class RelayHandler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        server: Relay = self.server  # type: ignore[assignment]
-        with socket.create_connection(server.target) as upstream:
-            forth = threading.Thread(target=pipe, args=(self.request, upstream, 0.0))
-            forth.start()
-            pipe(upstream, self.request, LATENCY)
-            forth.join()
-
-
-def pipe(source: socket.socket, sink: socket.socket, delay: float) -> None:
-    try:
-        while data := source.recv(65536):
-            time.sleep(delay)
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+@pytest.fixture
+def held(openbao: BaoServer) -> Iterator[Relay]:
+    with relay(("127.0.0.1", openbao.port), LATENCY) as server:
+        yield server
 
 
 @pytest.fixture
-def vault_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:
-    relay = Relay(("127.0.0.1", openbao.port))
-    threading.Thread(target=relay.serve_forever, daemon=True).start()
+def vault_daemon(world: World, openbao: BaoServer, held: Relay) -> Iterator[Daemon]:
     openbao.client().write_data(PATH, data={"password": "s3cret-flight-value"})
     # the clients connect first and send together: the connections wait for the last one
     world.config.write_text(
@@ -76,7 +45,7 @@ def vault_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:
     )
     with world.config.open("a") as config:
         config.write(
-            f'\n[providers.vault]\naddress = "http://127.0.0.1:{relay.server_address[1]}"\n'
+            f'\n[providers.vault]\naddress = "http://127.0.0.1:{held.port}"\n'
             f'token = "{ROOT_TOKEN}"\n\n'
             f'[secrets.kv]\nsource = "vault:{PATH}#password"\n\n'
             "[secrets.tls]\nsource = "
@@ -86,8 +55,6 @@ def vault_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:
     daemon.start()
     yield daemon
     assert daemon.stop() == 0, daemon.logs()[-3000:]
-    relay.shutdown()
-    relay.server_close()
 
 
 def run(world: World, name: str, gate: threading.Barrier) -> tuple[int, bytes]:
