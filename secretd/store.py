@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -40,6 +41,8 @@ from .sealing import (
     unseal,
     value_aad,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_VALUE = 500 * 1024  # Docker Swarm's limit: values must be smaller than this
 DEFAULT_KEEP = 5
@@ -435,6 +438,7 @@ class LocalStore:
         with self._key_lock:  # requests arriving together derive a passphrase's key once
             if self._dek is None:
                 self._dek = self.keys.unwrap(self._existing_keyring())
+                log.debug("the store's data key is unwrapped")  # a passphrase's scrypt ran
             return self._dek
 
     def _add_version(
