@@ -25,8 +25,9 @@ demo: setup
 	@PATH="$(CURDIR)/$(BIN):$$PATH" tools/demo.sh
 
 # secretd against unshare, runc, podman, docker and a Swarm service, interleaved in one
-# run (as root, ~3 minutes), and an open+read through the FUSE mount against a tmpfs
-# (bench/fuse.py): writes bench/REPORT.md and bench/report.png. The scripts in
+# run (as root, ~4 minutes), the daemon under load, an open+read through the FUSE mount
+# against a tmpfs (bench/fuse.py) and upstream reads for 200 concurrent runs
+# (bench/single_flight.py): writes bench/REPORT.md and bench/report.png. The scripts in
 # bench/ also run alone for a closer look at one peer. Then `secretd redact` on 100 MB with
 # 50 secrets against cat and sed (~10 s).
 bench: setup
