@@ -30,8 +30,9 @@ PYTHON=/usr/bin/python3
 if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt .venv/.installed ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/pip install -q --upgrade pip
-    # compat: a path entry instead of an import hook (the hook costs ~10 ms per start)
-    .venv/bin/pip install -q -e '.[all,dev]' --config-settings editable_mode=compat
+    # compat: a path entry instead of an import hook (the hook costs ~10 ms per start);
+    # setuptools warns about compat mode in a page of text: a known, chosen trade-off
+    PYTHONWARNINGS=ignore .venv/bin/pip install -q -e '.[all,dev]' --config-settings editable_mode=compat
     touch .venv/.installed
 fi
 
