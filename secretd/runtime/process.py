@@ -54,6 +54,15 @@ def pidfd_ended(pidfd: int, timeout: float | None) -> bool:
     return bool(poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))))
 
 
+def reaped_status(pid: int, pidfd: int, timeout: float | None) -> int | None:
+    """The ``exit_status`` of child ``pid`` (its ``pidfd``) once it ends within
+    ``timeout``, reaped; None if it runs on."""
+    if not pidfd_ended(pidfd, timeout):
+        return None
+    _, raw = os.waitpid(pid, 0)
+    return exit_status(os.waitstatus_to_exitcode(raw))
+
+
 def wait_status(process: subprocess.Popen[bytes], timeout: float | None) -> int | None:
     """``process``'s ``exit_status`` once it ends within ``timeout``; None if it runs on
     (the Container protocol's ``wait``)."""

@@ -47,7 +47,7 @@ from ..spec import DEFAULT_SECRETS_DIR, Container, RunSpec, SecretFile, SecretMo
 from ..users import resolve_user
 from . import spawn, terminal, which
 from .nsinit import Plan, child
-from .process import exit_status, kill_and_reap, pidfd_ended
+from .process import kill_and_reap, reaped_status
 
 if TYPE_CHECKING:
     from ..mount.fuse import FuseMount
@@ -107,11 +107,9 @@ class SandboxProcess:
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self._status is None:
-            if not pidfd_ended(self._pidfd, timeout):
+            self._status = reaped_status(self.pid, self._pidfd, timeout)
+            if self._status is None:
                 return None
-            _, raw = os.waitpid(self.pid, 0)
-            code = os.waitstatus_to_exitcode(raw)
-            self._status = exit_status(code)
             self._reclaim_terminal()
         return self._status
 

@@ -27,7 +27,7 @@ from ...errors import CommandNotFound, CommandNotRunnable, LaunchError, UsageErr
 from ...mount import host_mount as create_host_mount
 from ...mount.tmpfs import HostMount
 from ...spec import RunSpec, SecretFile, SecretMount, Stdio
-from ..process import exit_status, kill_and_reap, pidfd_ended, start_time
+from ..process import kill_and_reap, reaped_status, start_time
 from . import bundle
 from .images import ImageStore, Limits
 from .rootfs import in_root
@@ -75,11 +75,9 @@ class OciContainer:
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self._status is None:
-            if not pidfd_ended(self._pidfd, timeout):
+            self._status = reaped_status(self.pid, self._pidfd, timeout)
+            if self._status is None:
                 return None
-            _, raw = os.waitpid(self.pid, 0)
-            code = os.waitstatus_to_exitcode(raw)
-            self._status = exit_status(code)
             if self._killed_by and self._status == 128 + signal.SIGKILL:
                 self._status = 128 + self._killed_by
             elif self._status == 1:  # runc's own failure, or the command's exit 1?
