@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
-
 from .. import ci, safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import UsageError
 from ..exposure import check_env, readers, variable_name_reason, where
 from ..refs import env_variables
 from ..spec import SecretRef
+from .boundary import echo_err
 
 ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are taken as written)"
 INHERITED = "inherited"
@@ -132,7 +131,7 @@ def check_exposure(
         )
     for exposure in found:
         warning = exposure.warning(origins[exposure.name], host)
-        click.echo(f"secretd: warning: {warning}", err=True)
+        echo_err(f"secretd: warning: {warning}")
     if strict and inherited:
         _warn_inherited(inherited, allow, {v.name for v in given})
 
@@ -142,11 +141,10 @@ def _warn_inherited(inherited: Sequence[Variable], allow: tuple[str, ...], given
     pairs = [(v.name, v.value) for v in inherited if v.name not in given]
     names = [e.name for e in check_env(pairs, allow)]
     if names:
-        click.echo(
+        echo_err(
             f"secretd: warning: inherited {', '.join(sorted(names))} "
             f"{'looks' if len(names) == 1 else 'look'} like "
             f"{'a secret' if len(names) == 1 else 'secrets'}; the command and every process "
             "it starts can read them (/proc/<pid>/environ). Move one into a file with "
-            "--secret NAME=env:VAR, or pass --clean-env.",
-            err=True,
+            "--secret NAME=env:VAR, or pass --clean-env."
         )

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 import pytest
 
-from secretd.cli import COMMANDS, cli
+from secretd.cli import COMMANDS
+from secretd.cli.app import cli
 from secretd.plugins import BUILTIN
 
 ROOT = Path(__file__).parents[2]
