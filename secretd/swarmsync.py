@@ -98,6 +98,11 @@ class SwarmSync:
         newest = {secret.name: versioned_name(secret.name, secret.value) for secret in secrets}
         return [*creates, *self.swarm.plan_rotate(used, newest)]
 
+    def undo(self, done: Sequence[Step]) -> list[Step]:
+        """The removals that take back what ``done`` (steps this run carried out) created,
+        after a failure: each version it created that no service uses now."""
+        return self.swarm.plan_undo([step.ident for step in done if step.action == "create"])
+
     def prune(self, keep: int = 1) -> list[Step]:
         """Remove the managed versions no service uses, but the ``keep`` newest of each."""
         return self.swarm.plan_prune(keep)
@@ -105,7 +110,8 @@ class SwarmSync:
     def stack(self, files: Sequence[str], name: str, options: Sequence[str] = ()) -> StackPlan:
         """Push the secrets a compose project's services use, and the ``docker stack
         deploy`` that points stack ``name`` at their versions; the model is checked by the
-        stack loader first, so a file it refuses pushes nothing.
+        stack loader first, so a file it refuses pushes nothing (and ``undo`` takes back
+        the pushes of a deploy that fails later).
 
         Raises:
             UsageError: compose or the stack loader refuses the files; a secret is leased.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import LikeDockerRun, printable
+from ..errors import LikeDockerRun, SecretdError, printable
 from ..refs import check_name
 from . import AppContext
 
@@ -107,9 +107,9 @@ def deploy(
     resolve_image: str | None,
 ) -> None:
     """Push the compose file's secrets as Swarm versions, point the stack at them, and
-    run 'docker stack deploy' with that file (on stdin: names only, never values)."""
+    run 'docker stack deploy' with that file (on stdin: names only, never values). If it
+    fails, the versions this run pushed are removed again (those no service uses)."""
     import shlex
-    import sys
 
     from ..runtime.stack import deploy as deploy_stack
 
@@ -117,24 +117,44 @@ def deploy(
     options += ["--resolve-image", resolve_image] if resolve_image else []
     with _sync(app) as sync:
         plan = sync.stack(files, name, options)
-        _carry_out(sync, plan.steps, dry_run)
-        verb = "would use" if dry_run else "use"
-        for key, versioned in sorted(plan.versions.items()):
-            click.echo(printable(f"{verb}: secret {key} as {versioned}"))
-        if dry_run:
-            click.echo(printable(f"would run: {shlex.join(plan.argv)}"))
-            return
-        status = deploy_stack(plan.model, plan.argv, plan.cwd)
-    sys.exit(status)
+        done: list[Step] = []
+        try:
+            _carry_out(sync, plan.steps, dry_run, done)
+            verb = "would use" if dry_run else "use"
+            for key, versioned in sorted(plan.versions.items()):
+                click.echo(printable(f"{verb}: secret {key} as {versioned}"))
+            if dry_run:
+                click.echo(printable(f"would run: {shlex.join(plan.argv)}"))
+                return
+            deploy_stack(plan.model, plan.argv, plan.cwd)
+        except BaseException as failure:
+            _take_back(sync, done, failure)
+            raise
 
 
-def _carry_out(sync: SwarmSync, steps: Sequence[Step], dry_run: bool) -> None:
-    """Print each step; without ``dry_run``, after doing it."""
+def _carry_out(
+    sync: SwarmSync, steps: Sequence[Step], dry_run: bool, done: list[Step] | None = None
+) -> None:
+    """Print each step; without ``dry_run``, after doing it (and adding it to ``done``)."""
     if not steps:
         click.echo("nothing to do")
     for step in steps:
-        done = step if dry_run else sync.apply(step)
-        click.echo(printable(done.line(dry_run)))
+        carried = step if dry_run else sync.apply(step)
+        if done is not None and not dry_run:
+            done.append(carried)
+        click.echo(printable(carried.line(dry_run)))
+
+
+def _take_back(sync: SwarmSync, done: Sequence[Step], failure: BaseException) -> None:
+    """Remove the versions ``done`` created that no service uses, after ``failure``; if
+    that fails too, ``failure``'s line says what stays and how to remove it."""
+    try:
+        for step in sync.undo(done):
+            click.echo(printable(sync.apply(step).line()))
+    except SecretdError as exc:
+        if isinstance(failure, SecretdError):
+            stays = f"the versions it pushed stay ({exc.message}): 'secretd swarm prune'"
+            failure.hint = f"{failure.hint}; {stays}" if failure.hint else stays
 
 
 @contextmanager

@@ -18,12 +18,15 @@ ignore it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import LaunchError, UsageError
+from ..errors import LaunchError, UsageError, printable
 from ..refs import parse_mode
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,11 @@ log = logging.getLogger(__name__)
 EXTENSION = "x-secretd"
 STACK_VERSION = "3.9"  # the last of the version 3 formats, which every stack loader reads
 _TIMEOUT = 120
+_NO_ENGINE = "Cannot connect to the Docker daemon"
+_ENGINE_FAILED = (_NO_ENGINE, "Error response from daemon", "error during connect")
+# what would point the loader check's CLI elsewhere than at its engine that is not there
+_ENDPOINT_VARIABLES = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH",
+                       "DOCKER_TLS")  # fmt: skip
 
 
 def stack_model(model: Mapping[str, Any], versions: Mapping[str, str]) -> dict[str, Any]:
@@ -73,12 +81,10 @@ def _without_nulls(value: Any) -> Any:
 
 
 def check(model_json: str, cwd: str) -> None:
-    """Have the stack loader read the model (``docker stack config``) before anything is
-    pushed, so a file it refuses changes nothing.
-
-    An older Docker CLI (Debian 12's 20.10) has no ``docker stack config``; then the deploy
-    itself is the first reading (versions pushed before a refusal stay, unused, until
-    ``secretd swarm prune``).
+    """Have the stack loader read the model before anything is pushed, so a file it
+    refuses changes nothing: ``docker stack config``, or, on a CLI without it (Debian 12's
+    20.10), ``docker stack deploy`` itself pointed at an engine that is not there: its
+    loader reads the whole file before it connects, so "cannot connect" means it took it.
 
     Raises:
         UsageError: the loader refused it (its own line: keys and names, no values).
@@ -88,20 +94,43 @@ def check(model_json: str, cwd: str) -> None:
     helped = subprocess.run(
         [docker, "stack", "config", "--help"], capture_output=True, text=True, timeout=_TIMEOUT
     )
-    if "docker stack config" not in helped.stdout:
-        log.debug("this docker CLI has no 'docker stack config'; the model is not checked")
-        return
-    done = subprocess.run(
-        [docker, "stack", "config", "--skip-interpolation", "-c", "-"],
-        input=model_json, text=True, cwd=cwd, capture_output=True, timeout=_TIMEOUT,
-    )  # fmt: skip
+    if "docker stack config" in helped.stdout:
+        done = _read([docker, "stack", "config", "--skip-interpolation", "-c", "-"],
+                     model_json, cwd)  # fmt: skip
+    else:
+        with tempfile.TemporaryDirectory(prefix="secretd-no-engine-") as nowhere:
+            env = {k: v for k, v in os.environ.items() if k not in _ENDPOINT_VARIABLES}
+            env["DOCKER_HOST"] = f"unix://{nowhere}/docker.sock"
+            done = _read([docker, *deploy_argv("check")[1:]], model_json, cwd, env)
+        if _NO_ENGINE in done.stderr:
+            return
     if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        why = lines[-1] if lines else f"exit status {done.returncode}"
-        raise UsageError(
-            f"docker stack deploy cannot take this compose file: {why}",
-            "fix the compose file (see docs/swarm.md for what a stack takes)",
+        raise _refusal(done)
+
+
+def _read(
+    argv: list[str], model_json: str, cwd: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, input=model_json, text=True, cwd=cwd, env=env, capture_output=True,
+        timeout=_TIMEOUT,
+    )  # fmt: skip
+
+
+def _refusal(done: subprocess.CompletedProcess[str]) -> UsageError | LaunchError:
+    """The docker CLI's failure as one line, its last: the engine's refusal (125, as
+    ``secretd swarm``'s own requests), else the file's (2: the loader's, or a network the
+    file names that does not exist). The model names secrets, so the line holds no value."""
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    why = printable(lines[-1]) if lines else f"exit status {done.returncode}"
+    if done.returncode < 0 or any(mark in why for mark in _ENGINE_FAILED):
+        return LaunchError(
+            f"docker stack deploy failed: {why}", "see 'docker service ls' and the engine's log"
         )
+    return UsageError(
+        f"docker stack deploy cannot take this compose file: {why}",
+        "fix the compose file (see docs/swarm.md for what a stack takes)",
+    )
 
 
 def deploy_argv(stack: str, options: Sequence[str] = ()) -> list[str]:
@@ -109,15 +138,20 @@ def deploy_argv(stack: str, options: Sequence[str] = ()) -> list[str]:
     return ["docker", "stack", "deploy", *options, "-c", "-", stack]
 
 
-def deploy(model_json: str, argv: Sequence[str], cwd: str) -> int:
-    """Run ``argv`` (``deploy_argv``) with the model on stdin; its exit status (its own
-    output goes to ours).
+def deploy(model_json: str, argv: Sequence[str], cwd: str) -> None:
+    """Run ``argv`` (``deploy_argv``) with the model on stdin; its stdout goes to ours,
+    its stderr too once it succeeded (on failure, ``_refusal`` makes one line of it).
 
     Raises:
-        LaunchError: the docker CLI is not installed.
+        UsageError: it refused the file.
+        LaunchError: the engine refused a request; the docker CLI is not installed.
     """
-    done = subprocess.run([_docker(), *argv[1:]], input=model_json, text=True, cwd=cwd)
-    return done.returncode
+    done = subprocess.run(
+        [_docker(), *argv[1:]], input=model_json, text=True, cwd=cwd, stderr=subprocess.PIPE
+    )
+    if done.returncode != 0:
+        raise _refusal(done)
+    sys.stderr.write(done.stderr)
 
 
 def _docker() -> str:

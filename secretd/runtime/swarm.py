@@ -320,21 +320,28 @@ class Swarm(DockerClient):
     def plan_prune(self, keep: int) -> list[Step]:
         """A ``remove`` for each managed version no service uses, except the ``keep``
         newest of each source."""
-        used = {ref.secret_id for service in self.services() for ref, _ in self.uses(service, None)}
+        used = self._used()
         by_source: dict[str, list[Version]] = {}
         for version in self.versions():
             by_source.setdefault(version.source, []).append(version)
         steps = []
-        for source, versions in sorted(by_source.items()):
+        for _, versions in sorted(by_source.items()):
             kept = {v.id for v in versions[max(0, len(versions) - keep) :]} if keep else set()
-            for version in versions:
-                if version.id not in used and version.id not in kept:
-                    steps.append(
-                        Step(
-                            "remove", f"secret {version.name}", f"(from {source})", ident=version.id
-                        )
-                    )
+            steps += [_removal(v) for v in versions if v.id not in used and v.id not in kept]
         return steps
+
+    def plan_undo(self, names: Sequence[str]) -> list[Step]:
+        """A ``remove`` for each of ``names`` (the versions a failed ``stack deploy``
+        created) that is still a managed version and that no service uses: one the deploy
+        gave a service before it failed stays with it. Nothing else is looked at, so a
+        version that existed before the run, or a secret secretd does not manage, stays."""
+        wanted = set(names)
+        used = self._used()
+        return [_removal(v) for v in self.versions() if v.name in wanted and v.id not in used]
+
+    def _used(self) -> set[str]:
+        """The ids of the secrets any service's spec uses."""
+        return {ref.secret_id for service in self.services() for ref, _ in self.uses(service, None)}
 
     @staticmethod
     def uses(
@@ -417,6 +424,10 @@ class Swarm(DockerClient):
                 rollback_config=spec.get("RollbackConfig"),
                 endpoint_spec=spec.get("EndpointSpec"),
             )
+
+
+def _removal(version: Version) -> Step:
+    return Step("remove", f"secret {version.name}", f"(from {version.source})", ident=version.id)
 
 
 def _instant(stamp: str) -> str:

@@ -280,21 +280,6 @@ def test_stack_deploy(
         docker("stack", "rm", stack, check=False)
 
 
-def test_stack_deploy_refused_before_any_push(
-    secretd: Runner, swarm: Swarm, tmp_path: Path, suffix: str
-) -> None:
-    if "docker stack config" not in swarm.docker("stack", "config", "--help", check=False):
-        pytest.skip("this docker CLI has no 'docker stack config' to check a file with")
-    value = f"v-{suffix}"
-    (tmp_path / "key.txt").write_text(value)
-    (tmp_path / "compose.yml").write_text(
-        f"services:\n  app:\n    image: {IMAGE}\n    secrets: [key]\n    configs: [conf]\n"
-        "secrets:\n  key:\n    file: ./key.txt\nconfigs:\n  conf:\n    content: hello\n"
-    )
-    refused(secretd("stack", "deploy", "-c", "compose.yml", f"st{suffix}"), 2, "content")
-    assert versioned("key", value) not in swarm.docker("secret", "ls", "--format", "{{.Name}}")
-
-
 def test_plain_tcp_is_refused(
     secretd: Runner, bound: Bind, monkeypatch: pytest.MonkeyPatch
 ) -> None:
