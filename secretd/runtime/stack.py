@@ -125,7 +125,8 @@ def _refusal(done: subprocess.CompletedProcess[str]) -> UsageError | LaunchError
     why = printable(lines[-1]) if lines else f"exit status {done.returncode}"
     if done.returncode < 0 or any(mark in why for mark in _ENGINE_FAILED):
         return LaunchError(
-            f"docker stack deploy failed: {why}", "see 'docker service ls' and the engine's log"
+            f"docker stack deploy failed: {why}",
+            "see 'docker stack services STACK' for what it made",
         )
     return UsageError(
         f"docker stack deploy cannot take this compose file: {why}",

@@ -149,3 +149,33 @@ def test_the_undo_spares_a_version_a_service_uses_and_unmanaged_secrets(
     assert {used, foreign} <= left and unused not in left
     docker("service", "rm", service_name)
     docker("secret", "rm", used, foreign)
+
+
+def test_a_deploy_the_engine_refuses_keeps_only_what_a_service_took(
+    secretd: Runner, swarm: Swarm, tmp_path: Path, cli: str
+) -> None:
+    """Swarm refuses a service whose name is longer than a DNS label, after the CLI
+    created the stack's other service (it goes first, by name, where seen): the version
+    that one uses stays with it, the refused one's goes."""
+    suffix = secrets.token_hex(3)
+    good, bad, stack = f"good{suffix}", f"bad{suffix}", f"st{suffix}"
+    for name in (good, bad):
+        (tmp_path / f"{name}.txt").write_text(f"{name}-{secrets.token_hex(8)}")
+    (tmp_path / "compose.yml").write_text(
+        f"services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '600']\n"
+        f"    secrets: [{good}]\n  {'s' * 60}:\n    image: {IMAGE}\n    secrets: [{bad}]\n"
+        f"secrets:\n  {good}:\n    file: ./{good}.txt\n  {bad}:\n    file: ./{bad}.txt\n"
+    )  # fmt: skip
+    try:
+        done = secretd("stack", "deploy", "-c", "compose.yml", "--resolve-image", "never", stack)
+        refused(done, 125, "docker stack deploy failed", "Error response from daemon")
+        made = swarm.docker("service", "ls", "--filter", f"name={stack}_", "--format", "{{.Name}}")
+        left = {name for _, name, _ in listed(swarm)[0]}
+        versions = {
+            name: versioned(name, (tmp_path / f"{name}.txt").read_text()) for name in (good, bad)
+        }
+        assert versions[bad] not in left, done.stdout
+        assert f"remove: secret {versions[bad]} (from {bad})" in done.stdout.splitlines()
+        assert (versions[good] in left) == (f"{stack}_app" in made.split()), (made, done.stdout)
+    finally:
+        swarm.docker("stack", "rm", stack, check=False)
