@@ -72,11 +72,11 @@ def service_name(swarm: Swarm) -> Iterator[str]:
     swarm.docker("service", "rm", name, check=False)
 
 
-SERVICE = f"""\
+SERVICE = """\
 services:
   app:
-    image: {IMAGE}
-    secrets: [key, same]
+    image: {image}
+    secrets: [{key}, {same}]
 """
 # the stack loader refuses it (20.10: no `content:` in a version 3.9 file; newer: none at all)
 CONTENT = "configs:\n  conf:\n    content: hello\n"
@@ -104,7 +104,7 @@ def test_a_refused_stack_deploy_leaves_the_secrets_as_they_were(
     extra, named, up_front = REFUSALS[case]
     extra, named = extra.format(suffix=suffix), named.format(suffix=suffix)
     (tmp_path / "compose.yml").write_text(
-        SERVICE.replace("key, same", f"{key}, {same}") + extra
+        SERVICE.format(image=IMAGE, key=key, same=same) + extra
         + f"secrets:\n  {key}:\n    file: ./key.txt\n  {same}:\n    file: ./same.txt\n"
     )  # fmt: skip
     before = listed(swarm)
@@ -159,8 +159,9 @@ def test_a_deploy_the_engine_refuses_keeps_only_what_a_service_took(
     that one uses stays with it, the refused one's goes."""
     suffix = secrets.token_hex(3)
     good, bad, stack = f"good{suffix}", f"bad{suffix}", f"st{suffix}"
-    for name in (good, bad):
-        (tmp_path / f"{name}.txt").write_text(f"{name}-{secrets.token_hex(8)}")
+    values = {name: f"{name}-{secrets.token_hex(8)}" for name in (good, bad)}
+    for name, value in values.items():
+        (tmp_path / f"{name}.txt").write_text(value)
     (tmp_path / "compose.yml").write_text(
         f"services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '600']\n"
         f"    secrets: [{good}]\n  {'s' * 60}:\n    image: {IMAGE}\n    secrets: [{bad}]\n"
@@ -171,9 +172,8 @@ def test_a_deploy_the_engine_refuses_keeps_only_what_a_service_took(
         refused(done, 125, "docker stack deploy failed", "Error response from daemon")
         made = swarm.docker("service", "ls", "--filter", f"name={stack}_", "--format", "{{.Name}}")
         left = {name for _, name, _ in listed(swarm)[0]}
-        versions = {
-            name: versioned(name, (tmp_path / f"{name}.txt").read_text()) for name in (good, bad)
-        }
+        versions = {name: versioned(name, value) for name, value in values.items()}
+        assert not [value for value in values.values() if value in done.stdout + done.stderr]
         assert versions[bad] not in left, done.stdout
         assert f"remove: secret {versions[bad]} (from {bad})" in done.stdout.splitlines()
         assert (versions[good] in left) == (f"{stack}_app" in made.split()), (made, done.stdout)
