@@ -63,3 +63,13 @@ def test_a_plain_run_in_process_loads_nothing_it_does_not_call(fast: Fast, tmp_p
     modules = loaded(IN_PROCESS, args, fast.env(daemon=False), tmp_path)
     assert {"secretd.engine", "secretd.store"} <= modules  # the probe saw the run
     assert modules & {"hashlib", "_hashlib", "tomllib", "calendar", "secrets"} == set()
+
+
+def test_a_plain_run_in_process_loads_no_click(fast: Fast, tmp_path: Path) -> None:
+    """``cli/quickrun.py`` reads a plain ``run`` command line; click (and its ~10 ms)
+    only for the lines it leaves to click."""
+    args = ["run", "--no-daemon", "--secret", "api_key", "--", "true"]
+    modules = loaded(IN_PROCESS, args, fast.env(daemon=False), tmp_path)
+    assert "secretd.engine" in modules  # the probe saw the run
+    assert {m for m in modules if m == "click" or m.startswith("click.")} == set()
+    assert "secretd.cli.app" not in modules
