@@ -101,7 +101,8 @@ class SwarmSync:
     def undo(self, done: Sequence[Step]) -> list[Step]:
         """The removals that take back what ``done`` (steps this run carried out) created,
         after a failure: each version it created that no service uses now."""
-        return self.swarm.plan_undo([step.ident for step in done if step.action == "create"])
+        created = [step.ident for step in done if step.action == "create"]
+        return self.swarm.plan_undo(created) if created else []
 
     def prune(self, keep: int = 1) -> list[Step]:
         """Remove the managed versions no service uses, but the ``keep`` newest of each."""

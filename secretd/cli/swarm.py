@@ -153,7 +153,9 @@ def _take_back(sync: SwarmSync, done: Sequence[Step], failure: BaseException) ->
             click.echo(printable(sync.apply(step).line()))
     except SecretdError as exc:
         if isinstance(failure, SecretdError):
-            stays = f"the versions it pushed stay ({exc.message}): 'secretd swarm prune'"
+            stays = (
+                f"the versions it pushed stay ({exc.message}); 'secretd swarm prune' removes them"
+            )
             failure.hint = f"{failure.hint}; {stays}" if failure.hint else stays
 
 
