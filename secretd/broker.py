@@ -4,16 +4,19 @@ The broker never touches a mount and never starts anything: it turns ``SecretRef
 ``Secret``s and gives leased ones back when asked. Reads of one source that overlap in
 time are one upstream read (single-flight): 200 runs starting together with one Vault
 secret make one request, not 200. A leased result is never shared: each waiting run then
-takes a lease of its own.
+takes a lease of its own. A run may bring providers of its own (``for_run``: in the
+daemon, the caller's environment for its ``env:`` secrets); their reads are that run's
+alone, never cached or joined.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from . import safeopen
 from .backends import Provider, load_provider
@@ -59,8 +62,19 @@ class Broker:
         self._cache: dict[FlightKey, tuple[float, Secret]] = {}
         self._flights: dict[FlightKey, _Flight] = {}  # reads in progress, by the same key
         self._lock = threading.Lock()
+        self._own: Mapping[str, Provider] = {}  # one run's providers (for_run)
+
+    def for_run(self, providers: Mapping[str, Provider]) -> Broker:
+        """This broker for one run whose ``providers`` take the place of the shared ones
+        for their schemes; everything else (other providers, cache, reads in progress)
+        stays shared."""
+        view = copy.copy(self)
+        view._own = dict(providers)
+        return view
 
     def provider(self, scheme: str) -> Provider:
+        if scheme in self._own:
+            return self._own[scheme]
         with self._lock:
             if scheme not in self._providers:
                 self._providers[scheme] = self._loader(scheme, self.config)
@@ -81,7 +95,8 @@ class Broker:
                 pending.setdefault(ref.scheme, []).append((index, ref))
         try:
             for scheme, items in pending.items():
-                for index, ref, secret in self._shared(self.provider(scheme), items):
+                fetch = self._fetch if scheme in self._own else self._shared
+                for index, ref, secret in fetch(self.provider(scheme), items):
                     results[index] = secret
                     self._store(ref, secret)
         except BaseException as exc:
@@ -201,7 +216,7 @@ class Broker:
         return [*self.config.secrets, *stored]
 
     def _cached(self, ref: SecretRef) -> Secret | None:
-        if self.config.cache_ttl <= 0:
+        if self.config.cache_ttl <= 0 or ref.scheme in self._own:
             return None
         with self._lock:
             entry = self._cache.get((safeopen.current_caller(), _key(ref)))
@@ -210,7 +225,7 @@ class Broker:
             return dataclasses.replace(entry[1], name=ref.name)
 
     def _store(self, ref: SecretRef, secret: Secret) -> None:
-        if self.config.cache_ttl > 0 and secret.lease_id is None:
+        if self.config.cache_ttl > 0 and secret.lease_id is None and ref.scheme not in self._own:
             with self._lock:
                 key = (safeopen.current_caller(), _key(ref))
                 self._cache[key] = (time.monotonic() + self.config.cache_ttl, secret)

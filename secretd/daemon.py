@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import __version__, _linux, accesslog, protocol, safeopen
@@ -36,6 +36,7 @@ from .caller_run import authorise_run, bind
 from .config import Config
 from .engine import Engine
 from .errors import AccessDenied, SecretdError, UsageError
+from .intake import Intake
 from .limits import Budget, Connections, Limits
 from .policy import Peer, Policy, peer_of
 from .protocol import Channel, Closed, Message, ProtocolError
@@ -50,7 +51,10 @@ DISCONNECT_GRACE = 1.0
 STOP_TIMEOUT = 10.0
 IDLE_THREAD = 30.0
 ACCEPT_POLL = 1.0
-ACCEPT_RETRY = 0.1
+# Requests the intake's thread answers itself: no waiting, and a reply that fits the
+# socket's buffer (from a request this small), so no client can hold that thread up.
+QUICK = frozenset({"ping", "version", "resolve-check"})
+QUICK_FRAME = 4096
 THREAD_STACK = 2 * 1024 * 1024  # deep enough for the recursion limit of C code (json)
 RUN_NAME_MAX = 128
 SIGNALS = {int(s) for s in FORWARDED} | {int(signal.SIGWINCH)}
@@ -183,7 +187,8 @@ class Daemon:
         self._done = threading.Condition(self._lock)
         self._active = 0  # connections being served
         self._idle = 0  # threads waiting for a connection
-        self._queue: queue.SimpleQueue[tuple[socket.socket, Peer]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[socket.socket, Peer, Message, list[int]]]
+        self._queue = queue.SimpleQueue()
         self._stopping = threading.Event()
         self.handlers: dict[str, Callable[[Channel, Peer, Message, list[int]], None]] = {
             "ping": self._ping,
@@ -197,36 +202,70 @@ class Daemon:
         }
 
     def serve(self) -> None:
-        """Accept connections until ``shutdown()``; each is served by a thread of its own
-        (idle threads are reused: starting one costs more than a whole small request).
+        """Accept connections and read their requests (``intake.py``) until ``shutdown()``.
 
         A connection beyond its uid's or the daemon's limit gets one error frame and is
-        closed at once; root, the daemon's uid and administrators are always served.
+        closed at once; root, the daemon's uid and administrators are always served. A
+        caller the policy grants nothing is refused before a byte of its request is read.
 
-        ``accept()`` wakes every ``ACCEPT_POLL`` seconds: a SIGTERM the kernel hands to
+        The intake wakes every ``ACCEPT_POLL`` seconds: a SIGTERM the kernel hands to
         another thread only flags Python's handler, which runs when this thread does."""
-        self.listener.settimeout(ACCEPT_POLL)
-        while not self._stopping.is_set():
+        intake = Intake(
+            self.listener,
+            self.limits.read_timeout,
+            self._opened,
+            self._arrived,
+            self._failed,
+            protocol.MAX_FDS,
+        )
+        try:
+            intake.run(self._stopping, ACCEPT_POLL)
+        finally:
+            intake.close()
+
+    def _opened(self, conn: socket.socket) -> Peer | None:
+        """The peer of a new connection, counted against its limits; ``None`` when it
+        was refused (answered and closed)."""
+        peer = peer_of(conn)
+        refusal = self.connections.admit(peer.uid, self.policy.may_administer(peer))
+        if refusal is not None:
+            _refuse(conn, peer, refusal)
+            return None
+        try:
+            self.policy.check_connect(peer)
+        except SecretdError as exc:
+            self._failed(conn, peer, exc)
+            return None
+        return peer
+
+    def _arrived(
+        self, conn: socket.socket, peer: Peer, message: Message, fds: list[int], size: int
+    ) -> None:
+        """Serve a request: a small quick one (``QUICK``) here and now, in the intake's
+        thread (its reply fits the socket's buffer), any other in a thread of its own
+        (idle threads are reused: starting one costs more than a whole small request)."""
+        if message.get("op") in QUICK and size <= QUICK_FRAME and not fds:
             try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:  # out of descriptors: the clients holding them will go
-                log.error("cannot accept a connection: %s", exc.strerror or exc)
-                time.sleep(ACCEPT_RETRY)
-                continue
-            peer = peer_of(conn)
-            refusal = self.connections.admit(peer.uid, self.policy.may_administer(peer))
-            if refusal is not None:
-                _refuse(conn, peer, refusal)
-                continue
-            with self._lock:
-                spawn = self._idle == 0
-                self._active += 1
-                self._idle -= not spawn
-            self._queue.put((conn, peer))
-            if spawn:
-                threading.Thread(target=self._worker, daemon=True).start()
+                self._connection(conn, peer, message, fds)
+            finally:
+                self.connections.release(peer.uid)
+            return
+        conn.setblocking(True)
+        with self._lock:
+            spawn = self._idle == 0
+            self._active += 1
+            self._idle -= not spawn
+        self._queue.put((conn, peer, message, fds))
+        if spawn:
+            threading.Thread(target=self._worker, daemon=True).start()
+
+    def _failed(self, conn: socket.socket, peer: Peer, error: SecretdError) -> None:
+        """End a connection whose request was refused or will not arrive."""
+        try:
+            with Channel(conn) as chan:
+                _fail(chan, peer, error)
+        finally:
+            self.connections.release(peer.uid)
 
     def shutdown(self, grace: float = STOP_TIMEOUT) -> None:
         """Stop every command and wait (up to ``grace`` + 1 s) for the cleanup; called by
@@ -241,23 +280,20 @@ class Daemon:
             self._done.wait_for(lambda: self._active == 0, grace + 1)
 
     def _worker(self) -> None:
-        """Serve connections one after another; retire after ``IDLE_THREAD`` seconds
+        """Serve requests one after another; retire after ``IDLE_THREAD`` seconds
         without one. A command forked here dies with the daemon only: ``PR_SET_PDEATHSIG``
         follows the forking thread, which serves that run until the command is gone."""
         while True:
             try:
-                conn, peer = self._queue.get(timeout=IDLE_THREAD)
+                conn, peer, message, fds = self._queue.get(timeout=IDLE_THREAD)
             except queue.Empty:
                 with self._done:
-                    if self._idle > 0:  # else a connection was just promised to an idle thread
+                    if self._idle > 0:  # else a request was just promised to an idle thread
                         self._idle -= 1
                         return
                 continue
             try:
-                self._connection(conn, peer)
-            except Exception as exc:  # noqa: BLE001 - one broken request must not stop others
-                at = traceback.extract_tb(exc.__traceback__)[-1]
-                log.error("internal error %s at %s:%s", type(exc).__name__, at.filename, at.lineno)
+                self._connection(conn, peer, message, fds)
             finally:
                 self.connections.release(peer.uid)
             with self._done:
@@ -265,22 +301,20 @@ class Daemon:
                 self._idle += 1
                 self._done.notify_all()
 
-    def _connection(self, sock: socket.socket, peer: Peer) -> None:
+    def _connection(
+        self, sock: socket.socket, peer: Peer, message: Message, fds: list[int]
+    ) -> None:
+        """Answer one request, then close its descriptors and the connection."""
         chan = Channel(sock)
-        fds: list[int] = []
         try:
-            try:
-                self.policy.check_connect(peer)
-                message, fds = chan.receive(self.limits.read_timeout, max_fds=protocol.MAX_FDS)
-                op = self._check_request(message)
-                log.debug("request op=%s uid=%d pid=%d", op, peer.uid, peer.pid)
-                self.handlers[op](chan, peer, message, fds)
-            except Closed:
-                log.debug("uid=%d closed the connection without a request", peer.uid)
-            except SecretdError as exc:
-                if isinstance(exc, ProtocolError):
-                    log.info("bad request from uid=%d pid=%d: %s", peer.uid, peer.pid, exc)
-                _reply(chan, protocol.failure(exc))
+            op = self._check_request(message)
+            log.debug("request op=%s uid=%d pid=%d", op, peer.uid, peer.pid)
+            self.handlers[op](chan, peer, message, fds)
+        except SecretdError as exc:
+            _fail(chan, peer, exc)
+        except Exception as exc:  # noqa: BLE001 - one broken request must not stop others
+            at = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error("internal error %s at %s:%s", type(exc).__name__, at.filename, at.lineno)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -303,7 +337,16 @@ class Daemon:
         reply = {"version": __version__, "protocol": protocol.VERSION, "admin": admin}
         chan.send({"ok": True, "uid": peer.uid, "pid": os.getpid(), **reply})
 
-    def _run(self, chan: Channel, peer: Peer, message: Message, fds: list[int]) -> None:
+    def _run(
+        self,
+        chan: Channel,
+        peer: Peer,
+        message: Message,
+        fds: list[int],
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """A ``run`` request; ``environ``: the caller's environment, which a forwarded run
+        (``cli/forwarded.py``) brings for its ``env:`` secrets (a ``run`` request has none)."""
         if len(fds) != 3:
             raise ProtocolError("a run request carries 3 descriptors: stdin, stdout, stderr")
         texts, cwd = protocol.strings(message, "secrets"), message.get("cwd")
@@ -315,7 +358,8 @@ class Daemon:
         except UsageError as exc:
             raise ProtocolError(f"malformed RunSpec: {exc.line()}") from None
         self.budget.check_count(len(texts))
-        spec, keys = authorise_run(self.policy, peer, self.config, spec, texts, cwd)
+        spec, keys, own = authorise_run(self.policy, peer, self.config, spec, texts, cwd, environ)
+        engine = self.engine.with_providers(own) if own else self.engine
         _check_rotation(spec, self.policy.is_superuser(peer))
         record = RunRecord(peer, spec, keys)
         watcher = threading.Thread(target=self._watch, args=(chan, record), daemon=True)
@@ -340,7 +384,7 @@ class Daemon:
             try:
                 trusted = self.policy.is_superuser(peer)
                 with safeopen.reading_for(peer.uid, peer.groups, trusted):
-                    status = self.engine.run(
+                    status = engine.run(
                         spec, (fds[0], fds[1], fds[2]), started, admit, record.watch
                     )
             finally:
@@ -534,6 +578,16 @@ def _refuse(conn: socket.socket, peer: Peer, error: SecretdError) -> None:
     conn.setblocking(False)  # a fresh socket's buffer holds one small frame
     with Channel(conn) as chan:
         _reply(chan, protocol.failure(error))
+
+
+def _fail(chan: Channel, peer: Peer, error: SecretdError) -> None:
+    """The answer to a request that fails: none to a client that closed without one."""
+    if isinstance(error, Closed):
+        log.debug("uid=%d closed the connection without a request", peer.uid)
+        return
+    if isinstance(error, ProtocolError):
+        log.info("bad request from uid=%d pid=%d: %s", peer.uid, peer.pid, error)
+    _reply(chan, protocol.failure(error))
 
 
 def _reply(chan: Channel, message: Message) -> None:

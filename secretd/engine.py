@@ -11,11 +11,12 @@ the engine swaps those files and acts (``--on-change``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ from .spec import (
 )
 
 if TYPE_CHECKING:
+    from .backends import Provider
     from .templates import Rendered
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,14 @@ class Engine:
         # the daemon: runs a detached container's upkeep (leases, rotation) in a thread
         # that outlives the run; without it, a detached container's leases are left alone
         self.keep: Callable[[str, Rotation, Callable[[], None]], None] | None = None
+
+    def with_providers(self, providers: Mapping[str, Provider]) -> Engine:
+        """This engine for one run that brings ``providers`` of its own (the daemon: a
+        caller's environment for its ``env:`` secrets), in place of the shared ones for
+        their schemes, for the whole run: its reads, rotation and lease upkeep."""
+        view = copy.copy(self)
+        view.broker = self.broker.for_run(providers)
+        return view
 
     def run(
         self,

@@ -6,11 +6,16 @@
 * ``NAME=env:APP_*``: every variable the pattern matches, as one tree secret (a file per
   variable under ``NAME/``). Without a name, ``refs.parse_refs`` expands the pattern into
   one reference per variable instead (docs/references.md).
+
+The environment is this process's own, unless one is given: the daemon reads a forwarded
+run's ``env:`` secrets from the environment its client sent (``caller_run``), never from
+its own.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import Config
@@ -25,7 +30,17 @@ OPTIONS = frozenset({"file"})
 
 
 class EnvProvider(BaseProvider):
+    """``env:`` secrets, read from one environment.
+
+    Args:
+        environ: the variables to read (a caller's, in the daemon); by default this
+            process's environment, as it is at each read.
+    """
+
     scheme = "env"
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
 
     @classmethod
     def from_config(cls, config: Config) -> EnvProvider:
@@ -42,9 +57,11 @@ class EnvProvider(BaseProvider):
             )
         as_file = "file" in loc.query
         if "*" not in loc.path:
-            value = _value(ref.name, loc.path, as_file)
+            value = self._value(ref.name, loc.path, as_file)
             return Secret(name=ref.name, version=content_version(value), value=value)
-        tree = {var: _value(ref.name, var, as_file) for var in env_matches(loc.path, os.environ)}
+        names = map(os.fsdecode, os.environb) if self._environ is None else self._environ
+        matches = env_matches(loc.path, names)
+        tree = {var: self._value(ref.name, var, as_file) for var in matches}
         if not tree:
             raise SecretNotFound(
                 f"secret {ref.name!r}: no environment variable matches {loc.path!r}",
@@ -52,18 +69,21 @@ class EnvProvider(BaseProvider):
             )
         return Secret(name=ref.name, version=tree_content_version(tree), value=b"", tree=tree)
 
+    def _value(self, name: str, var: str, as_file: bool) -> bytes:
+        """The variable's value, or with ``as_file`` the contents of the file it names.
 
-def _value(name: str, var: str, as_file: bool) -> bytes:
-    """The variable's value, or with ``as_file`` the contents of the file it names.
-
-    Raises:
-        SecretNotFound: the variable is not set, or (``as_file``) empty.
-    """
-    value = os.environb.get(var.encode())
-    if value is None or as_file and not value:
-        raise SecretNotFound(
-            f"secret {name!r}: environment variable {var!r} is not set"
-            + (" to a file's path" if value is not None else ""),
-            f"export {var} before running secretd",
-        )
-    return read_file(Path(os.fsdecode(value)), name) if as_file else value
+        Raises:
+            SecretNotFound: the variable is not set, or (``as_file``) empty.
+        """
+        if self._environ is None:
+            value = os.environb.get(os.fsencode(var))
+        else:
+            text = self._environ.get(var)
+            value = None if text is None else os.fsencode(text)
+        if value is None or as_file and not value:
+            raise SecretNotFound(
+                f"secret {name!r}: environment variable {var!r} is not set"
+                + (" to a file's path" if value is not None else ""),
+                f"export {var} before running secretd",
+            )
+        return read_file(Path(os.fsdecode(value)), name) if as_file else value

@@ -7,15 +7,18 @@ this thread (only this one) sees the caller's environment as ``os.environ`` (a b
 ``-e KEY``, what a host command inherits, ``CI``), and what ``run`` prints on stderr
 (exposure warnings) is held back. When the parse reaches ``client.run``, the run is
 authorised and started exactly as a ``run`` request is (``Daemon`` does it, with the
-daemon's own environment again), after the warnings went to the caller's stderr.
+daemon's own environment again), after the warnings went to the caller's stderr. The
+caller's environment goes along explicitly: its ``env:`` secrets are read from it, by a
+provider of that run's own (``caller_run``), never from the daemon's environment.
 
 Anything the daemon could not do as the full CLI would is handed back before a byte of
 output (``{"event": "fallback"}``): the client then runs the full CLI itself, which
 prints the same errors and warnings, with the same exit status. That is: a flag click
 refuses, a bad reference, ``--help``, a command line without ``--`` (image or program:
 the caller's images and ``PATH`` decide), an image, configs and templates, files named by
-the caller (``--env-file``), ``env:`` secrets (the daemon's broker reads its own
-environment), ``--no-daemon`` and a host command without a sandbox.
+the caller (``--env-file``, ``env:VAR?file``, which the daemon would read with its own
+rights), the caller's ``env:`` secrets with a name the daemon's config binds to ``env:``,
+``--no-daemon`` and a host command without a sandbox.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import client, protocol, safeopen
+from ..caller_run import bind_all
 from ..config import Config
+from ..errors import SecretdError
 from ..protocol import Channel, Message, ProtocolError
 from ..spec import RunSpec
 from . import AppContext
@@ -79,6 +84,7 @@ class Forwarded:
 
         def launch(config: Config, spec: RunSpec, texts: Sequence[str], no_daemon: bool) -> int:
             _check_forwardable(spec, no_daemon)
+            _check_secrets(texts, config, environ)
             _CallerView.leave()
             launched.append(True)
             if held.getvalue():
@@ -86,7 +92,7 @@ class Forwarded:
             wire = json.loads(json.dumps(spec.to_json() | {"secrets": []}))  # as sent by a client
             run = protocol.request("run", spec=wire, secrets=list(texts), cwd=cwd)
             try:
-                self.daemon.handlers["run"](chan, peer, run, fds)
+                self.daemon._run(chan, peer, run, fds, environ)
             except BaseException as exc:  # noqa: B036 - out of click's hands, as it was
                 raise _Launched(exc) from None
             return 0
@@ -145,10 +151,18 @@ def _options(argv: Sequence[str]) -> Sequence[str]:
 
 def _check_forwardable(spec: RunSpec, no_daemon: bool) -> None:
     """Raises _HandBack for what only the full CLI does as it would without a daemon."""
-    from_env = any(ref.scheme == "env" for ref in spec.secrets)
-    local = no_daemon or from_env or spec.configs or spec.templates or spec.runtime == "host"
+    local = no_daemon or spec.configs or spec.templates or spec.runtime == "host"
     if local or spec.image is not None:
         raise _HandBack
+
+
+def _check_secrets(texts: Sequence[str], config: Config, environ: Mapping[str, str]) -> None:
+    """Raises _HandBack for ``env:`` secrets the daemon refuses to read for the caller
+    (``caller_run.bind_all``: ``env:VAR?file``, or mixed with the daemon's own)."""
+    try:
+        bind_all(texts, config, environ)
+    except SecretdError:
+        raise _HandBack from None
 
 
 Launcher = Callable[[Config, RunSpec, Sequence[str], bool], int]

@@ -25,6 +25,8 @@ from secretd import thin
 from tests.support.waiting import wait_for
 
 VALUE = "fastpath-value-7c1"
+# in the daemon's environment only: a client's env:FASTPATH_DAEMON_ONLY must not see it
+DAEMON_ONLY = ("FASTPATH_DAEMON_ONLY", "daemon-only-value-5b0")
 
 
 @dataclass
@@ -83,6 +85,7 @@ def fast() -> Iterator[Fast]:
     log = root / "daemon.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith("SECRETD_")}
     env = base | {"SECRETD_STATE_DIR": f"{root}/state", "SECRETD_RUNTIME_DIR": f"{root}/run"}
+    env[DAEMON_ONLY[0]] = DAEMON_ONLY[1]
     subprocess.run(
         [sys.executable, "-m", "secretd", "secret", "create", "api_key", "-"],
         input=VALUE.encode(), env=env, cwd=root, check=True, capture_output=True,

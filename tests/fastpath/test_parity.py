@@ -1,6 +1,7 @@
 """The thin client with a daemon and the full CLI without one print the same and end
 with the same status, for each command line of the table; the runs the thin client
-cannot do as the full CLI would are handed back to it."""
+cannot do as the full CLI would are handed back to it. ``env:`` secrets are read by the
+daemon from the environment the client sent (``FASTPATH_*`` below)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import pytest
 from .conftest import VALUE, Fast
 
 SH = ("sh", "-c")
+ENV = {
+    "FROM_CALLER": "caller-value",
+    "FASTPATH_TOKEN": "tok-value-91f",
+    "FASTPATH_APP_A": "app-a-value-3d2",
+    "FASTPATH_APP_B": "app-b-value-8e7",
+    "FASTPATH_PATH": "token.txt",  # in the clients' working directory (test_parity's fixture)
+}
+TOK = ["--secret", "tok=env:FASTPATH_TOKEN"]
+ECHO_TOK = [*SH, 'echo "[$(cat /run/secrets/tok)]"; echo "[$(cat /run/secrets/tok)]" >&2']
 # (id, arguments after "run", stdin, who runs it: the daemon, the full CLI once the daemon
 # handed it back, or the full CLI without asking)
 TABLE = [
@@ -30,9 +40,29 @@ TABLE = [
     ("unknown-flag-2", ["--bogus", "--", "true"], None, "back"),
     ("bad-reference-2", ["--secret", "x=nope:thing", "--", "true"], None, "daemon"),
     ("no-command-2", ["--secret", "api_key", "--"], None, "back"),
-    ("env-reference", ["--secret", "tok=env:FASTPATH_TOKEN", "--", "cat", "/run/secrets/tok"],
-     None, "back"),
-    ("bad-env-reference", ["--secret", "tok=env:FASTPATH_UNSET", "--", "true"], None, "back"),
+    ("env-reference", [*TOK, "--no-redact", "--", "cat", "/run/secrets/tok"], None, "daemon"),
+    ("env-bare", ["--secret", "env:FASTPATH_TOKEN", "--no-redact", "--", *SH,
+     "cat /run/secrets/FASTPATH_TOKEN; echo ${FASTPATH_TOKEN-left-out} $FROM_CALLER"], None,
+     "daemon"),
+    ("env-redacted", [*TOK, "--", *ECHO_TOK], None, "daemon"),
+    ("env-not-redacted", [*TOK, "--no-redact", "--", *ECHO_TOK], None, "daemon"),
+    ("env-unset-125", ["--secret", "tok=env:FASTPATH_UNSET", "--", "true"], None, "daemon"),
+    ("env-option-2", ["--secret", "tok=env:FASTPATH_TOKEN?bogus", "--", "true"], None, "daemon"),
+    ("env-pattern", ["--secret", "env:FASTPATH_APP_*", "--no-redact", "--", *SH,
+     "cd /run/secrets && ls && cat FASTPATH_APP_B; env | grep -c FASTPATH_APP_ || true"], None,
+     "daemon"),
+    ("env-pattern-tree", ["--secret", "app=env:FASTPATH_APP_*", "--no-redact", "--", *SH,
+     "ls /run/secrets/app && cat /run/secrets/app/FASTPATH_APP_A"], None, "daemon"),
+    ("env-pattern-none", ["--secret", "env:FASTPATH_NONE_*", "--", "true"], None, "back"),
+    ("env-pattern-tree-none-125", ["--secret", "app=env:FASTPATH_NONE_*", "--", "true"], None,
+     "daemon"),
+    ("env-file-env", ["--file-env", *TOK, "--", *SH, "echo $TOK_FILE"], None, "daemon"),
+    ("env-named-file", ["--secret", "source=env:FASTPATH_TOKEN,target=t.txt,file_env=T_FILE",
+     "--", *SH, "echo $T_FILE; wc -c <$T_FILE"], None, "daemon"),
+    ("env-mixed", [*TOK, "--secret", "api_key", "--", *SH, "cat /run/secrets/api_key"], None,
+     "daemon"),
+    ("env-file-back", ["--secret", "tok=env:FASTPATH_PATH?file", "--", *SH,
+     "cat /run/secrets/tok"], None, "back"),
     ("image-or-program", ["--secret", "api_key", "true"], None, "back"),
     ("help", ["--help"], None, "local"),
     ("no-daemon", ["--no-daemon", "--", "true"], None, "local"),
@@ -43,7 +73,8 @@ TABLE = [
     ("args", "stdin", "by"), [row[1:] for row in TABLE], ids=[row[0] for row in TABLE]
 )
 def test_same_as_the_full_cli(fast: Fast, args: list[str], stdin: str | None, by: str):
-    extra = {"FROM_CALLER": "caller-value", "FASTPATH_TOKEN": "tok-value"}
+    (fast.root / "work" / ENV["FASTPATH_PATH"]).write_text("from-a-file-0c4\n")
+    extra = ENV
     before = len(fast.log.read_text())
     thin = fast.thin("run", *args, input=stdin or "", extra_env=extra)
     log = fast.log.read_text()[before:]
