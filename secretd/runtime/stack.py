@@ -117,7 +117,9 @@ def _read(
     )  # fmt: skip
 
 
-def _refusal(done: subprocess.CompletedProcess[str]) -> UsageError | LaunchError:
+def _refusal(
+    done: subprocess.CompletedProcess[str], stack: str = "STACK"
+) -> UsageError | LaunchError:
     """The docker CLI's failure as one line, its last: the engine's refusal (125, as
     ``secretd swarm``'s own requests), else the file's (2: the loader's, or a network the
     file names that does not exist). The model names secrets, so the line holds no value."""
@@ -126,7 +128,7 @@ def _refusal(done: subprocess.CompletedProcess[str]) -> UsageError | LaunchError
     if done.returncode < 0 or any(mark in why for mark in _ENGINE_FAILED):
         return LaunchError(
             f"docker stack deploy failed: {why}",
-            "see 'docker stack services STACK' for what it made",
+            f"see 'docker stack services {stack}' for what it made",
         )
     return UsageError(
         f"docker stack deploy cannot take this compose file: {why}",
@@ -151,7 +153,7 @@ def deploy(model_json: str, argv: Sequence[str], cwd: str) -> None:
         [_docker(), *argv[1:]], input=model_json, text=True, cwd=cwd, stderr=subprocess.PIPE
     )
     if done.returncode != 0:
-        raise _refusal(done)
+        raise _refusal(done, argv[-1])
     sys.stderr.write(done.stderr)
 
 

@@ -169,7 +169,8 @@ def test_a_deploy_the_engine_refuses_keeps_only_what_a_service_took(
     )  # fmt: skip
     try:
         done = secretd("stack", "deploy", "-c", "compose.yml", "--resolve-image", "never", stack)
-        refused(done, 125, "docker stack deploy failed", "Error response from daemon")
+        refused(done, 125, "docker stack deploy failed", "Error response from daemon",
+                f"see 'docker stack services {stack}'")  # fmt: skip
         made = swarm.docker("service", "ls", "--filter", f"name={stack}_", "--format", "{{.Name}}")
         left = {name for _, name, _ in listed(swarm)[0]}
         versions = {name: versioned(name, value) for name, value in values.items()}
