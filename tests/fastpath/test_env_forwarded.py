@@ -9,12 +9,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from secretd import thin
-from tests.daemon.conftest import CANARY, NOBODY, Daemon, World
+from tests.daemon.conftest import CANARY, CONFIG, NOBODY, Daemon, World
 from tests.daemon.conftest import daemon as daemon  # noqa: F401 - the fixtures
 from tests.daemon.conftest import world as world  # noqa: F401
 from tests.support.waiting import wait_for
@@ -132,3 +133,43 @@ def test_nobody_reads_no_root_file_through_env_file(
     for seen in (through_thin.stdout, through_thin.stderr, raw.stdout, raw.stderr, daemon.logs()):
         assert CANARY not in seen
     assert daemon.logs().count("handed back") == 2
+
+
+BOUND = ("ENVFWD_DAEMON_TOKEN", "daemon-bound-value-77a")
+
+
+@pytest.fixture
+def bound(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:  # noqa: F811
+    """A daemon whose config binds ``daemon_tok`` to ``env:`` of its own environment."""
+    world.config.write_text(f'{CONFIG}\n[secrets.daemon_tok]\nsource = "env:{BOUND[0]}"\n')
+    monkeypatch.setenv(*BOUND)
+    started = Daemon(world)
+    started.start()
+    monkeypatch.delenv(BOUND[0])
+    yield started
+    assert started.stop() == 0, started.logs()
+
+
+def test_a_name_the_daemon_binds_to_env_reads_the_daemons_own(world: World, bound: Daemon) -> None:  # noqa: F811
+    """As an administrator chose: a root caller's bare name reads the daemon's variable;
+    with ``env:`` secrets of the caller's own in the same run, it goes back to the
+    caller's CLI (where the name is not bound)."""
+    launcher, config = world.root / "secretd", world.root / "no-config"
+    thin.write_launcher(str(launcher))
+    config.mkdir()
+    env = world.env(SECRETD_HOST=world.host, XDG_CONFIG_HOME=str(config), MINE="mine-9d")
+    assert BOUND[0] not in env
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(launcher), "run", "--no-redact", *args, "--", "sh", "-c", "cat /run/secrets/*"]
+        return subprocess.run(
+            argv, cwd=world.socket.parent, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    alone = run("--secret", "daemon_tok")
+    assert (alone.returncode, alone.stdout) == (0, BOUND[1]), alone.stderr
+    assert "handed back" not in bound.logs()
+    mixed = run("--secret", "daemon_tok", "--secret", "mine=env:MINE")
+    assert mixed.returncode == 125 and BOUND[1] not in mixed.stdout + mixed.stderr
+    assert "'daemon_tok'" in mixed.stderr, mixed.stderr
+    assert bound.logs().count("handed back") == 1
