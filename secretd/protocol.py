@@ -45,6 +45,7 @@ VERSION = wire.VERSION
 HEADER = struct.Struct(">I")
 MAX_FRAME = wire.MAX_FRAME
 MAX_FDS = 3
+TIMED_OUT = "timed out waiting for a complete frame"
 
 Message = dict[str, Any]
 # Error kinds a reply may carry, most specific first (``failure`` takes the first match).
@@ -185,51 +186,86 @@ class Channel:
             ProtocolError: a truncated, oversized, late or malformed frame.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        fds: list[int] = []
+        frame = Frame(self.max_frame, max_fds)
         try:
-            header = self._read(HEADER.size, deadline, fds, max_fds, first=True)
-            (length,) = HEADER.unpack(header)
+            while True:
+                self.sock.settimeout(_remaining(deadline))
+                try:
+                    message = frame.read(self.sock)
+                except TimeoutError:
+                    raise ProtocolError(TIMED_OUT) from None
+                if message is not None:
+                    return message, frame.fds
+        except BaseException:
+            frame.discard()
+            raise
+
+
+class Frame:
+    """One frame as it arrives, in as many pieces as the peer sends it: the blocking
+    ``Channel.receive`` and the daemon's intake, which reads every connection's request
+    without blocking (``read`` raises ``BlockingIOError`` when nothing more is there yet).
+
+    Only the frame's own bytes are read: what follows it (a run's signals) stays queued.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME, max_fds: int = 0) -> None:
+        self.max_frame = max_frame
+        self.max_fds = max_fds
+        self.fds: list[int] = []
+        self._data = bytearray()
+        self.size = HEADER.size  # bytes of the frame as far as known: its header's, then all
+
+    def read(self, sock: socket.socket) -> Message | None:
+        """Receive once; the message when the frame is complete, else ``None``.
+
+        Raises:
+            Closed: the peer closed or reset the connection before the frame began.
+            ProtocolError: a truncated, oversized or malformed frame.
+            BlockingIOError, TimeoutError: nothing arrived (non-blocking or timed socket).
+        """
+        data = self._data
+        wanted = self.size - len(data)
+        space = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+        try:
+            chunk, ancillary, _, _ = sock.recvmsg(wanted, space, socket.MSG_CMSG_CLOEXEC)
+        except (BlockingIOError, TimeoutError):
+            raise
+        except ConnectionResetError:
+            if not data:  # a peer killed with our frame unread
+                raise Closed("the peer reset the connection") from None
+            raise ProtocolError(f"truncated frame: the peer reset after {self._progress}") from None
+        except OSError as exc:
+            raise ProtocolError(f"cannot read from the peer: {exc.strerror or exc}") from None
+        _collect(ancillary, self.fds, self.max_fds)
+        if not chunk:
+            if not data:
+                raise Closed("the peer closed the connection")
+            raise ProtocolError(f"truncated frame: the peer closed after {self._progress}")
+        data += chunk
+        if len(data) < self.size:
+            return None
+        if self.size == HEADER.size:
+            (length,) = HEADER.unpack(data)
             if length > self.max_frame:
                 raise ProtocolError(
                     f"frame of {length} bytes exceeds the {self.max_frame}-byte limit"
                 )
-            payload = self._read(length, deadline, fds, max_fds, first=False)
-            message = _decode(payload)
-        except BaseException:
-            _close_all(fds)
-            raise
-        return message, fds
+            self.size += length
+            if length:
+                return None
+        return _decode(bytes(data[HEADER.size :]))
 
-    def _read(
-        self, size: int, deadline: float | None, fds: list[int], max_fds: int, first: bool
-    ) -> bytes:
-        chunks: list[bytes] = []
-        got = 0
-        space = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
-        while got < size:
-            self.sock.settimeout(_remaining(deadline))
-            try:
-                data, ancillary, _, _ = self.sock.recvmsg(
-                    size - got, space, socket.MSG_CMSG_CLOEXEC
-                )
-            except TimeoutError:
-                raise ProtocolError("timed out waiting for a complete frame") from None
-            except ConnectionResetError:
-                if first and got == 0:  # a peer killed with our frame unread
-                    raise Closed("the peer reset the connection") from None
-                raise ProtocolError(
-                    f"truncated frame: the peer reset after {got} of {size} bytes"
-                ) from None
-            except OSError as exc:
-                raise ProtocolError(f"cannot read from the peer: {exc.strerror or exc}") from None
-            _collect(ancillary, fds, max_fds)
-            if not data:
-                if first and got == 0:
-                    raise Closed("the peer closed the connection")
-                raise ProtocolError(f"truncated frame: the peer closed after {got} of {size} bytes")
-            chunks.append(data)
-            got += len(data)
-        return b"".join(chunks)
+    def discard(self) -> None:
+        """Close the descriptors received so far (the frame will not be served)."""
+        _close_all(self.fds)
+
+    @property
+    def _progress(self) -> str:
+        """How far the part being read got, as the errors say it."""
+        if self.size == HEADER.size:
+            return f"{len(self._data)} of {HEADER.size} bytes"
+        return f"{len(self._data) - HEADER.size} of {self.size - HEADER.size} bytes"
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -237,7 +273,7 @@ def _remaining(deadline: float | None) -> float | None:
         return None
     left = deadline - time.monotonic()
     if left <= 0:
-        raise ProtocolError("timed out waiting for a complete frame")
+        raise ProtocolError(TIMED_OUT)
     return left
 
 
