@@ -1,10 +1,12 @@
 """``secretd daemon``: a Unix-socket server that authorises, resolves and launches.
 
-Concurrency is one thread per connection (plus, during a run, one that watches the
-client): the engine blocks in ``wait()`` for as long as a command runs, so threads keep
-it the same code as in-process. A run's command is forked by its connection's thread,
-which lives until the command is gone, so ``PR_SET_PDEATHSIG`` (tied to the forking
-thread) only fires when the daemon dies.
+One thread accepts connections and reads their requests without blocking
+(``intake.py``); it answers small quick requests itself (``QUICK``). Every other request
+gets a thread of its own (plus, during a run, one that watches the client): the engine
+blocks in ``wait()`` for as long as a command runs, so threads keep it the same code as
+in-process. A run's command is forked by its request's thread, which lives until the
+command is gone, so ``PR_SET_PDEATHSIG`` (tied to the forking thread) only fires when
+the daemon dies.
 
 Each connection: peer credentials -> ``check_connect`` (before any byte is parsed) ->
 one request -> one handler. The daemon holds every provider credential and the store
