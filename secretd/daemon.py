@@ -246,7 +246,7 @@ class Daemon:
         """Serve a request: a small quick one (``QUICK``) here and now, in the intake's
         thread (its reply fits the socket's buffer), any other in a thread of its own
         (idle threads are reused: starting one costs more than a whole small request)."""
-        if message.get("op") in QUICK and size <= QUICK_FRAME and not fds:
+        if message.get("op") in QUICK and size <= QUICK_FRAME:
             try:
                 self._connection(conn, peer, message, fds)
             finally:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemon.conftest import world  # noqa: F401 - the fixture, shared
+from tests.daemon.conftest import daemon, world  # noqa: F401 - the fixtures, shared
 from tests.vault.servers import BaoServer, prepare, start_bao
 
 
