@@ -24,7 +24,6 @@ from . import accesslog, ci, mount
 from .broker import Broker
 from .config import Config
 from .errors import MountError, SecretdError, UsageError
-from .exposure import config_warning
 from .redactstream import redacting
 from .refs import named_file_env, parse_ref
 from .rotation import Actions, Rotation, check_spec
@@ -396,6 +395,8 @@ def _warn_about_configs(refs: list[SecretRef], secrets: list[Secret]) -> None:
     """A ``file:`` config that looks like a secret is probably one (docs/configs.md)."""
     for ref, secret in zip(refs, secrets, strict=True):
         if ref.kind == "config" and ref.scheme == "file":
+            from .exposure import config_warning  # here: a run without configs skips it
+
             warning = config_warning(ref.name, secret.value)
             if warning:
                 log.warning("%s", warning)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import sys
 from typing import Any, NoReturn
 
@@ -57,6 +56,8 @@ def image_or_program(app: AppContext, args: tuple[str, ...]) -> tuple[str | None
         return name, args[1:]  # NAME:TAG and NAME@DIGEST are images, pulled or not
     if runtime.is_program(name):
         return None, args
+    import shlex  # here: only this message needs it
+
     typed = sys.argv[1:]
     first = len(typed) - len(args)
     write = shlex.join(["secretd", *typed[:first], "--", *typed[first:]])

@@ -18,7 +18,6 @@ from pathlib import Path
 from .. import ci, safeopen
 from ..backends import CREDENTIAL_VARIABLES
 from ..errors import UsageError
-from ..exposure import check_env, readers, variable_name_reason, where
 from ..refs import env_variables
 from ..spec import SecretRef
 from .boundary import echo_err
@@ -105,6 +104,8 @@ def inherited_env(secrets: Sequence[SecretRef], clean: bool = False) -> list[Var
 def _clean(name: str, value: str) -> bool:
     if name in CLEAN_ENV or name in ci.MARKERS:  # a marker keeps masks working in a daemon
         return True
+    from ..exposure import variable_name_reason
+
     return name.startswith("CI") and not variable_name_reason(name, value)
 
 
@@ -121,6 +122,10 @@ def check_exposure(
     Raises:
         UsageError: strict, and a given value looks like a secret.
     """
+    if not given and not (strict and inherited):
+        return  # nothing to check: a plain run does not load exposure.py (~0.5 ms)
+    from ..exposure import check_env, readers, where
+
     origins = {v.name: v.origin for v in given}
     found = check_env([(v.name, v.value) for v in given], allow)
     if found and strict:
@@ -138,6 +143,8 @@ def check_exposure(
 
 def _warn_inherited(inherited: Sequence[Variable], allow: tuple[str, ...], given: set[str]) -> None:
     """One line naming every inherited variable that looks like a secret (never a value)."""
+    from ..exposure import check_env
+
     pairs = [(v.name, v.value) for v in inherited if v.name not in given]
     names = [e.name for e in check_env(pairs, allow)]
     if names:

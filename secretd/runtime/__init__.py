@@ -8,7 +8,6 @@ image with runc; ``docker`` and ``podman`` hand the container to those engines.
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Protocol
 
 from .. import plugins
@@ -87,6 +86,8 @@ def has_local_image(image: str, config: Config) -> bool:
             docker.close()
     podman = which("podman") if engine == "podman" else None
     if podman:
+        import subprocess  # here: a sandbox run starts no program this way
+
         found = subprocess.run([podman, "image", "exists", image], capture_output=True)
         return found.returncode == 0
     return False
