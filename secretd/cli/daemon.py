@@ -109,8 +109,10 @@ def watch_engines(config: Config) -> list[MountReaper]:
     return [watch_destroyed(config.runtime_dir, str(name)) for name in names]
 
 
-class _Stopping(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT to leave ``accept()``."""
+class _Stopping(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the intake (``serve()``).
+    Not an ``Exception``: that thread also answers small requests, and no handler's
+    ``except Exception`` may take it for a failed request (as KeyboardInterrupt)."""
 
 
 def _serve(config: Config, path: Path) -> None:

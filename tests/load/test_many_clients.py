@@ -125,3 +125,33 @@ def test_a_request_arriving_a_byte_at_a_time_holds_up_nobody(world: World, daemo
         assert "timed out waiting for a complete frame" in str(answer["error"])
         sock.close()
     wait_for(lambda: daemon.idle_fds() == baseline, "the daemon to close every connection")
+
+
+def test_sigterm_while_many_clients_are_answered_stops_the_daemon(
+    world: World, daemon: Daemon
+) -> None:
+    """The intake answers small requests in the daemon's main thread, where SIGTERM's
+    handler raises: no handler's error catching may swallow it."""
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                ask(world.socket)
+            except OSError:  # the daemon has gone
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(5):  # SIGTERM lands somewhere else each time
+            time.sleep(0.3)
+            assert daemon.proc is not None and daemon.proc.poll() is None
+        status_code = daemon.stop()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert status_code == 0, daemon.logs()[-2000:]
+    assert "internal error" not in daemon.logs()
