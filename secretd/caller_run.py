@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from .backends.env import EnvProvider, file_refused
 from .config import Config
 from .errors import UsageError
 from .policy import Peer, Policy
@@ -101,11 +102,7 @@ def bind_all(
             continue
         for ref in bare:
             if "file" in split_locator(ref.locator).query:
-                raise UsageError(
-                    f"secret {ref.name!r} comes from {ref.source}, a file the daemon does not "
-                    "read for you",
-                    "use --no-daemon",
-                )
+                raise file_refused(ref)
         bound += [Bound(ref, None, caller=True) for ref in bare]
     daemons = [b.ref.name for b in bound if b.ref.scheme == "env" and not b.caller]
     if daemons and any(b.caller for b in bound):
@@ -169,9 +166,7 @@ def authorise_run(
 
 def _caller_providers(environ: Mapping[str, str] | None) -> dict[str, Provider]:
     """The run's own ``env`` provider: the variables its client sent, and no others."""
-    from .backends.env import EnvProvider
-
-    return {"env": EnvProvider(dict(environ or {}))}
+    return {"env": EnvProvider(dict(environ or {}), files=False)}
 
 
 def _anchored(ref: SecretRef, cwd: str | None) -> SecretRef:

@@ -35,12 +35,15 @@ class EnvProvider(BaseProvider):
     Args:
         environ: the variables to read (a caller's, in the daemon); by default this
             process's environment, as it is at each read.
+        files: whether ``?file`` reads the file a variable names (not for a caller of
+            the daemon, which would read it with its own rights).
     """
 
     scheme = "env"
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, files: bool = True) -> None:
         self._environ = environ
+        self._files = files
 
     @classmethod
     def from_config(cls, config: Config) -> EnvProvider:
@@ -56,6 +59,8 @@ class EnvProvider(BaseProvider):
                 "write env:VAR, or env:VAR?file for a variable that names a file",
             )
         as_file = "file" in loc.query
+        if as_file and not self._files:
+            raise file_refused(ref)
         if "*" not in loc.path:
             value = self._value(ref.name, loc.path, as_file)
             return Secret(name=ref.name, version=content_version(value), value=value)
@@ -87,3 +92,11 @@ class EnvProvider(BaseProvider):
                 f"export {var} before running secretd",
             )
         return read_file(Path(os.fsdecode(value)), name) if as_file else value
+
+
+def file_refused(ref: SecretRef) -> UsageError:
+    """The daemon's answer to a caller's ``env:VAR?file``."""
+    return UsageError(
+        f"secret {ref.name!r} comes from {ref.source}, a file the daemon does not read for you",
+        "use --no-daemon",
+    )

@@ -18,7 +18,7 @@ from secretd.backends import BaseProvider
 from secretd.backends.env import EnvProvider
 from secretd.broker import Broker
 from secretd.config import Config
-from secretd.errors import SecretNotFound
+from secretd.errors import SecretNotFound, UsageError
 from secretd.refs import parse_refs
 from secretd.spec import Secret, SecretRef
 
@@ -75,3 +75,13 @@ def test_an_env_provider_reads_only_the_environment_it_was_given(
     with pytest.raises(SecretNotFound, match="'FOR_RUN_DAEMON_ONLY' is not set"):
         given.get(parse_refs(["x=env:FOR_RUN_DAEMON_ONLY"])[0])
     assert EnvProvider().get(parse_refs(["x=env:FOR_RUN_DAEMON_ONLY"])[0]).value == b"daemon-value"
+
+
+def test_a_callers_env_provider_reads_no_file(tmp_path: Path) -> None:
+    """``env:VAR?file`` would have the daemon read the file with its own rights."""
+    secret = tmp_path / "root-only"
+    secret.write_text("not-for-callers")
+    (ref,) = parse_refs(["x=env:FOR_RUN_PATH?file"])
+    assert EnvProvider({"FOR_RUN_PATH": str(secret)}).get(ref).value == b"not-for-callers"
+    with pytest.raises(UsageError, match="a file the daemon does not read for you"):
+        EnvProvider({"FOR_RUN_PATH": str(secret)}, files=False).get(ref)
