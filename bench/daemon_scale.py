@@ -2,6 +2,10 @@
 10,000, 50,000 and 100,000 requests (flat, or it leaks), the rate at 64 clients, and the
 daemon's CPU per request against the machine's (where the ceiling comes from).
 
+The load is bench/daemon.py's (N connections in flight from one process per CPU, one
+request each, every reply checked). The daemon's CPU is split into user and system time:
+system time is the kernel's, mostly the sockets and, with threads, their hand-offs.
+
 Usage: python bench/daemon_scale.py [CLIENTS] [REQUESTS]
 Prints one line per step; the numbers go in docs/benchmarks.md.
 """
@@ -23,10 +27,15 @@ STEPS = (10_000, 50_000, 100_000)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system seconds of ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system time of ``pid`` so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return sum(cpu_split(pid))
 
 
 def machine_busy() -> float:
@@ -50,19 +59,21 @@ def main() -> None:
             resolve_check(sock)
             time.sleep(1)
             print(f"idle: VmRSS {rss_kib(daemon.pid)['VmRSS'] / 1024:.1f} MiB")
-            served, cpu, busy = 0, cpu_seconds(daemon.pid), machine_busy()
+            served, (user, system), busy = 0, cpu_split(daemon.pid), machine_busy()
             for step in (s for s in STEPS if s <= last):
                 started = time.monotonic()
                 while served < step:
                     served += throughput(sock, clients, 2.0)[1]
                 took = time.monotonic() - started
-                used, all_used = cpu_seconds(daemon.pid) - cpu, machine_busy() - busy
+                now_user, now_system = cpu_split(daemon.pid)
+                used, all_used = now_user + now_system - user - system, machine_busy() - busy
                 memory = rss_kib(daemon.pid)
                 print(
                     f"after {served:,} requests ({clients} clients): VmRSS "
                     f"{memory['VmRSS'] / 1024:.1f} MiB, peak {memory['VmHWM'] / 1024:.1f} MiB, "
                     f"{memory['Threads']} threads; daemon CPU {1e6 * used / served:.0f} us a "
-                    f"request, {100 * used / all_used:.0f}% of the machine's busy time; "
+                    f"request ({1e6 * (now_system - system) / served:.0f} us system), "
+                    f"{100 * used / all_used:.0f}% of the machine's busy time; "
                     f"{took:.0f} s for this step"
                 )
         finally:

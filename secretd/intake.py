@@ -91,9 +91,7 @@ class Intake:
     def close(self) -> None:
         """Drop the connections whose requests had not arrived, and stop polling."""
         for waiting in list(self._waiting.values()):
-            self._forget(waiting)
-            waiting.frame.discard()
-            self.failed(waiting.sock, waiting.peer, ProtocolError("the daemon is stopping"))
+            self._give_up(waiting, ProtocolError("the daemon is stopping"))
         self._poll.close()
 
     def _timeout(self, tick: float) -> float:
@@ -132,14 +130,18 @@ class Intake:
                 self._poll.register(waiting.sock, select.EPOLLIN)
             return
         except ProtocolError as exc:
-            if waited:
-                self._forget(waiting)
-            waiting.frame.discard()
-            self.failed(waiting.sock, waiting.peer, exc)
+            self._give_up(waiting, exc, waited)
             return
         if waited:
             self._forget(waiting)
         self.arrived(waiting.sock, waiting.peer, message, waiting.frame.fds, waiting.frame.size)
+
+    def _give_up(self, waiting: _Waiting, error: ProtocolError, waited: bool = True) -> None:
+        """The request will not arrive: close what came with it, let the daemon answer."""
+        if waited:
+            self._forget(waiting)
+        waiting.frame.discard()
+        self.failed(waiting.sock, waiting.peer, error)
 
     def _forget(self, waiting: _Waiting) -> None:
         fd = waiting.sock.fileno()
@@ -152,6 +154,4 @@ class Intake:
             waiting = next(iter(self._waiting.values()))
             if waiting.deadline > now:
                 return
-            self._forget(waiting)
-            waiting.frame.discard()
-            self.failed(waiting.sock, waiting.peer, ProtocolError(TIMED_OUT))
+            self._give_up(waiting, ProtocolError(TIMED_OUT))

@@ -46,6 +46,7 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = wire.MAX_FRAME
 MAX_FDS = 3
 TIMED_OUT = "timed out waiting for a complete frame"
+FD_SPACE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)  # ancillary room for them
 
 Message = dict[str, Any]
 # Error kinds a reply may carry, most specific first (``failure`` takes the first match).
@@ -226,9 +227,8 @@ class Frame:
         """
         data = self._data
         wanted = self.size - len(data)
-        space = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
         try:
-            chunk, ancillary, _, _ = sock.recvmsg(wanted, space, socket.MSG_CMSG_CLOEXEC)
+            chunk, ancillary, _, _ = sock.recvmsg(wanted, FD_SPACE, socket.MSG_CMSG_CLOEXEC)
         except (BlockingIOError, TimeoutError):
             raise
         except ConnectionResetError:
