@@ -22,13 +22,18 @@ from .base import AppContext, setup_logging
 from .boundary import echo_err, fail
 from .run_flags import FLAG, FLAGS, FLOAT, MULTIPLE, PATH, SWITCH, Flag, no_image
 
-# Every option name -> its row, and the value a flag or switch name gives.
-_NAMES: dict[str, tuple[Flag, object]] = {}
-for _flag in FLAGS:
-    for _name in _flag.names:
-        _NAMES[_name] = (_flag, True)
-    if _flag.off:
-        _NAMES[_flag.off] = (_flag, False)
+
+def _by_name() -> dict[str, tuple[Flag, object]]:
+    """Every option name -> its row, and the value a flag or switch name gives."""
+    names: dict[str, tuple[Flag, object]] = {}
+    for flag in FLAGS:
+        names |= dict.fromkeys(flag.names, (flag, True))
+        if flag.off:
+            names[flag.off] = (flag, False)
+    return names
+
+
+_NAMES = _by_name()
 
 
 def parse(args: list[str]) -> tuple[dict[str, Any], bool] | None:
@@ -45,7 +50,7 @@ def parse(args: list[str]) -> tuple[dict[str, Any], bool] | None:
         if arg[:1] != "-" or arg == "-":
             break  # the first word of the command: options end here (no interspersing)
         name, eq, explicit = arg.partition("=") if arg[:2] == "--" else (arg, "", "")
-        known = _NAMES.get(name) if len(name) == 2 or name[:2] == "--" else None
+        known = _NAMES.get(name) if len(name) == 2 or arg[:2] == "--" else None  # no -it
         if known is None:
             return None
         flag, on = known
