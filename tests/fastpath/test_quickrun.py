@@ -39,8 +39,8 @@ TABLE = [
 
 
 def secretd(fast: Fast, *args: str) -> subprocess.CompletedProcess[str]:
-    """``secretd ARGS`` by the launcher, without a daemon (so in this process)."""
-    return fast._run([str(fast.launcher), *args], fast.env(daemon=False), stdin=subprocess.DEVNULL)
+    """``secretd ARGS`` by the full CLI, without a daemon (so in this process)."""
+    return fast.full(*args, stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.parametrize(("case", "args"), TABLE, ids=[row[0] for row in TABLE])
