@@ -271,7 +271,7 @@ class Daemon:
 
     def shutdown(self, grace: float = STOP_TIMEOUT) -> None:
         """Stop every command and wait (up to ``grace`` + 1 s) for the cleanup; called by
-        the thread that ran ``serve()``, once it has left ``accept()``."""
+        the thread that ran ``serve()``, once it has left the intake."""
         self._stopping.set()
         self.listener.close()
         with self._lock:
