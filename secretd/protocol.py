@@ -300,7 +300,9 @@ def _close_all(fds: list[int]) -> None:
 def _decode(payload: bytes) -> Message:
     try:
         message = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, a number of 4,300+ digits, or
+        # nesting deeper than the recursion limit: refused like any bad frame, in whatever
+        # thread reads it (the daemon's intake must not die of one client's request)
         raise ProtocolError("frame is not valid UTF-8 JSON") from None
     if not isinstance(message, dict):
         raise ProtocolError("frame is not a JSON object")
