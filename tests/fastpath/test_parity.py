@@ -35,7 +35,7 @@ TABLE = [
     ("sigint-130", ["--", *SH, "kill -INT $$"], None, "daemon"),
     ("sigterm-143", ["--", *SH, "kill -TERM $$"], None, "daemon"),
     ("not-found-127", ["--", "no-such-command-fastpath"], None, "daemon"),
-    ("not-runnable-126", ["--", "/etc/hostname"], None, "daemon"),
+    ("not-runnable-126", ["--", "/etc/passwd"], None, "daemon"),
     ("unknown-secret-125", ["--secret", "nosuch_fastpath", "--", "true"], None, "daemon"),
     ("unknown-flag-2", ["--bogus", "--", "true"], None, "back"),
     ("bad-reference-2", ["--secret", "x=nope:thing", "--", "true"], None, "daemon"),
@@ -70,9 +70,9 @@ TABLE = [
 
 
 @pytest.mark.parametrize(
-    ("args", "stdin", "by"), [row[1:] for row in TABLE], ids=[row[0] for row in TABLE]
+    ("name", "args", "stdin", "by"), TABLE, ids=[row[0] for row in TABLE]
 )
-def test_same_as_the_full_cli(fast: Fast, args: list[str], stdin: str | None, by: str):
+def test_same_as_the_full_cli(fast: Fast, name: str, args: list[str], stdin: str | None, by: str):
     (fast.root / "work" / ENV["FASTPATH_PATH"]).write_text("from-a-file-0c4\n")
     extra = ENV
     before = len(fast.log.read_text())
@@ -85,6 +85,9 @@ def test_same_as_the_full_cli(fast: Fast, args: list[str], stdin: str | None, by
     asked, back = "request op=argv" in log, "handed back" in log
     expected = {"daemon": (True, False), "back": (True, True), "local": (False, False)}
     assert (asked, back) == expected[by]
+    status = name.rpartition("-")[2]
+    if status.isdigit():  # a row named for its exit status has it, not only both alike
+        assert thin.returncode == int(status)
     if "-e" in args and args[args.index("-e") + 1].startswith("DB_PASSWORD="):
         assert "secretd: warning: -e DB_PASSWORD looks like a secret" in thin.stderr
     if args[-1] == "wc -c </run/secrets/api_key":
