@@ -9,12 +9,16 @@ no descriptor of a connection that has ended.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from secretd import thin
 from tests.daemon.conftest import ping
 
 from .conftest import NOBODY, Daemon, World, as_user
@@ -77,3 +81,56 @@ def test_a_request_json_cannot_decode_is_refused_and_the_daemon_serves_on(
     assert reply["ok"] is False and "JSON" in reply["error"], reply
     still_serving(world, daemon)
     assert daemon.idle_fds() == baseline
+
+
+def nobody_runs(world: World, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``secretd ARGS`` as ``nobody`` through the thin client (the launcher setup writes)."""
+    launcher = world.root / "secretd"
+    if not launcher.exists():
+        thin.write_launcher(str(launcher))
+    base = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "SECRETD_HOST": world.host}
+    return as_user(NOBODY, [str(launcher), *args], base | env, cwd=world.socket.parent)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/forwarded.py looks for --env-file only before the first '--' of argv, which "
+    "may be an option's value: the daemon reads a root-only file for nobody (envfwd's file)",
+)
+@pytest.mark.parametrize("value_flag", ["-e", "--env", "--name", "--label", "-w"])
+def test_a_double_dash_given_as_a_value_hides_no_env_file_from_the_daemon(
+    world: World, daemon: Daemon, value_flag: str
+) -> None:
+    """``-e --``: the first ``--`` is -e's value, not the end of the options; the
+    ``--env-file`` after it must not be read by the daemon with root's rights."""
+    leaked = world.root / "root-only.env"
+    leaked.write_text("LEAKED=root-only-3f9\n")
+    leaked.chmod(0o600)
+    args = [value_flag, "--", "--env-file", str(leaked), "--", "sh", "-c", "echo [$LEAKED]"]
+    result = nobody_runs(world, "run", "--no-redact", *args)
+    assert "root-only-3f9" not in result.stdout + result.stderr, daemon.logs()
+    assert result.returncode != 0 and "Permission denied" in result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/forwarded.py takes any argv holding '--' for a host command and parses it "
+    "with the caller's environment as os.environ: the image check runs the caller's podman "
+    "as root (envfwd's file)",
+)
+def test_a_forwarded_command_line_runs_no_program_of_the_callers_path_as_root(
+    world: World, daemon: Daemon, attacker_dir: Path
+) -> None:
+    """``-e -- --name x img``: not a host command (the ``--`` is -e's value), so the run
+    asks whether ``img`` is an image here. The caller's PATH names its own ``podman``
+    (and its DOCKER_HOST no Docker): the daemon must never start that program."""
+    proof = attacker_dir / "ran-as"
+    fake = attacker_dir / "podman"
+    fake.write_text(f"#!/bin/sh\nid -u > {proof}\nexit 1\n")
+    fake.chmod(0o755)
+    os.chown(fake, NOBODY, NOBODY)
+    env = {"PATH": f"{attacker_dir}:/usr/bin:/bin", "DOCKER_HOST": "unix:///nonexistent"}
+    result = nobody_runs(world, "run", "-e", "--", "--name", "x", "img", **env)
+    assert not proof.exists(), f"the daemon ran the caller's podman as uid {proof.read_text()}"
+    assert "request op=argv" in daemon.logs()
+    assert result.returncode != 0
