@@ -33,7 +33,7 @@ import signal
 import stat
 import termios
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -352,21 +352,23 @@ def _copy_size(real: int, pty: int) -> bool:
     return True
 
 
-def redact_default(config: Config) -> bool | None:
-    """``--redact``'s default for ``run`` and ``logs``: ``SECRETD_REDACT`` or ``redact`` in
-    the config if it is ``true`` or ``false``; else on in CI; else ``None``: on unless
-    stdout is a terminal (where output is kept, values are masked). ``run`` leaves that
-    last test to the engine, which has the stdout the command gets: a daemon parsing a
-    forwarded command line (cli/forwarded.py) has its caller's environment, not its
-    stdout. The variable is read here too for that same daemon, whose config is its own."""
+def redact_default(config: Config, environ: Mapping[str, str] | None = None) -> bool | None:
+    """``--redact``'s default for ``run`` and ``logs``: ``SECRETD_REDACT`` in ``environ``
+    (default: secretd's environment) or ``redact`` in the config if it is ``true`` or
+    ``false``; else on in CI; else ``None``: on unless stdout is a terminal (where output
+    is kept, values are masked). ``run`` leaves that last test to the engine, which has
+    the stdout the command gets: a daemon parsing a forwarded command line
+    (cli/forwarded.py) has its caller's environment, not its stdout. The variable is read
+    here too for that same daemon, whose config is its own."""
     from .ci import detect
 
-    told = redact_setting(os.environ.get("SECRETD_REDACT", ""))
+    env = os.environ if environ is None else environ
+    told = redact_setting(env.get("SECRETD_REDACT", ""))
     if told in ("true", "false"):
         return told == "true"
     if config.redact != "auto":
         return config.redact == "true"
-    return True if detect() is not None else None
+    return True if detect(env) is not None else None
 
 
 def copy_file(path: Path, fd_out: int, redactor: Redactor | None) -> None:

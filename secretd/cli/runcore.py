@@ -1,12 +1,19 @@
 """What ``secretd run`` does once its command line is read, without click: the flags'
 values -> RunSpec -> exposure check -> ``client.run`` (the daemon, or the engine here).
-Called by click's command (``run.py``) and by the fast path (``quickrun.py``) alike."""
+Called by click's command (``run.py``) and by the fast path (``quickrun.py``) alike.
+
+``prepare`` is the part a daemon shares (``cli/forwarded.py``): it reads the environment
+it is given (``environ``: a bare ``-e KEY``, what a host command inherits, ``env:``
+patterns, ``CI``, ``SECRETD_REDACT``) and hands its warnings to ``warn``, so that the
+daemon parses a caller's command line with the caller's environment, never touching its
+own ``os.environ`` or ``sys.stderr``. ``start`` gives it this process's own."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from .. import ci, client, runtime
@@ -15,6 +22,7 @@ from ..refs import check_unique_targets, parse_ref, parse_refresh, parse_refs, p
 from ..rotation import check_spec
 from ..spec import RunSpec, TemplateRef
 from .base import AppContext
+from .boundary import echo_err
 from .runenv import Variable, check_exposure, inherited_env, read_env
 
 # Flags that land in the RunSpec field of the same name, as given.
@@ -29,22 +37,40 @@ def start(app: AppContext, args: tuple[str, ...], no_image: bool, opts: dict[str
     """Run ``args`` as the flags (``opts``, by ``run_flags.FLAGS``' dest) say; exit with
     the command's status. ``no_image``: a bare ``--`` came before the command."""
     with LikeDockerRun():
-        given = read_env(opts["env"], opts["env_file"])
-        spec, inherited = build_spec(app, args, no_image, given, opts)
-        strict = _strict(opts["strict"], app)
-        check_exposure(given, inherited, opts["allow_env"], strict, spec.image is None)
+        spec = prepare(app, args, no_image, opts, os.environ, echo_err)
         status = client.run(app.config, spec, opts["secrets"], opts["no_daemon"])
     sys.exit(status)
 
 
-def _redact(flag: bool | None, app: AppContext) -> bool | None:
+def prepare(
+    app: AppContext,
+    args: tuple[str, ...],
+    no_image: bool,
+    opts: dict[str, Any],
+    environ: Mapping[str, str],
+    warn: Callable[[str], None],
+) -> RunSpec:
+    """The RunSpec for the flags, read in the environment ``environ``, after the exposure
+    check (its warnings to ``warn``, one line each).
+
+    Raises:
+        UsageError: a flag, a reference or an ``-e`` value is refused.
+    """
+    given = read_env(opts["env"], opts["env_file"], environ)
+    spec, inherited = build_spec(app, args, no_image, given, opts, environ)
+    strict = _strict(opts["strict"], app, environ)
+    check_exposure(given, inherited, opts["allow_env"], strict, spec.image is None, warn)
+    return spec
+
+
+def _redact(flag: bool | None, app: AppContext, environ: Mapping[str, str]) -> bool | None:
     from ..redactstream import redact_default
 
-    return flag if flag is not None else redact_default(app.config)
+    return flag if flag is not None else redact_default(app.config, environ)
 
 
-def _strict(flag: bool, app: AppContext) -> bool:
-    return flag or app.config.strict or ci.detect() is not None
+def _strict(flag: bool, app: AppContext, environ: Mapping[str, str]) -> bool:
+    return flag or app.config.strict or ci.detect(environ) is not None
 
 
 def image_or_program(app: AppContext, args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -73,9 +99,10 @@ def build_spec(
     no_image: bool,
     given: list[Variable],
     opts: dict[str, Any],
+    environ: Mapping[str, str],
 ) -> tuple[RunSpec, list[Variable]]:
     """The RunSpec for the flags, and what a host command inherits of secretd's
-    environment (as with sudo -E; ``--clean-env`` keeps little of it)."""
+    environment ``environ`` (as with sudo -E; ``--clean-env`` keeps little of it)."""
     if not args:
         raise UsageError("no command given", "secretd run [OPTIONS] [IMAGE] -- CMD [ARG...]")
     if opts["no_sandbox"]:
@@ -94,11 +121,11 @@ def build_spec(
         labels.append((key, value))
     if not opts["secrets_dir"].startswith("/"):
         raise UsageError(f"--secrets-dir {opts['secrets_dir']!r} is not absolute")
-    secrets = parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"], os.environ)
+    secrets = parse_refs(opts["secrets"], app.config.secrets, opts["secrets_dir"], environ)
     configs = tuple(parse_ref(text, app.config.configs, "config") for text in opts["configs"])
     templates = tuple(_anchored(parse_template(t, app.config.templates)) for t in opts["templates"])
     check_unique_targets((*secrets, *configs, *templates), opts["secrets_dir"])
-    inherited = inherited_env(secrets, opts["clean_env"]) if image is None else []
+    inherited = inherited_env(secrets, environ, opts["clean_env"]) if image is None else []
     env = tuple((v.name, v.value) for v in (*inherited, *given))
     same = {key: opts[key] for key in SPEC_FLAGS}
     refresh = parse_refresh(opts["refresh"], "--refresh") if opts["refresh"] else None
@@ -110,7 +137,7 @@ def build_spec(
         env=env,
         image=image,
         labels=tuple(labels),
-        redact=_redact(opts["redact"], app),
+        redact=_redact(opts["redact"], app, environ),
         refresh=refresh,
         mount_type=opts["mount_type"] or app.config.mount_type,
         **same,

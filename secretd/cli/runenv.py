@@ -6,12 +6,16 @@ A host command's environment is read by the command and every process it starts
 (``/proc/<pid>/environ``); a container's also by anyone who may run ``docker inspect``:
 the warnings say which. ``--clean-env`` passes a host command only a few inherited
 variables; provider credentials never travel (``backends.CREDENTIAL_ENV``).
+
+secretd's environment is a parameter (``environ``): the in-process CLI's ``os.environ``,
+or the caller's, which a forwarded run brought to the daemon (``cli/forwarded.py``), with
+the daemon's own left alone. Warnings go to ``warn``: stderr, or the daemon's list, which
+it writes to the caller's stderr before the run starts.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +24,6 @@ from ..backends import CREDENTIAL_VARIABLES
 from ..errors import UsageError
 from ..refs import env_variables
 from ..spec import SecretRef
-from .boundary import echo_err
 
 ENV_FILE_HINT = "use KEY=VALUE lines (Docker's --env-file rules: values are taken as written)"
 INHERITED = "inherited"
@@ -38,9 +41,11 @@ class Variable:
     origin: str
 
 
-def read_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> list[Variable]:
+def read_env(
+    values: tuple[str, ...], env_files: tuple[Path, ...], environ: Mapping[str, str]
+) -> list[Variable]:
     """``-e``/``--env-file`` as Docker reads them: ``KEY=VALUE`` literally, and a bare
-    ``KEY`` taken from secretd's own environment (omitted when unset).
+    ``KEY`` taken from secretd's environment, ``environ`` (omitted when unset).
 
     Raises:
         UsageError: a malformed name, or an ``--env-file`` that cannot be read.
@@ -57,8 +62,8 @@ def read_env(values: tuple[str, ...], env_files: tuple[Path, ...]) -> list[Varia
             raise UsageError(f"invalid variable name {name!r} in {origin}", hint)
         if eq:
             found.append(Variable(name, value, origin))
-        elif name in os.environ:
-            found.append(Variable(name, os.environ[name], origin))
+        elif name in environ:
+            found.append(Variable(name, environ[name], origin))
     return found
 
 
@@ -85,16 +90,19 @@ def env_file_lines(path: Path) -> list[tuple[str, str]]:
     return lines
 
 
-def inherited_env(secrets: Sequence[SecretRef], clean: bool = False) -> list[Variable]:
-    """secretd's environment for a host command, less what must not travel with it: the
-    variables that ``env:`` secrets moved into files, and every provider's credentials
-    (``backends.CREDENTIAL_ENV``; pass one on purpose with ``-e NAME``). ``clean`` keeps
-    only ``CLEAN_ENV``, the CI system's marker (``GITHUB_ACTIONS``, ``ci.MARKERS``) and
-    its ``CI*`` variables whose names mark no secret (``CI_JOB_TOKEN`` stays behind)."""
-    moved = env_variables(secrets, os.environ)
+def inherited_env(
+    secrets: Sequence[SecretRef], environ: Mapping[str, str], clean: bool = False
+) -> list[Variable]:
+    """secretd's environment (``environ``) for a host command, less what must not travel
+    with it: the variables that ``env:`` secrets moved into files, and every provider's
+    credentials (``backends.CREDENTIAL_ENV``; pass one on purpose with ``-e NAME``).
+    ``clean`` keeps only ``CLEAN_ENV``, the CI system's marker (``GITHUB_ACTIONS``,
+    ``ci.MARKERS``) and its ``CI*`` variables whose names mark no secret (``CI_JOB_TOKEN``
+    stays behind)."""
+    moved = env_variables(secrets, environ)
     return [
         Variable(key, value, INHERITED)
-        for key, value in os.environ.items()
+        for key, value in environ.items()
         if key not in moved
         and key not in CREDENTIAL_VARIABLES
         and (not clean or _clean(key, value))
@@ -115,9 +123,11 @@ def check_exposure(
     allow: tuple[str, ...],
     strict: bool,
     host: bool,
+    warn: Callable[[str], None],
 ) -> None:
-    """Warn about ``-e``/``--env-file`` values that look like secrets (refuse them when
-    ``strict``); when ``strict``, warn by name about inherited ones too.
+    """Warn (``warn``, one line each) about ``-e``/``--env-file`` values that look like
+    secrets (refuse them when ``strict``); when ``strict``, warn by name about inherited
+    ones too.
 
     Raises:
         UsageError: strict, and a given value looks like a secret.
@@ -136,19 +146,24 @@ def check_exposure(
         )
     for exposure in found:
         warning = exposure.warning(origins[exposure.name], host)
-        echo_err(f"secretd: warning: {warning}")
+        warn(f"secretd: warning: {warning}")
     if strict and inherited:
-        _warn_inherited(inherited, allow, {v.name for v in given})
+        _warn_inherited(inherited, allow, {v.name for v in given}, warn)
 
 
-def _warn_inherited(inherited: Sequence[Variable], allow: tuple[str, ...], given: set[str]) -> None:
+def _warn_inherited(
+    inherited: Sequence[Variable],
+    allow: tuple[str, ...],
+    given: set[str],
+    warn: Callable[[str], None],
+) -> None:
     """One line naming every inherited variable that looks like a secret (never a value)."""
     from ..exposure import check_env
 
     pairs = [(v.name, v.value) for v in inherited if v.name not in given]
     names = [e.name for e in check_env(pairs, allow)]
     if names:
-        echo_err(
+        warn(
             f"secretd: warning: inherited {', '.join(sorted(names))} "
             f"{'looks' if len(names) == 1 else 'look'} like "
             f"{'a secret' if len(names) == 1 else 'secrets'}; the command and every process "

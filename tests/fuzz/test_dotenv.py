@@ -102,7 +102,7 @@ def test_any_env_file_parses_or_is_refused_and_takes_only_the_names_it_lists(
     """Values are literal; a bare ``KEY`` line passes ``KEY`` on, as Docker's does."""
     with env_file(data) as path:
         try:
-            pairs = [(v.name, v.value) for v in read_env((), (path,))]
+            pairs = [(v.name, v.value) for v in read_env((), (path,), {})]
         except SecretdError:
             return
         named = {line.strip() for line in data.decode().split("\n")}
