@@ -37,7 +37,7 @@ from .broker import Broker
 from .caller_run import authorise_run, bind
 from .config import Config
 from .engine import Engine
-from .errors import AccessDenied, SecretdError, UsageError
+from .errors import AccessDenied, SecretdError, StoreError, UsageError
 from .intake import Intake
 from .limits import Budget, Connections, Limits
 from .policy import Peer, Policy, peer_of
@@ -177,6 +177,9 @@ class Daemon:
         # one store for every request and run: one SQLite connection, the data key
         # unwrapped (a passphrase's scrypt paid) once
         self.store = LocalStore.from_config(config, keep_open=True)
+        # what resolve-check asks of the store, from the intake's thread: without waiting
+        # for another process's lock (every other client would wait behind it)
+        self.names = LocalStore.from_config(config, keep_open=True, busy_timeout=0)
         self.engine = Engine(config, Broker(config, loader=self._provider))
         self.engine.tick = ROTATE_TICK
         self.engine.keep = self._keep
@@ -447,13 +450,16 @@ class Daemon:
         return load_provider(scheme, config)
 
     def _known(self, key: str | None) -> bool | None:
-        """Whether the daemon binds or stores ``key``, without reading a value."""
+        """Whether the daemon binds or stores ``key``, without reading a value; ``None``
+        when the store cannot tell now (another process holds its lock, or it is damaged)."""
         if key is None:
             return None
         if key in self.config.secrets:
             return True
         try:
-            return bool(self.store.inspect(key))
+            return bool(self.names.inspect(key))
+        except StoreError:
+            return None
         except SecretdError:
             return False
 

@@ -169,6 +169,8 @@ class LocalStore:
             costs more than a read); thread-safe. Each read is a transaction of its own,
             so it sees what other processes wrote; a database replaced by another (a new
             store at the same path) is opened again, and its key unwrapped again.
+        busy_timeout: seconds to wait for another process's lock before a StoreError
+            (0: none; the daemon's thread that answers quick requests waits for no one).
 
     The data key is unwrapped once per ``LocalStore``: a daemon holding one pays a
     passphrase's key derivation (scrypt) once, not per request.
@@ -181,8 +183,10 @@ class LocalStore:
         keep_versions: int = DEFAULT_KEEP,
         passphrases: Passphrases | None = None,
         keep_open: bool = False,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self.keep_versions = keep_versions
         self.keys = KeyEncryptionKeys(key_file, passphrases or Passphrases(), path)
         self.keep_open = keep_open
@@ -194,7 +198,11 @@ class LocalStore:
 
     @classmethod
     def from_config(
-        cls, config: Config, passphrases: Passphrases | None = None, keep_open: bool = False
+        cls,
+        config: Config,
+        passphrases: Passphrases | None = None,
+        keep_open: bool = False,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> LocalStore:
         """The store ``[providers.local]`` describes (path, key_file, keep_versions)."""
         settings = config.provider("local")  # types checked by config.SETTINGS
@@ -204,6 +212,7 @@ class LocalStore:
             keep_versions=int(settings.get("keep_versions", DEFAULT_KEEP)),
             passphrases=passphrases,
             keep_open=keep_open,
+            busy_timeout=busy_timeout,
         )
 
     def list_secrets(self) -> list[SecretInfo]:
@@ -576,7 +585,7 @@ class LocalStore:
             return sqlite3.connect(
                 uri,
                 uri=True,
-                timeout=BUSY_TIMEOUT,
+                timeout=self.busy_timeout,
                 isolation_level=None,
                 check_same_thread=not shared,
             )

@@ -14,14 +14,15 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from secretd import thin
-from tests.daemon.conftest import ping
+from secretd import protocol, thin
+from tests.daemon.conftest import call, ping
 
-from .conftest import NOBODY, Daemon, World, as_user
+from .conftest import NOBODY, Daemon, World, as_user, setpriv
 
 pytestmark = pytest.mark.root
 
@@ -134,3 +135,57 @@ def test_a_forwarded_command_line_runs_no_program_of_the_callers_path_as_root(
     assert not proof.exists(), f"the daemon ran the caller's podman as uid {proof.read_text()}"
     assert "request op=argv" in daemon.logs()
     assert result.returncode != 0
+
+
+LOCKER = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+conn.execute("BEGIN EXCLUSIVE")
+conn.execute("CREATE TABLE IF NOT EXISTS held (x)")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""
+
+
+def test_a_store_another_process_holds_locked_keeps_nobody_waiting(
+    world: World, daemon: Daemon
+) -> None:
+    """A root process (an administrator's sqlite3 shell, a backup) holds the store's lock:
+    ``nobody``'s quick ``resolve-check`` of a stored name must not make the daemon's one
+    reading thread wait for it (30 s), with every other client behind it."""
+    created = subprocess.run(
+        [sys.executable, "-m", "secretd", "secret", "create", "api_stored", "-"],
+        input="stored-value", env=world.env(SECRETD_HOST=world.host), cwd=world.root,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(world.state / "store.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert locker.stdout is not None and locker.stdout.readline() == "locked\n"
+        check = frame(
+            json.dumps(protocol.request("resolve-check", secrets=["api_stored"])).encode()
+        )
+        asker = subprocess.Popen(
+            [*setpriv(NOBODY), sys.executable, "-I", "-c", SEND_AND_READ, str(world.socket)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert asker.stdin is not None and asker.stdout is not None
+        asker.stdin.write(check)
+        asker.stdin.close()
+        time.sleep(0.5)  # the check is in the daemon's hands
+        reply = call(world.socket, protocol.request("ping"), timeout=10)
+        assert reply["ok"] is True
+        out = asker.stdout.read()
+        asker.stdout.close()
+        assert asker.wait(10) == 0
+        (answer,) = json.loads(out)["secrets"]
+        assert answer == {"secret": "api_stored", "allowed": True, "known": None}
+        assert locker.poll() is None  # all of it while the lock was held
+    finally:
+        locker.communicate("", timeout=10)
+    assert json.loads(as_nobody(world, check))["secrets"][0]["known"] is True
