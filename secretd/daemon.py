@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import json
 import logging
 import os
 import queue
@@ -28,7 +29,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import __version__, _linux, accesslog, protocol, safeopen
@@ -342,6 +343,24 @@ class Daemon:
         reply = {"version": __version__, "protocol": protocol.VERSION, "admin": admin}
         chan.send({"ok": True, "uid": peer.uid, "pid": os.getpid(), **reply})
 
+    def run_for(
+        self,
+        chan: Channel,
+        peer: Peer,
+        spec: RunSpec,
+        texts: Sequence[str],
+        cwd: str,
+        fds: list[int],
+        environ: Mapping[str, str],
+    ) -> None:
+        """Serve the run a forwarded command line asked for (``cli/forwarded.py``): checked
+        and authorised exactly as a ``run`` request of ``spec``, the ``--secret`` ``texts``
+        and ``cwd`` is; ``environ`` is the caller's environment (which no request can set),
+        for the run's own ``env:`` secrets."""
+        wire = json.loads(json.dumps(spec.to_json() | {"secrets": []}))  # as a client sends it
+        run = protocol.request("run", spec=wire, secrets=list(texts), cwd=cwd)
+        self._run(chan, peer, run, fds, environ)
+
     def _run(
         self,
         chan: Channel,
@@ -351,7 +370,7 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         """A ``run`` request; ``environ``: the caller's environment, which a forwarded run
-        (``cli/forwarded.py``) brings for its ``env:`` secrets (a ``run`` request has none)."""
+        (``run_for``) brings for its ``env:`` secrets (a ``run`` request has none)."""
         if len(fds) != 3:
             raise ProtocolError("a run request carries 3 descriptors: stdin, stdout, stderr")
         texts, cwd = protocol.strings(message, "secrets"), message.get("cwd")

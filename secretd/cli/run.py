@@ -1,6 +1,8 @@
 """``secretd run``'s click command: the options of ``run_flags.FLAGS``, then ``runcore``
 (flags -> RunSpec -> exposure check -> engine or daemon). ``quickrun.py`` reads a plain
-command line without click and calls the same ``runcore.start``."""
+command line without click and calls the same ``runcore.start``; a daemon reads a
+forwarded one with this command's parse (``read``) and gives ``runcore.prepare`` its
+caller's environment (``forwarded.py``)."""
 
 from __future__ import annotations
 
@@ -67,3 +69,18 @@ def run(ctx: click.Context, /, args: tuple[str, ...], **opts: Any) -> None:
     """
     app: AppContext = ctx.obj
     start(app, args, bool(ctx.meta.get("no_image")), opts)
+
+
+def read(argv: list[str]) -> tuple[tuple[str, ...], bool, dict[str, Any]]:
+    """What this command gives its callback for ``secretd run ARGV``, without calling it:
+    the words after the options, whether a bare ``--`` came right before them, and every
+    option's value (by ``run_flags.FLAGS``' dest). Without ``--help``, which would print:
+    here it is an unknown option.
+
+    Raises:
+        click.ClickException: click refuses the command line.
+    """
+    ctx = run.make_context("secretd run", list(argv), help_option_names=[])
+    opts = dict(ctx.params)
+    args = opts.pop("args")
+    return args, bool(ctx.meta.get("no_image")), opts

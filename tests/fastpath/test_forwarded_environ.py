@@ -1,0 +1,112 @@
+"""A forwarded run is parsed by the daemon with the caller's environment given to the
+parse, never made the daemon's own: what the daemon starts or looks up for itself (a
+program on its ``PATH``, an image engine) is the daemon's, whoever forwarded a run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from secretd import client, protocol, thin
+from secretd.cli import forwarded
+from secretd.config import Config, load_config
+from secretd.policy import Peer, Policy
+from secretd.spec import RunSpec
+from tests.daemon.conftest import NOBODY, Daemon, World
+from tests.daemon.conftest import daemon as daemon  # noqa: F401 - the fixtures
+from tests.daemon.conftest import world as world  # noqa: F401
+
+from .test_env_forwarded import as_nobody
+
+FAKE_PODMAN = "#!/bin/sh\ntouch {ran}/as-$(id -u)\nexit 1\n"
+
+
+@pytest.fixture
+def no_docker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No Docker answers the daemon started next: an image lookup would ask podman."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    yield
+
+
+def test_a_callers_path_runs_no_program_as_the_daemon(
+    no_docker: None,
+    world: World,  # noqa: F811
+    daemon: Daemon,  # noqa: F811
+) -> None:
+    """``nobody`` puts a ``podman`` of its own first on its ``PATH`` and names an image
+    (``--`` after it): the daemon hands the run back without looking for the image, so
+    that ``podman`` runs as ``nobody`` (by nobody's own CLI), never as root."""
+    bin_dir, ran = world.root / "nobody-bin", world.root / "ran"
+    bin_dir.mkdir(mode=0o755)
+    ran.mkdir()
+    ran.chmod(0o777)
+    podman = bin_dir / "podman"
+    podman.write_text(FAKE_PODMAN.format(ran=ran))
+    podman.chmod(0o755)
+    launcher = world.root / "secretd"
+    thin.write_launcher(str(launcher))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DOCKER_HOST": "unix:///nonexistent/d.sock"}
+    args = ["run", "no-such-image-4f2", "--", "true"]
+    through_thin = as_nobody(world, [str(launcher), *args], **env)
+    full = as_nobody(world, [sys.executable, "-m", "secretd", *args], **env)
+    assert (through_thin.returncode, through_thin.stdout, through_thin.stderr) == (
+        full.returncode, full.stdout, full.stderr,
+    )  # fmt: skip
+    assert through_thin.returncode == 2, through_thin.stderr
+    assert [path.name for path in ran.iterdir()] == [f"as-{NOBODY}"], daemon.logs()
+    assert "op=argv" in daemon.logs()
+
+
+class _Daemon:
+    """What the ``argv`` handler uses of a ``Daemon``: its config and policy, and
+    ``run_for``, which here records what it was given and what the process looked like."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.policy = Policy.from_config(config)
+        self.calls: list[dict[str, object]] = []
+        self.stderr_read = -1
+
+    def run_for(self, chan: object, peer: Peer, spec: RunSpec, *rest: object) -> None:
+        texts, cwd, fds, environ = rest
+        written = os.read(self.stderr_read, 65536).decode()
+        self.calls.append(
+            {"spec": spec, "texts": texts, "cwd": cwd, "environ": environ, "stderr": written,
+             "os.environ": os.environ, "sys.stderr": sys.stderr, "client.run": client.run}
+        )  # fmt: skip
+
+
+def test_the_daemons_environ_and_stderr_stay_its_own(tmp_path: Path) -> None:
+    """Unit: the handler gives the caller's environment to the parse and writes the
+    warnings to the caller's stderr, and replaces nothing of the daemon's process: its
+    ``os.environ`` (what every thread and program it starts reads), ``sys.stderr``,
+    ``client.run``."""
+    own = (os.environ, sys.stderr, client.run)
+    settings = {"SECRETD_STATE_DIR": str(tmp_path / "s"), "SECRETD_RUNTIME_DIR": str(tmp_path)}
+    daemon = _Daemon(load_config({}, None, settings, tmp_path))
+    handler = forwarded.handlers(daemon)["argv"]  # type: ignore[arg-type]
+    caller = {"CALLER_ONLY": "caller-3e1", "API_TOKEN": "tok-value-9f8e7d6c5b4a", "PATH": "/x"}
+    argv = ["--no-redact", "-e", "API_TOKEN", "--secret", "t=env:CALLER_ONLY", "--", "true"]
+    read_end, write_end = os.pipe()
+    daemon.stderr_read = read_end
+    try:
+        with open(os.devnull, "rb") as null:
+            message = protocol.request("argv", argv=argv, env=caller, cwd="/tmp")
+            handler(None, Peer(1, 0, 0, ()), message, [null.fileno(), null.fileno(), write_end])  # type: ignore[arg-type]
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert (os.environ, sys.stderr, client.run) == own
+    assert type(os.environ) is os._Environ and "CALLER_ONLY" not in os.environ
+    [call] = daemon.calls
+    assert (call["os.environ"], call["sys.stderr"], call["client.run"]) == own
+    assert (call["texts"], call["cwd"], call["environ"]) == (tuple(argv[4:5]), "/tmp", caller)
+    spec = call["spec"]
+    assert isinstance(spec, RunSpec) and spec.command == ("true",) and spec.redact is False
+    # inherited, less what --secret moved into a file, and -e API_TOKEN: the caller's
+    assert dict(spec.env) == {"API_TOKEN": caller["API_TOKEN"], "PATH": "/x"}
+    assert str(call["stderr"]).startswith("secretd: warning: -e API_TOKEN looks like a secret")
