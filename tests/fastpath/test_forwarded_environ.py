@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from secretd import client, protocol, thin
-from secretd.cli import forwarded
-from secretd.config import Config, load_config
-from secretd.policy import Peer, Policy
-from secretd.spec import RunSpec
+from secretd import client, thin
+from secretd.config import load_config
 from tests.daemon.conftest import NOBODY, Daemon, World
 from tests.daemon.conftest import daemon as daemon  # noqa: F401 - the fixtures
 from tests.daemon.conftest import world as world  # noqa: F401
+from tests.support.forwarding import StandIn, forward
 
 from .test_env_forwarded import as_nobody
 
@@ -61,25 +59,6 @@ def test_a_callers_path_runs_no_program_as_the_daemon(
     assert "op=argv" in daemon.logs()
 
 
-class _Daemon:
-    """What the ``argv`` handler uses of a ``Daemon``: its config and policy, and
-    ``run_for``, which here records what it was given and what the process looked like."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.policy = Policy.from_config(config)
-        self.calls: list[dict[str, object]] = []
-        self.stderr_read = -1
-
-    def run_for(self, chan: object, peer: Peer, spec: RunSpec, *rest: object) -> None:
-        texts, cwd, fds, environ = rest
-        written = os.read(self.stderr_read, 65536).decode()
-        self.calls.append(
-            {"spec": spec, "texts": texts, "cwd": cwd, "environ": environ, "stderr": written,
-             "os.environ": os.environ, "sys.stderr": sys.stderr, "client.run": client.run}
-        )  # fmt: skip
-
-
 def test_the_daemons_environ_and_stderr_stay_its_own(tmp_path: Path) -> None:
     """Unit: the handler gives the caller's environment to the parse and writes the
     warnings to the caller's stderr, and replaces nothing of the daemon's process: its
@@ -87,26 +66,17 @@ def test_the_daemons_environ_and_stderr_stay_its_own(tmp_path: Path) -> None:
     ``client.run``."""
     own = (os.environ, sys.stderr, client.run)
     settings = {"SECRETD_STATE_DIR": str(tmp_path / "s"), "SECRETD_RUNTIME_DIR": str(tmp_path)}
-    daemon = _Daemon(load_config({}, None, settings, tmp_path))
-    handler = forwarded.handlers(daemon)["argv"]  # type: ignore[arg-type]
+    daemon = StandIn(load_config({}, None, settings, tmp_path))
     caller = {"CALLER_ONLY": "caller-3e1", "API_TOKEN": "tok-value-9f8e7d6c5b4a", "PATH": "/x"}
     argv = ["--no-redact", "-e", "API_TOKEN", "--secret", "t=env:CALLER_ONLY", "--", "true"]
-    read_end, write_end = os.pipe()
-    daemon.stderr_read = read_end
-    try:
-        with open(os.devnull, "rb") as null:
-            message = protocol.request("argv", argv=argv, env=caller, cwd="/tmp")
-            handler(None, Peer(1, 0, 0, ()), message, [null.fileno(), null.fileno(), write_end])  # type: ignore[arg-type]
-    finally:
-        os.close(read_end)
-        os.close(write_end)
+    chan = forward(daemon, argv, caller)
     assert (os.environ, sys.stderr, client.run) == own
     assert type(os.environ) is os._Environ and "CALLER_ONLY" not in os.environ
-    [call] = daemon.calls
-    assert (call["os.environ"], call["sys.stderr"], call["client.run"]) == own
-    assert (call["texts"], call["cwd"], call["environ"]) == (tuple(argv[4:5]), "/tmp", caller)
-    spec = call["spec"]
-    assert isinstance(spec, RunSpec) and spec.command == ("true",) and spec.redact is False
+    assert chan.sent == []  # not handed back
+    [run] = daemon.started
+    assert run.own == own
+    assert (run.texts, run.cwd, run.environ) == (tuple(argv[4:5]), "/tmp", caller)
+    assert run.spec.command == ("true",) and run.spec.redact is False
     # inherited, less what --secret moved into a file, and -e API_TOKEN: the caller's
-    assert dict(spec.env) == {"API_TOKEN": caller["API_TOKEN"], "PATH": "/x"}
-    assert str(call["stderr"]).startswith("secretd: warning: -e API_TOKEN looks like a secret")
+    assert dict(run.spec.env) == {"API_TOKEN": caller["API_TOKEN"], "PATH": "/x"}
+    assert run.stderr.startswith("secretd: warning: -e API_TOKEN looks like a secret")
