@@ -51,7 +51,9 @@ def prepare(
     warn: Callable[[str], None],
 ) -> RunSpec:
     """The RunSpec for the flags, read in the environment ``environ``, after the exposure
-    check (its warnings to ``warn``, one line each).
+    check (its warnings to ``warn``, one line each). Without ``no_image``, whether the
+    first word is an image or a program is asked of this process (its ``PATH``, its image
+    engines): a daemon hands such a command line back instead (``cli/forwarded.py``).
 
     Raises:
         UsageError: a flag, a reference or an ``-e`` value is refused.
