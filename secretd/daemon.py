@@ -39,7 +39,7 @@ from .caller_run import authorise_run, bind
 from .config import Config
 from .engine import Engine
 from .errors import AccessDenied, SecretdError, StoreError, UsageError
-from .intake import Intake
+from .intake import Intake, release
 from .limits import Budget, Connections, Limits
 from .policy import Peer, Policy, peer_of
 from .protocol import Channel, Closed, Message, ProtocolError
@@ -252,7 +252,7 @@ class Daemon:
         (idle threads are reused: starting one costs more than a whole small request)."""
         if message.get("op") in QUICK and size <= QUICK_FRAME:
             try:
-                self._connection(conn, peer, message, fds)
+                self._connection(conn, peer, message, fds, quick=True)
             finally:
                 self.connections.release(peer.uid)
             return
@@ -268,9 +268,9 @@ class Daemon:
     def _failed(self, conn: socket.socket, peer: Peer, error: SecretdError) -> None:
         """End a connection whose request was refused or will not arrive."""
         try:
-            with Channel(conn) as chan:
-                _fail(chan, peer, error)
+            _fail(Channel(conn), peer, error)
         finally:
+            release(conn, [])
             self.connections.release(peer.uid)
 
     def shutdown(self, grace: float = STOP_TIMEOUT) -> None:
@@ -308,9 +308,10 @@ class Daemon:
                 self._done.notify_all()
 
     def _connection(
-        self, sock: socket.socket, peer: Peer, message: Message, fds: list[int]
+        self, sock: socket.socket, peer: Peer, message: Message, fds: list[int], quick: bool = False
     ) -> None:
-        """Answer one request, then close its descriptors and the connection."""
+        """Answer one request, then close its descriptors and the connection (``quick``:
+        in the intake's thread, which waits on no client's close: ``intake.release``)."""
         chan = Channel(sock)
         try:
             op = self._check_request(message)
@@ -322,9 +323,12 @@ class Daemon:
             at = traceback.extract_tb(exc.__traceback__)[-1]
             log.error("internal error %s at %s:%s", type(exc).__name__, at.filename, at.lineno)
         finally:
-            for fd in fds:
-                os.close(fd)
-            chan.close()
+            if quick:
+                release(sock, fds)
+            else:
+                for fd in fds:
+                    os.close(fd)
+                chan.close()
 
     def _check_request(self, message: Message) -> str:
         version, op = message.get("v"), message.get("op")
@@ -603,8 +607,10 @@ def _refuse(conn: socket.socket, peer: Peer, error: SecretdError) -> None:
     """One error frame for a connection over its limit, without waiting on its reader."""
     log.info("refused a connection of uid=%d pid=%d: %s", peer.uid, peer.pid, error.message)
     conn.setblocking(False)  # a fresh socket's buffer holds one small frame
-    with Channel(conn) as chan:
-        _reply(chan, protocol.failure(error))
+    try:
+        _reply(Channel(conn), protocol.failure(error))
+    finally:
+        release(conn, [])
 
 
 def _fail(chan: Channel, peer: Peer, error: SecretdError) -> None:

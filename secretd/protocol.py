@@ -24,7 +24,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import wire
@@ -46,7 +46,10 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = wire.MAX_FRAME
 MAX_FDS = 3
 TIMED_OUT = "timed out waiting for a complete frame"
-FD_SPACE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)  # ancillary room for them
+# Ancillary room for as many descriptors as one message can carry (the kernel's
+# SCM_MAX_FD): those that did not fit would be closed by the kernel in the reading thread,
+# and a last close can wait as long as the file's owner likes (see ``Frame``).
+FD_SPACE = socket.CMSG_SPACE(253 * array.array("i").itemsize)
 
 Message = dict[str, Any]
 # Error kinds a reply may carry, most specific first (``failure`` takes the first match).
@@ -208,11 +211,21 @@ class Frame:
     without blocking (``read`` raises ``BlockingIOError`` when nothing more is there yet).
 
     Only the frame's own bytes are read: what follows it (a run's signals) stays queued.
+    Descriptors beyond ``max_fds``, and all of them when the frame is discarded, go to
+    ``close``: the last close of a client's socket or file runs its release, which may
+    wait (a TCP socket lingering on data nobody reads, a file of the client's FUSE
+    mount), so a thread that must not wait passes one that closes them elsewhere.
     """
 
-    def __init__(self, max_frame: int = MAX_FRAME, max_fds: int = 0) -> None:
+    def __init__(
+        self,
+        max_frame: int = MAX_FRAME,
+        max_fds: int = 0,
+        close: Callable[[list[int]], None] | None = None,
+    ) -> None:
         self.max_frame = max_frame
         self.max_fds = max_fds
+        self.close = close or _close_all
         self.fds: list[int] = []
         self._data = bytearray()
         self.size = HEADER.size  # bytes of the frame as far as known: its header's, then all
@@ -237,7 +250,7 @@ class Frame:
             raise ProtocolError(f"truncated frame: the peer reset after {self._progress}") from None
         except OSError as exc:
             raise ProtocolError(f"cannot read from the peer: {exc.strerror or exc}") from None
-        _collect(ancillary, self.fds, self.max_fds)
+        _collect(ancillary, self.fds, self.max_fds, self.close)
         if not chunk:
             if not data:
                 raise Closed("the peer closed the connection")
@@ -258,7 +271,7 @@ class Frame:
 
     def discard(self) -> None:
         """Close the descriptors received so far (the frame will not be served)."""
-        _close_all(self.fds)
+        self.close(self.fds)
 
     @property
     def _progress(self) -> str:
@@ -277,18 +290,23 @@ def _remaining(deadline: float | None) -> float | None:
     return left
 
 
-def _collect(ancillary: list[tuple[int, int, bytes]], fds: list[int], max_fds: int) -> None:
-    """Keep up to ``max_fds`` passed descriptors; close every other one at once."""
+def _collect(
+    ancillary: list[tuple[int, int, bytes]],
+    fds: list[int],
+    max_fds: int,
+    close: Callable[[list[int]], None],
+) -> None:
+    """Keep up to ``max_fds`` passed descriptors; ``close`` every other one at once."""
+    extra: list[int] = []
     for level, kind, data in ancillary:
         if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
             continue
         received = array.array("i")
         received.frombytes(data[: len(data) - len(data) % received.itemsize])
         for fd in received:
-            if len(fds) < max_fds:
-                fds.append(fd)
-            else:
-                os.close(fd)
+            (fds if len(fds) < max_fds else extra).append(fd)
+    if extra:
+        close(extra)
 
 
 def _close_all(fds: list[int]) -> None:
