@@ -5,6 +5,7 @@ defaults, types) and the same answer to "was there a bare ``--`` before the comm
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -17,12 +18,21 @@ from secretd.cli.run import run as command
 from secretd.cli.run_flags import FLAGS
 
 NAMES = sorted({name for flag in FLAGS for name in (*flag.names, flag.off) if name})
-VALUES = st.sampled_from(
-    ["x", "", "--", "-", "-e", "1.5", "nan", "1e3", "x1", "fuse", "tmpfs", "FUSE", "K=V", "/tmp"]
-) | st.text(max_size=5)
+VALUES = (
+    st.sampled_from(
+        ["x", "", "--", "-", "-e", "1.5", "nan", "1e3", "x1", "fuse", "tmpfs", "FUSE", "K=V",
+         "/tmp", "inf", "-inf", "1e400", "1_0", " 1 ", "0x1", "\u0661", "/etc/shadow",
+         "/proc/self"]
+    )
+    | st.text(max_size=5)
+    | st.binary(max_size=4).map(os.fsdecode)  # argv bytes that are not UTF-8 (surrogateescape)
+)  # fmt: skip
 JUNK = st.sampled_from(
     ["-h", "--help", "--bogus", "-it", "-eK=V", "-e=K", "--tty=yes", "--name=", "--stop-timeout=2",
-     "-", "--", "true", "busybox", "-x", "---", "--no-tty"]
+     "-", "--", "true", "busybox", "-x", "---", "--no-tty",
+     # abbreviations, stray '=' and look-alikes: click knows none of them
+     "--secr", "--secre=x", "--=x", "-=", "--e", "-ee", "--no-redac", "--no-redact=", "--redact=",
+     "-e=", "\u2014secret", "--Secret", "--env-fil", "-\udcff", "--\udcff"]
 )  # fmt: skip
 TOKEN = st.sampled_from(NAMES) | st.builds("{}={}".format, st.sampled_from(NAMES), VALUES)
 LINE = st.lists(TOKEN | VALUES | JUNK, max_size=12)
