@@ -35,6 +35,7 @@ from .protocol import (
     Channel,
     Closed,
     Message,
+    Oversized,
     ProtocolError,
     encode_blob,
     raise_for,
@@ -143,6 +144,12 @@ def send(chan: Channel, message: Message, fds: Sequence[int] = ()) -> None:
     be read, and it is what the user needs to see."""
     try:
         chan.send(message, fds)
+    except Oversized:
+        raise UsageError(
+            "this request is over the secretd daemon's 1 MiB limit (a run's request holds the "
+            "environment a host command inherits)",
+            "run it with --clean-env or a smaller environment, or with --no-daemon",
+        ) from None
     except ProtocolError:
         try:
             reply, _ = chan.receive(REFUSAL_TIMEOUT)

@@ -78,6 +78,10 @@ class Closed(ProtocolError):
     """The peer closed the connection between two frames (a normal end, or a kill)."""
 
 
+class Oversized(ProtocolError):
+    """A message over the frame limit, which was not sent (no byte of it)."""
+
+
 def request(op: str, **fields: Any) -> Message:
     """A request message of the current protocol version."""
     return {"v": VERSION, "op": op, **fields}
@@ -166,7 +170,7 @@ class Channel:
         """
         payload = json.dumps(message, separators=(",", ":")).encode()
         if len(payload) > self.max_frame:
-            raise ProtocolError(
+            raise Oversized(
                 f"message of {len(payload)} bytes exceeds the {self.max_frame}-byte frame limit"
             )
         data = HEADER.pack(len(payload)) + payload

@@ -214,6 +214,8 @@ def _run(sock: _Socket, args: list[str]) -> int | None:
     try:
         _send(sock, message, fds)
         sent = True
+    except _Oversized:
+        return None  # nothing sent (a huge environment): the full CLI runs it at once
     except OSError:
         sent = False  # refused before the daemon read the request: the refusal follows
     finally:
@@ -288,10 +290,14 @@ class _Decoding:
 _scan = _json.make_scanner(_Decoding())  # type: ignore[arg-type]
 
 
+class _Oversized(Exception):
+    """A request over the frame limit, which the daemon would refuse: it is not sent."""
+
+
 def _send(sock: _Socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
     payload = encode(message).encode()
     if len(payload) > MAX_FRAME:
-        raise OSError(f"a request of {len(payload)} bytes is over the frame limit")
+        raise _Oversized
     data = len(payload).to_bytes(4, "big") + payload
     sent = sock.sendmsg([data], [(SOL_SOCKET, SCM_RIGHTS, _ints(fds))]) if fds else 0
     if sent < len(data):  # an empty send fails once the daemon has answered and hung up

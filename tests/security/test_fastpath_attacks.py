@@ -252,3 +252,20 @@ def test_a_descriptor_whose_close_waits_holds_up_no_other_client(
         attacker.stdout.close()
     still_serving(world, daemon)
     assert daemon.idle_fds(timeout=15) == baseline
+
+
+def test_an_environment_over_the_frame_limit_is_run_by_the_callers_own_cli(
+    world: World, daemon: Daemon
+) -> None:
+    """A CI job's environment of more than 1 MiB does not fit a request: the thin client
+    sends nothing and runs the full CLI at once, which says so at once (both waited for the
+    daemon's read timeout, then said "timed out waiting for a complete frame")."""
+    big = {f"BIG_{i}": "v" * 120_000 for i in range(9)}
+    args = ["run", "--no-redact", "--", "sh", "-c", "echo ${#BIG_8}"]
+    result = nobody_runs(world, *args, **big)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.startswith("secretd: this request is over the secretd daemon's 1 MiB")
+    assert "--no-daemon" in result.stderr
+    assert "timed out" not in daemon.logs()
+    clean = nobody_runs(world, "run", "--clean-env", *args[1:], **big)  # as the hint says
+    assert (clean.returncode, clean.stdout, clean.stderr) == (0, "0\n", "")
