@@ -185,7 +185,7 @@ def test_a_store_another_process_holds_locked_keeps_nobody_waiting(
 # A descriptor whose last close waits as long as its owner likes: a TCP socket lingering
 # (SO_LINGER, an hour) on data its peer, held open by the attacker, never reads.
 LINGERING = r"""
-import json, socket, struct, sys, time
+import json, socket, struct, sys, threading, time
 path, how = sys.argv[1], sys.argv[2]
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
@@ -201,20 +201,34 @@ except BlockingIOError:
 stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
 ping = json.dumps({"v": 1, "op": "ping"}).encode()
 ping = struct.pack(">I", len(ping)) + ping
+frames = {"with-request": ping, "with-a-bad-frame": struct.pack(">I", 2) + b"[]",
+          "half-a-frame": ping[:10]}
+
+
+def drop():
+    # Which close is the last one (and waits) is a race here: the daemon's (what the test
+    # is about), or this one's (a refusal can be that quick): then this one waits, not the test.
+    closing = threading.Thread(target=stuck.close, daemon=True)
+    closing.start()
+    closing.join(0.5)
+
+
 daemon = socket.socket(socket.AF_UNIX)
 daemon.connect(path)
-if how == "with-request":
-    socket.send_fds(daemon, [ping], [stuck.fileno()])
+if how in frames:  # the daemon holds the descriptor until the frame is whole: no race
+    socket.send_fds(daemon, [frames[how][:1]], [stuck.fileno()])
+    stuck.close()
+    daemon.sendall(frames[how][1:])
 elif how == "beyond-the-limit":
     socket.send_fds(daemon, [ping], [0, 1, 2, stuck.fileno()])
+    drop()
 elif how == "after-the-request":
     daemon.sendall(ping)
     socket.send_fds(daemon, [ping], [stuck.fileno()])
-elif how == "with-a-bad-frame":
-    socket.send_fds(daemon, [struct.pack(">I", 2) + b"[]"], [stuck.fileno()])
-elif how == "half-a-frame":
-    socket.send_fds(daemon, [ping[:10]], [stuck.fileno()])
-stuck.close()
+    drop()
+elif how == "refused":
+    socket.send_fds(daemon, [ping], [stuck.fileno()])
+    drop()
 print("sent", flush=True)
 time.sleep(120)
 """
@@ -228,7 +242,7 @@ time.sleep(120)
         ("after-the-request", NOBODY),
         ("with-a-bad-frame", NOBODY),
         ("half-a-frame", NOBODY),
-        ("with-request", 23456),  # a user the policy grants nothing: refused at once
+        ("refused", 23456),  # a user the policy grants nothing: refused at once
     ],
 )
 def test_a_descriptor_whose_close_waits_holds_up_no_other_client(
