@@ -151,9 +151,12 @@ class Intake:
         self.failed(waiting.sock, waiting.peer, error)
 
     def _forget(self, waiting: _Waiting) -> None:
+        """Out of the table and the poll, even half-way out already: the daemon's SIGTERM
+        raises in this thread between any two steps, and ``close`` follows."""
         fd = waiting.sock.fileno()
-        self._poll.unregister(fd)
-        del self._waiting[fd]
+        self._waiting.pop(fd, None)
+        with contextlib.suppress(FileNotFoundError):
+            self._poll.unregister(fd)
 
     def _expire(self) -> None:
         now = time.monotonic()
