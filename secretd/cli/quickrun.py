@@ -20,7 +20,7 @@ from typing import Any
 
 from .base import AppContext, setup_logging
 from .boundary import echo_err, fail
-from .run_flags import FLAG, FLAGS, FLOAT, MULTIPLE, PATH, SWITCH, Flag, no_image
+from .run_flags import FLAG, FLAGS, FLOAT, MULTIPLE, PATH, SWITCH, Flag
 
 
 def _by_name() -> dict[str, tuple[Flag, object]]:
@@ -41,11 +41,11 @@ def parse(args: list[str]) -> tuple[dict[str, Any], bool] | None:
     among them) and whether there is no image, or ``None`` for click to read it."""
     params: dict[str, Any] = {flag.dest: flag.unset() for flag in FLAGS}
     given: dict[str, list[Any]] = {}
-    i = 0
+    i, bare = 0, False
     while i < len(args):
         arg = args[i]
         if arg == "--":
-            i += 1
+            i, bare = i + 1, True
             break
         if arg[:1] != "-" or arg == "-":
             break  # the first word of the command: options end here (no interspersing)
@@ -75,7 +75,7 @@ def parse(args: list[str]) -> tuple[dict[str, Any], bool] | None:
             params[flag.dest] = value
     params |= {dest: tuple(values) for dest, values in given.items()}
     params["args"] = tuple(args[i:])
-    return params, no_image(args, len(args) - i)
+    return params, bare
 
 
 def _convert(flag: Flag, text: str) -> object | None:

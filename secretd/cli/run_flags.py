@@ -136,6 +136,29 @@ ARGS_METAVAR = "[IMAGE] [--] CMD [ARG...]"
 
 
 def no_image(args: list[str], positional: int) -> bool:
-    """``run -- CMD``, not ``run IMAGE CMD``: a bare ``--`` right before the ``positional``
-    arguments at the end of ``args`` (the words after ``run``)."""
-    return "--" in args and len(args) - 1 - args.index("--") == positional
+    """``run -- CMD``, not ``run IMAGE CMD``: the ``--`` that ended the options right
+    before the ``positional`` arguments at the end of ``args`` (the words after ``run``).
+    A ``--`` that is an option's value (``-e --``, ``--name --``) ends nothing."""
+    end = len(args) - positional
+    i = 0
+    while i < end:
+        if args[i] == "--":
+            return i == end - 1
+        i += 2 if _value_follows(args[i]) else 1
+    return False
+
+
+def _value_follows(arg: str) -> bool:
+    """Whether the option word ``arg`` takes the next word as its value, as click reads it:
+    ``--env`` does, ``--env=X`` does not; short options run together (``-it``) are read
+    letter by letter, and one that takes a value takes the rest of the word, or, at its
+    end, the next word (``-ie X``)."""
+    if arg.startswith("--"):
+        return "=" not in arg and arg in _TAKING
+    for at in range(1, len(arg)):
+        if f"-{arg[at]}" in _TAKING:
+            return at == len(arg) - 1
+    return False
+
+
+_TAKING = frozenset(name for flag in FLAGS if flag.kind in (VALUE, MULTIPLE) for name in flag.names)

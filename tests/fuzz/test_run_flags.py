@@ -64,6 +64,28 @@ def test_an_accepted_line_is_what_click_reads(args: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "no_image"),
+    [
+        (["-e", "--", "busybox", "echo"], False),  # the -- is -e's value: busybox is an image
+        (["--name", "--", "busybox", "sh"], False),
+        (["--name", "--", "--", "sh"], True),
+        (["-e", "K", "--", "busybox", "echo"], True),
+        (["-it", "--", "sh"], True),
+        (["-ie", "--", "busybox"], False),  # -i, then -e taking the next word
+        (["-eK", "--", "sh"], True),
+        (["--env=--", "busybox"], False),
+        (["busybox", "--", "sh"], False),
+    ],
+)
+def test_a_double_dash_that_is_an_options_value_ends_no_options(
+    args: list[str], no_image: bool
+) -> None:
+    assert by_click(args)[1] is no_image
+    fast = parse(args)
+    assert fast is None or fast[1] is no_image
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ["--secret", "api_key", "--", "true"],
