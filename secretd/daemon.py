@@ -36,10 +36,11 @@ from . import __version__, _linux, accesslog, protocol, safeopen
 from .backends import Provider, load_provider
 from .broker import Broker
 from .caller_run import authorise_run, bind
+from .closer import Closer
 from .config import Config
 from .engine import Engine
-from .errors import AccessDenied, SecretdError, StoreError, UsageError
-from .intake import Intake, release
+from .errors import AccessDenied, LaunchError, SecretdError, StoreError, UsageError
+from .intake import Intake
 from .limits import Budget, Connections, Limits
 from .policy import Peer, Policy, peer_of
 from .protocol import Channel, Closed, Message, ProtocolError
@@ -187,6 +188,7 @@ class Daemon:
         self.kept: dict[str, Rotation] = {}  # detached containers kept past their runs, by id
         self.limits = Limits.from_config(config.daemon)
         self.connections = Connections(self.limits)
+        self.closer = Closer(self.limits.max_connections_per_user, self.connections)
         self.budget = Budget(self.limits)
         self.runs: dict[str, RunRecord] = {}
         self._lock = threading.Lock()
@@ -196,6 +198,7 @@ class Daemon:
         self._queue: queue.SimpleQueue[tuple[socket.socket, Peer, Message, list[int]]]
         self._queue = queue.SimpleQueue()
         self._stopping = threading.Event()
+        self._no_threads = False  # the last worker could not be started (warned)
         self.handlers: dict[str, Callable[[Channel, Peer, Message, list[int]], None]] = {
             "ping": self._ping,
             "version": self._ping,
@@ -223,6 +226,7 @@ class Daemon:
             self._arrived,
             self._failed,
             protocol.MAX_FDS,
+            self.closer,
         )
         try:
             intake.run(self._stopping, ACCEPT_POLL)
@@ -235,7 +239,7 @@ class Daemon:
         peer = peer_of(conn)
         refusal = self.connections.admit(peer.uid, self.policy.may_administer(peer))
         if refusal is not None:
-            _refuse(conn, peer, refusal)
+            _refuse(conn, peer, refusal, self.closer)
             return None
         try:
             self.policy.check_connect(peer)
@@ -249,7 +253,8 @@ class Daemon:
     ) -> None:
         """Serve a request: a small quick one (``QUICK``) here and now, in the intake's
         thread (its reply fits the socket's buffer), any other in a thread of its own
-        (idle threads are reused: starting one costs more than a whole small request)."""
+        (idle threads are reused: starting one costs more than a whole small request).
+        When no thread can be started, the request is refused: the intake serves on."""
         if message.get("op") in QUICK and size <= QUICK_FRAME:
             try:
                 self._connection(conn, peer, message, fds, quick=True)
@@ -261,16 +266,41 @@ class Daemon:
             spawn = self._idle == 0
             self._active += 1
             self._idle -= not spawn
+        if spawn and not self._spawn():
+            with self._done:
+                self._active -= 1
+                self._done.notify_all()
+            conn.setblocking(False)  # a fresh socket's buffer holds one small frame
+            busy = LaunchError(
+                "the secretd daemon cannot start a thread for this request now",
+                "try again later",
+            )
+            self._failed(conn, peer, busy, fds)
+            return
         self._queue.put((conn, peer, message, fds))
-        if spawn:
-            threading.Thread(target=self._worker, daemon=True).start()
 
-    def _failed(self, conn: socket.socket, peer: Peer, error: SecretdError) -> None:
-        """End a connection whose request was refused or will not arrive."""
+    def _spawn(self) -> bool:
+        """Start a worker; ``False`` when the system gives no thread (out of memory or of
+        threads), warned once until one starts again."""
+        try:
+            threading.Thread(target=self._worker, daemon=True).start()
+        except (RuntimeError, MemoryError):
+            if not self._no_threads:
+                log.warning("cannot start a thread to serve a request; refusing it")
+            self._no_threads = True
+            return False
+        self._no_threads = False
+        return True
+
+    def _failed(
+        self, conn: socket.socket, peer: Peer, error: SecretdError, fds: Sequence[int] = ()
+    ) -> None:
+        """End a connection whose request was refused or will not arrive (and close the
+        descriptors ``fds`` it brought)."""
         try:
             _fail(Channel(conn), peer, error)
         finally:
-            release(conn, [])
+            self.closer.release(peer.uid, conn, list(fds))
             self.connections.release(peer.uid)
 
     def shutdown(self, grace: float = STOP_TIMEOUT) -> None:
@@ -311,7 +341,7 @@ class Daemon:
         self, sock: socket.socket, peer: Peer, message: Message, fds: list[int], quick: bool = False
     ) -> None:
         """Answer one request, then close its descriptors and the connection (``quick``:
-        in the intake's thread, which waits on no client's close: ``intake.release``)."""
+        in the intake's thread, which waits on no client's close: ``closer.py``)."""
         chan = Channel(sock)
         try:
             op = self._check_request(message)
@@ -324,7 +354,7 @@ class Daemon:
             log.error("internal error %s at %s:%s", type(exc).__name__, at.filename, at.lineno)
         finally:
             if quick:
-                release(sock, fds)
+                self.closer.release(peer.uid, sock, fds)
             else:
                 for fd in fds:
                     os.close(fd)
@@ -603,14 +633,15 @@ def _check_run_name(name: str | None) -> None:
         raise UsageError(f"run name {name!r} has a control character", "use printable ones")
 
 
-def _refuse(conn: socket.socket, peer: Peer, error: SecretdError) -> None:
-    """One error frame for a connection over its limit, without waiting on its reader."""
+def _refuse(conn: socket.socket, peer: Peer, error: SecretdError, closer: Closer) -> None:
+    """One error frame for a connection over its limit, without waiting on its reader (or
+    on its close: ``closer``)."""
     log.info("refused a connection of uid=%d pid=%d: %s", peer.uid, peer.pid, error.message)
     conn.setblocking(False)  # a fresh socket's buffer holds one small frame
     try:
         _reply(Channel(conn), protocol.failure(error))
     finally:
-        release(conn, [])
+        closer.release(peer.uid, conn, [])
 
 
 def _fail(chan: Channel, peer: Peer, error: SecretdError) -> None:

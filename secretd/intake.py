@@ -10,24 +10,24 @@ serves it (``Daemon._arrived``): small, quick ones on the spot, the rest in a th
 A client has ``read_timeout`` seconds from its connection to send its whole request; one
 that sends nothing, half a frame or garbage holds a descriptor until then, never a thread.
 
-This thread never closes what a client could make its close wait on (``release``): a
-descriptor the client passed, or a connection whose unread bytes still carry some.
+This thread never closes what a client could make its close wait on: a descriptor the
+client passed, or a connection whose unread bytes still carry some (``closer.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import functools
 import logging
-import os
 import select
 import socket
-import termios
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .closer import Closer
+from .limits import Limits
 from .policy import Peer
 from .protocol import TIMED_OUT, Frame, Message, ProtocolError
 
@@ -62,6 +62,9 @@ class Intake:
         failed: called when a request will not arrive (the peer closed, a bad or late
             frame); answering and closing the connection is its job.
         max_fds: descriptors a request may carry.
+        closer: closes the descriptors beyond ``max_fds`` and those of a request that
+            will not arrive (default: one of its own, ``max_connections_per_user``
+            threads per uid, holding no slots).
     """
 
     def __init__(
@@ -72,11 +75,13 @@ class Intake:
         arrived: Arrived,
         failed: Failed,
         max_fds: int,
+        closer: Closer | None = None,
     ) -> None:
         self.listener = listener
         self.read_timeout = read_timeout
         self.opened, self.arrived, self.failed = opened, arrived, failed
         self.max_fds = max_fds
+        self.closer = closer or Closer(Limits().max_connections_per_user)
         self._poll = select.epoll()
         self._listening = listener.fileno()
         # in the order they connected, which is the order of their deadlines
@@ -121,7 +126,8 @@ class Intake:
             peer = self.opened(sock)
             if peer is None:
                 continue
-            frame = Frame(max_fds=self.max_fds, close=_release_fds)
+            close = functools.partial(self.closer.release, peer.uid, None)
+            frame = Frame(max_fds=self.max_fds, close=close)
             waiting = _Waiting(sock, peer, frame, time.monotonic() + self.read_timeout)
             self._read(waiting, waited=False)  # the request is usually there already
 
@@ -165,51 +171,3 @@ class Intake:
             if waiting.deadline > now:
                 return
             self._give_up(waiting, ProtocolError(TIMED_OUT))
-
-
-def release(sock: socket.socket, fds: list[int]) -> None:
-    """Close a connection the intake's thread is done with and the descriptors its request
-    brought, without waiting on the client.
-
-    The last close of a client's descriptor runs its file's release, which can wait as
-    long as the client likes: a TCP socket lingering (``SO_LINGER``) on data a peer the
-    client holds never reads, a file of the client's FUSE mount. So can closing a
-    connection whose unread bytes carry descriptors (the kernel drops them then). Such
-    closes happen in a thread of their own, one per connection, which only a client
-    holding such a file keeps; a connection with nothing left to read and no descriptors
-    (every well-behaved one) is closed at once. ``fds`` is emptied.
-    """
-    if not fds and _drained(sock):
-        sock.close()
-        return
-    passed = list(fds)
-    fds.clear()
-    threading.Thread(target=_close, args=(sock, passed), daemon=True, name="secretd-close").start()
-
-
-def _release_fds(fds: list[int]) -> None:
-    """``release`` for descriptors alone (beyond a request's share, or of a request that
-    will not be served)."""
-    if fds:
-        passed = list(fds)
-        fds.clear()
-        threading.Thread(target=_close, args=(None, passed), daemon=True).start()
-
-
-def _drained(sock: socket.socket) -> bool:
-    """Whether ``sock`` has no unread bytes, and will get none: once reading is shut down
-    the client's sends fail, so nothing (no descriptor) can arrive after the count."""
-    try:
-        sock.shutdown(socket.SHUT_RD)
-        queued = fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0")
-    except OSError:
-        return False
-    return queued == b"\0\0\0\0"
-
-
-def _close(sock: socket.socket | None, fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    if sock is not None:
-        sock.close()

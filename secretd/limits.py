@@ -71,6 +71,12 @@ class Connections:
             self._open[uid] += 1
         return None
 
+    def hold(self, uid: int) -> None:
+        """Count one more of ``uid``'s slots as taken, whatever the limits (a close that
+        may wait holds one until it is done: ``closer.py``); ``release`` gives it back."""
+        with self._lock:
+            self._open[uid] += 1
+
     def release(self, uid: int) -> None:
         with self._lock:
             self._open[uid] -= 1

@@ -8,6 +8,7 @@ no descriptor of a connection that has ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -183,24 +185,41 @@ def test_a_store_another_process_holds_locked_keeps_nobody_waiting(
 
 
 # A descriptor whose last close waits as long as its owner likes: a TCP socket lingering
-# (SO_LINGER, an hour) on data its peer, held open by the attacker, never reads.
-LINGERING = r"""
-import json, socket, struct, sys, threading, time
-path, how = sys.argv[1], sys.argv[2]
-listener = socket.socket()
-listener.bind(("127.0.0.1", 0))
-listener.listen(1)
-stuck = socket.create_connection(listener.getsockname())
-peer, _ = listener.accept()
-stuck.setblocking(False)
-try:
-    while True:
-        stuck.send(b"x" * 65536)
-except BlockingIOError:
-    pass
-stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
+# (SO_LINGER, an hour) on data its peer, held open by the attacker, never reads. Small
+# buffers keep the unsent data small. ``lingering()``: (that socket, what holds it).
+LINGER = r"""
+import json, socket, struct
+
+
+def lingering():
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    stuck.connect(listener.getsockname())
+    peer, _ = listener.accept()
+    stuck.setblocking(False)
+    try:
+        while True:
+            stuck.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
+    return stuck, [listener, peer]
+
+
 ping = json.dumps({"v": 1, "op": "ping"}).encode()
 ping = struct.pack(">I", len(ping)) + ping
+"""
+
+LINGERING = (
+    LINGER
+    + r"""
+import sys, threading, time
+path, how = sys.argv[1], sys.argv[2]
+stuck, held = lingering()
 frames = {"with-request": ping, "with-a-bad-frame": struct.pack(">I", 2) + b"[]",
           "half-a-frame": ping[:10]}
 
@@ -232,6 +251,25 @@ elif how == "refused":
 print("sent", flush=True)
 time.sleep(120)
 """
+)
+
+
+@contextlib.contextmanager
+def attacking(uid: int, script: str, *args: str) -> Iterator[None]:
+    """``script`` running as ``uid`` from the moment it prints "sent" until it is killed
+    (which ends whatever it holds)."""
+    attacker = subprocess.Popen(
+        [*setpriv(uid), sys.executable, "-I", "-c", script, *args],
+        stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    try:
+        assert attacker.stdout is not None and attacker.stdout.readline() == "sent\n"
+        yield
+    finally:
+        attacker.kill()
+        attacker.wait(10)
+        assert attacker.stdout is not None
+        attacker.stdout.close()
 
 
 @pytest.mark.parametrize(
@@ -251,19 +289,9 @@ def test_a_descriptor_whose_close_waits_holds_up_no_other_client(
     """The attacker passes a descriptor and drops its own copy: the daemon's close of it
     is the last one, and waits. The thread that reads everyone's requests must not."""
     baseline = daemon.idle_fds()
-    attacker = subprocess.Popen(
-        [*setpriv(uid), sys.executable, "-I", "-c", LINGERING, str(world.socket), how],
-        stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    try:
-        assert attacker.stdout is not None and attacker.stdout.readline() == "sent\n"
+    with attacking(uid, LINGERING, str(world.socket), how):
         time.sleep(1.5)  # a bad or half frame times out after the world's read_timeout, 1 s
         assert call(world.socket, protocol.request("ping"), timeout=10)["ok"] is True
-    finally:
-        attacker.kill()
-        attacker.wait(10)
-        assert attacker.stdout is not None
-        attacker.stdout.close()
     still_serving(world, daemon)
     assert daemon.idle_fds(timeout=15) == baseline
 
