@@ -73,11 +73,6 @@ class Closer:
         for each in starting:
             self._start(each)
 
-    def threads(self, uid: int) -> int:
-        """Threads closing ``uid``'s things now."""
-        with self._lock:
-            return self._running.get(uid, 0)
-
     def _take_thread(self, uid: int) -> bool:
         """Count a thread for ``uid`` if it may have one more (lock held)."""
         running = self._running.get(uid, 0)
