@@ -74,14 +74,21 @@ def internal_error(exc: Exception) -> NoReturn:
     (a library's message may quote a request, a token or a value). With ``--debug`` (or
     log level debug) the stack follows, still without any exception's text."""
     frames = traceback.extract_tb(exc.__traceback__)
-    ours = [frame for frame in frames if _in_secretd(frame.filename)] or frames
-    where = f" in {_where(ours[-1])}" if ours else ""
+    where = f" in {site}" if (site := bug_site(exc)) else ""
     if logging.getLogger("secretd").isEnabledFor(logging.DEBUG):
         stack = "".join(traceback.format_list(frames)).rstrip("\n")
         echo_err(f"Traceback (exception texts left out):\n{stack}")
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         fail(f"cannot use {exc.filename}: {exc.strerror}", 125)  # a path, never a value
     fail(f"internal error: {type(exc).__name__}{where}; please report it", 125)
+
+
+def bug_site(exc: BaseException) -> str:
+    """Where ``exc`` was raised, as ``secretd/FILE.py:LINE (function)`` (the last frame of
+    secretd's own), never its text; empty without a traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [frame for frame in frames if _in_secretd(frame.filename)] or frames
+    return _where(ours[-1]) if ours else ""
 
 
 def _in_secretd(filename: str) -> bool:

@@ -31,6 +31,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import click
+
 from .. import protocol, safeopen
 from ..caller_run import bind_all
 from ..config import Config
@@ -38,6 +40,7 @@ from ..errors import SecretdError
 from ..protocol import Channel, Message, ProtocolError
 from ..spec import RunSpec
 from . import AppContext
+from .boundary import bug_site
 from .run import read
 from .runcore import prepare
 
@@ -94,7 +97,13 @@ class Forwarded:
                 spec = prepare(app, args, no_image, opts, environ, warnings.append)
         except _HandBack:
             raise
-        except Exception as exc:  # noqa: BLE001 - whatever it is, the full CLI says it
+        except (SecretdError, click.ClickException) as exc:  # the full CLI says it
+            raise _HandBack(type(exc).__name__) from None
+        except Exception as exc:  # noqa: BLE001 - a bug here: the full CLI runs it, the log says
+            log.warning(
+                "reading a forwarded run failed: %s in %s; handed back", type(exc).__name__,
+                bug_site(exc),
+            )  # fmt: skip
             raise _HandBack(type(exc).__name__) from None
         _check_forwardable(spec)
         _check_secrets(opts["secrets"], self.daemon.config, environ)

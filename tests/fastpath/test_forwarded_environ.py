@@ -80,3 +80,26 @@ def test_the_daemons_environ_and_stderr_stay_its_own(tmp_path: Path) -> None:
     # inherited, less what --secret moved into a file, and -e API_TOKEN: the caller's
     assert dict(run.spec.env) == {"API_TOKEN": caller["API_TOKEN"], "PATH": "/x"}
     assert run.stderr.startswith("secretd: warning: -e API_TOKEN looks like a secret")
+
+
+def test_a_bug_reading_a_forwarded_run_is_handed_back_and_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unit: a fault of the daemon's own while it reads a command line (not a refusal the
+    full CLI would print) still hands the run back, and the daemon's log names its type and
+    place, never its text: a broker fails loudly, and its log holds no value."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("value-in-the-text-4b1")
+
+    monkeypatch.setattr("secretd.cli.forwarded.prepare", broken)
+    settings = {"SECRETD_STATE_DIR": str(tmp_path / "s"), "SECRETD_RUNTIME_DIR": str(tmp_path)}
+    daemon = StandIn(load_config({}, None, settings, tmp_path))
+    with caplog.at_level("WARNING", logger="secretd"):
+        chan = forward(daemon, ["--", "true"], {"PATH": "/bin"})
+    assert chan.sent == [{"event": "fallback"}] and daemon.started == []
+    (record,) = [r for r in caplog.records if r.name == "secretd.cli.forwarded"]
+    line = record.getMessage()
+    assert record.levelname == "WARNING"
+    assert line.startswith("reading a forwarded run failed: TypeError in ")
+    assert "secretd/cli/forwarded.py:" in line and "value-in-the-text" not in line
