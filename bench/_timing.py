@@ -12,7 +12,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 # The secretd command as users start it: the script tools/setup-host.sh writes beside this
 # interpreter (python -IS and the thin client, secretd/thin.py), else the module.
@@ -114,3 +116,27 @@ def report(title: str, medians: Mapping[str, float], baseline: str) -> None:
     width = max(len(name) for name in medians)
     for name, value in medians.items():
         print(f"  {name:<{width}}  median {value * 1000:8.1f} ms   {value / base:6.2f}x {baseline}")
+
+
+@contextmanager
+def secretd_daemon(
+    env: Mapping[str, str], runtime_dir: Path, cwd: Path | None = None
+) -> Iterator[int | None]:
+    """``secretd daemon`` on the runtime dir's socket, where ``secretd run`` looks first
+    (started in ``cwd``, whose ``secretd.toml`` it reads); yields its pid once it listens,
+    ``None`` if it did not start."""
+    sock = runtime_dir / "secretd.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secretd", "--log-level", "warning", "daemon", "--socket",
+         str(sock)],
+        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield proc.pid if sock.exists() else None
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        sock.unlink(missing_ok=True)

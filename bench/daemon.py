@@ -23,14 +23,13 @@ import multiprocessing
 import os
 import select
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import SECRETD, interleaved, report, scratch_env  # noqa: E402
+from _timing import SECRETD, interleaved, report, scratch_env, secretd_daemon  # noqa: E402
 
 from secretd import protocol  # noqa: E402
 
@@ -134,13 +133,11 @@ def main() -> None:
         env = scratch_env(tmp)
         sock = f"{tmp}/run/secretd.sock"
         secretd = SECRETD
-        daemon = subprocess.Popen([*secretd, "--log-level", "warning", "daemon"], env=env, cwd=tmp)
-        try:
-            deadline = time.monotonic() + 10
-            while not os.path.exists(sock) and time.monotonic() < deadline:
-                time.sleep(0.02)
+        with secretd_daemon(env, Path(tmp, "run"), Path(tmp)) as pid:
+            if pid is None:
+                raise SystemExit("secretd daemon did not start")
             resolve_check(sock)
-            idle = rss_kib(daemon.pid)
+            idle = rss_kib(pid)
             args = ["--secret", "api_key", "--", "true"]
             commands = {
                 "through the daemon": ([*secretd, "run", *args], env),
@@ -156,15 +153,12 @@ def main() -> None:
                 print(f"  {clients:>2} concurrent clients  {rate:8.0f} requests/s")
             while served < 10_000:
                 served += throughput(sock, 8, 1.0)[1]
-            after = rss_kib(daemon.pid)
+            after = rss_kib(pid)
             print(
                 f"daemon RSS: idle {idle['VmRSS'] / 1024:.1f} MiB; after {served} requests "
                 f"{after['VmRSS'] / 1024:.1f} MiB (peak {after['VmHWM'] / 1024:.1f} MiB, "
                 f"{after['Threads']} threads)"
             )
-        finally:
-            daemon.terminate()
-            daemon.wait(20)
 
 
 if __name__ == "__main__":

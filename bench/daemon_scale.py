@@ -13,14 +13,13 @@ Prints one line per step; the numbers go in docs/benchmarks.md.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import SECRETD, scratch_env  # noqa: E402
+from _timing import scratch_env, secretd_daemon  # noqa: E402
 from daemon import resolve_check, rss_kib, throughput  # noqa: E402
 
 STEPS = (10_000, 50_000, 100_000)
@@ -51,23 +50,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="secretd-bench-") as tmp:
         env = scratch_env(tmp)
         sock = f"{tmp}/run/secretd.sock"
-        daemon = subprocess.Popen([*SECRETD, "--log-level", "warning", "daemon"], env=env, cwd=tmp)
-        try:
-            deadline = time.monotonic() + 10
-            while not os.path.exists(sock) and time.monotonic() < deadline:
-                time.sleep(0.02)
+        with secretd_daemon(env, Path(tmp, "run"), Path(tmp)) as pid:
+            if pid is None:
+                raise SystemExit("secretd daemon did not start")
             resolve_check(sock)
             time.sleep(1)
-            print(f"idle: VmRSS {rss_kib(daemon.pid)['VmRSS'] / 1024:.1f} MiB")
-            served, (user, system), busy = 0, cpu_split(daemon.pid), machine_busy()
+            print(f"idle: VmRSS {rss_kib(pid)['VmRSS'] / 1024:.1f} MiB")
+            served, (user, system), busy = 0, cpu_split(pid), machine_busy()
             for step in (s for s in STEPS if s <= last):
                 started = time.monotonic()
                 while served < step:
                     served += throughput(sock, clients, 2.0)[1]
                 took = time.monotonic() - started
-                now_user, now_system = cpu_split(daemon.pid)
+                now_user, now_system = cpu_split(pid)
                 used, all_used = now_user + now_system - user - system, machine_busy() - busy
-                memory = rss_kib(daemon.pid)
+                memory = rss_kib(pid)
                 print(
                     f"after {served:,} requests ({clients} clients): VmRSS "
                     f"{memory['VmRSS'] / 1024:.1f} MiB, peak {memory['VmHWM'] / 1024:.1f} MiB, "
@@ -76,9 +73,6 @@ def main() -> None:
                     f"{100 * used / all_used:.0f}% of the machine's busy time; "
                     f"{took:.0f} s for this step"
                 )
-        finally:
-            daemon.terminate()
-            daemon.wait(20)
 
 
 if __name__ == "__main__":

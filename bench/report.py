@@ -39,9 +39,10 @@ from _timing import (  # noqa: E402
     command,
     environment,
     interleaved_samples,
+    secretd_daemon,
 )
 from daemon import rss_kib, throughput  # noqa: E402
-from run_docker import VALUE, cli, docker_engine, secretd_daemon, swarm_service  # noqa: E402
+from run_docker import VALUE, cli, docker_engine, swarm_service  # noqa: E402
 from run_image import bare_runc  # noqa: E402
 
 from tests.support import busybox  # noqa: E402

@@ -28,7 +28,15 @@ from tempfile import TemporaryDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from _timing import SECRETD, Timer, command, environment, interleaved_samples, report  # noqa: E402
+from _timing import (  # noqa: E402
+    SECRETD,
+    Timer,
+    command,
+    environment,
+    interleaved_samples,
+    report,
+    secretd_daemon,
+)  # fmt: skip
 
 from secretd.runtime.engines.endpoint import socket_answers  # noqa: E402
 from tests.support.daemons import IMAGE, import_busybox, podman_env, start_dockerd, stop  # noqa: E402
@@ -105,25 +113,6 @@ def swarm_service(env: Mapping[str, str], container: Sequence[str]) -> Iterator[
             cli(env, "docker", "swarm", "leave", "--force")
             subprocess.run(["docker", "network", "rm", "docker_gwbridge"], env=env,
                            capture_output=True)  # fmt: skip
-
-
-@contextmanager
-def secretd_daemon(env: Mapping[str, str], runtime_dir: Path) -> Iterator[int | None]:
-    """``secretd daemon`` on the runtime dir's socket, where ``secretd run`` looks first;
-    yields its pid once it listens, ``None`` if it did not start."""
-    sock = runtime_dir / "secretd.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "secretd", "daemon", "--socket", str(sock)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield proc.pid if sock.exists() else None
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from tempfile import TemporaryDirectory
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
-from _timing import SECRETD, environment  # noqa: E402
+from _timing import SECRETD, environment, secretd_daemon  # noqa: E402
 
 from tests.support.relay import relay  # noqa: E402
 from tests.vault.servers import ROOT_TOKEN, BaoServer, prepare, start_bao  # noqa: E402
@@ -41,20 +41,10 @@ def daemon(tmp: Path, address: str) -> Iterator[dict[str, str]]:
         f'[secrets.kv]\nsource = "vault:{KV}#password"\n\n[secrets.tls]\nsource = "{CERT}"\n'
     )
     env = environment(SECRETD_STATE_DIR=f"{tmp}/state", SECRETD_RUNTIME_DIR=f"{tmp}/run")
-    sock = tmp / "run" / "secretd.sock"
-    argv = [*SECRETD, "--log-level", "warning", "daemon", "--socket", str(sock)]
-    proc = subprocess.Popen(argv, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("secretd daemon did not start")
-            time.sleep(0.05)
+    with secretd_daemon(env, tmp / "run", tmp) as pid:
+        if pid is None:
+            raise SystemExit("secretd daemon did not start")
         yield env
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        sock.unlink(missing_ok=True)
 
 
 def together(env: dict[str, str], cwd: Path, name: str, runs: int) -> tuple[set[bytes], float]:
