@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemon.conftest import daemon, world  # noqa: F401 - the fixtures, shared
-from tests.vault.servers import BaoServer, prepare, start_bao
+from tests.daemon.conftest import Daemon, World, daemon, world  # noqa: F401 - the fixtures, shared
+from tests.vault.servers import ROOT_TOKEN, BaoServer, prepare, start_bao
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +19,15 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
         yield server
     finally:
         server.stop()
+
+
+def vault_backed(home: World, address: str, secrets: str) -> Iterator[Daemon]:
+    """The daemon of ``home`` with OpenBao at ``address`` as its Vault and ``secrets`` (TOML
+    ``[secrets.NAME]`` tables) appended to its config; stopped cleanly afterwards."""
+    with home.config.open("a") as config:
+        config.write(f'\n[providers.vault]\naddress = "{address}"\ntoken = "{ROOT_TOKEN}"\n\n')
+        config.write(secrets)
+    started = Daemon(home)
+    started.start()
+    yield started
+    assert started.stop() == 0, started.logs()[-3000:]

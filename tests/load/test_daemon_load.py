@@ -21,7 +21,9 @@ from secretd import protocol
 from secretd.spec import RunSpec
 from tests.daemon.conftest import CANARY, Daemon, World
 from tests.support.waiting import wait_for
-from tests.vault.servers import ROOT_TOKEN, BaoServer, leases
+from tests.vault.servers import BaoServer, leases
+
+from .conftest import vault_backed
 
 pytestmark = [pytest.mark.root, pytest.mark.vault]
 
@@ -38,16 +40,12 @@ SCRIPT = f'cat /run/secrets/api_key; echo; {SHOW}; sleep "$1"; {SHOW}'
 
 @pytest.fixture
 def leasing_daemon(world: World, openbao: BaoServer) -> Iterator[Daemon]:
-    with world.config.open("a") as config:
-        config.write(
-            f'\n[providers.vault]\naddress = "{openbao.address}"\ntoken = "{ROOT_TOKEN}"\n\n'
-            "[secrets.tls]\nsource = "
-            '"vault:pki/issue/web?common_name=a.example.com&ttl=2s#certificate,private_key"\n'
-        )
-    daemon = Daemon(world)
-    daemon.start()
-    yield daemon
-    assert daemon.stop() == 0, daemon.logs()[-3000:]
+    yield from vault_backed(
+        world,
+        openbao.address,
+        "[secrets.tls]\nsource = "
+        '"vault:pki/issue/web?common_name=a.example.com&ttl=2s#certificate,private_key"\n',
+    )
 
 
 def one_run(world: World, marker: str, seconds: float) -> tuple[int, str]:

@@ -20,7 +20,9 @@ from secretd import protocol
 from secretd.spec import RunSpec
 from tests.daemon.conftest import Daemon, World
 from tests.support.relay import Relay, relay
-from tests.vault.servers import ROOT_TOKEN, BaoServer
+from tests.vault.servers import BaoServer
+
+from .conftest import vault_backed
 
 pytestmark = [pytest.mark.root, pytest.mark.vault]
 
@@ -43,18 +45,13 @@ def vault_daemon(world: World, openbao: BaoServer, held: Relay) -> Iterator[Daem
     world.config.write_text(
         world.config.read_text().replace("read_timeout = 1.0", "read_timeout = 60.0")
     )
-    with world.config.open("a") as config:
-        config.write(
-            f'\n[providers.vault]\naddress = "http://127.0.0.1:{held.port}"\n'
-            f'token = "{ROOT_TOKEN}"\n\n'
-            f'[secrets.kv]\nsource = "vault:{PATH}#password"\n\n'
-            "[secrets.tls]\nsource = "
-            '"vault:pki/issue/web?common_name=f.example.com&ttl=60s#certificate"\n'
-        )
-    daemon = Daemon(world)
-    daemon.start()
-    yield daemon
-    assert daemon.stop() == 0, daemon.logs()[-3000:]
+    yield from vault_backed(
+        world,
+        f"http://127.0.0.1:{held.port}",
+        f'[secrets.kv]\nsource = "vault:{PATH}#password"\n\n'
+        "[secrets.tls]\nsource = "
+        '"vault:pki/issue/web?common_name=f.example.com&ttl=60s#certificate"\n',
+    )
 
 
 def run(world: World, name: str, gate: threading.Barrier) -> tuple[int, bytes]:
