@@ -28,12 +28,12 @@ OTHER = 23456  # a second user the policy grants api_*
 LINGERING_CLOSES = 12
 
 # COUNT connections, each passing a TCP socket whose last close (the daemon's) waits an
-# hour (LINGER). The descriptor goes with the request's first byte, so the daemon holds
-# it before this process drops its own copy.
+# hour (LINGER). The descriptor goes with the request's first byte, so a connection the
+# daemon reads holds it before this process drops its own copy.
 PILE = (
     LINGER
     + r"""
-import sys, time
+import sys, threading, time
 path, count = sys.argv[1], int(sys.argv[2])
 held = []
 for _ in range(count):
@@ -41,7 +41,9 @@ for _ in range(count):
     daemon = socket.socket(socket.AF_UNIX)
     daemon.connect(path)
     socket.send_fds(daemon, [ping[:1]], [stuck.fileno()])
-    stuck.close()
+    # A refused connection's descriptor can be dropped before this close, which is then the
+    # last one and waits an hour: close in a thread, so this process never waits on it.
+    threading.Thread(target=stuck.close, daemon=True).start()
     try:
         daemon.sendall(ping[1:])
     except OSError:  # refused: the daemon no longer reads
