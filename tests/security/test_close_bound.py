@@ -27,27 +27,29 @@ SLOTS = 4
 OTHER = 23456  # a second user the policy grants api_*
 LINGERING_CLOSES = 12
 
-# COUNT connections, each passing a TCP socket whose last close (the daemon's) waits an
-# hour (LINGER). The descriptor goes with the request's first byte, so a connection the
+# COUNT connections, each passing a TCP socket whose last close (the daemon's) waits
+# (LINGER). The descriptor goes with the request's first byte, so a connection the
 # daemon reads holds it before this process drops its own copy.
 PILE = (
     LINGER
     + r"""
-import sys, threading, time
+import contextlib, sys, threading, time
 path, count = sys.argv[1], int(sys.argv[2])
 held = []
 for _ in range(count):
     stuck, holders = lingering()
     daemon = socket.socket(socket.AF_UNIX)
     daemon.connect(path)
-    socket.send_fds(daemon, [ping[:1]], [stuck.fileno()])
-    # A refused connection's descriptor can be dropped before this close, which is then the
-    # last one and waits an hour: close in a thread, so this process never waits on it.
-    threading.Thread(target=stuck.close, daemon=True).start()
-    try:
+    with contextlib.suppress(OSError):  # refused at once: nothing was passed
+        socket.send_fds(daemon, [ping[:1]], [stuck.fileno()])
+    # Drop this copy before the frame is whole, so the daemon's close is the last one. If
+    # the daemon refused and dropped its copy first, this close is the one that waits: in
+    # a thread, so this process never waits on it.
+    closing = threading.Thread(target=stuck.close, daemon=True)
+    closing.start()
+    closing.join(0.5)
+    with contextlib.suppress(OSError):  # refused: the daemon no longer reads
         daemon.sendall(ping[1:])
-    except OSError:  # refused: the daemon no longer reads
-        pass
     held += [*holders, daemon]
     time.sleep(0.05)
 print("sent", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -185,8 +186,10 @@ def test_a_store_another_process_holds_locked_keeps_nobody_waiting(
 
 
 # A descriptor whose last close waits as long as its owner likes: a TCP socket lingering
-# (SO_LINGER, an hour) on data its peer, held open by the attacker, never reads. Small
-# buffers keep the unsent data small. ``lingering()``: (that socket, what holds it).
+# (SO_LINGER, two minutes: far longer than a test, short enough that a close the test did
+# not mean to wait on cannot hold CI for long) on data its peer, held open by the attacker,
+# never reads. Small buffers keep the unsent data small. ``lingering()``: (that socket,
+# what holds it).
 LINGER = r"""
 import json, socket, struct
 
@@ -206,7 +209,7 @@ def lingering():
             stuck.send(b"x" * 65536)
     except BlockingIOError:
         pass
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 120))
     return stuck, [listener, peer]
 
 
@@ -263,7 +266,10 @@ def attacking(uid: int, script: str, *args: str) -> Iterator[None]:
         stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     try:
-        assert attacker.stdout is not None and attacker.stdout.readline() == "sent\n"
+        assert attacker.stdout is not None
+        ready, _, _ = select.select([attacker.stdout], [], [], 30)
+        assert ready, "the attacker never got its descriptors sent"
+        assert attacker.stdout.readline() == "sent\n"
         yield
     finally:
         attacker.kill()
