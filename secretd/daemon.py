@@ -417,6 +417,7 @@ class Daemon:
             raise ProtocolError(f"malformed RunSpec: {exc.line()}") from None
         self.budget.check_count(len(texts))
         spec, keys, own = authorise_run(self.policy, peer, self.config, spec, texts, cwd, environ)
+        self.budget.check_count(len(keys))  # an env: pattern is one secret per variable
         engine = self.engine.with_providers(own) if own else self.engine
         _check_rotation(spec, self.policy.is_superuser(peer))
         record = RunRecord(peer, spec, keys)

@@ -3,10 +3,11 @@
 A shared daemon must not be exhausted by one local user. Connections are counted per uid
 and in total; root, the daemon's own uid and the policy's administrators are always
 served, so a user holding every slot cannot lock them out. A client has ``read_timeout``
-seconds to send its request. A run may ask for ``max_secrets_per_run`` references and
-``max_bytes_per_run`` bytes of files, and one uid's running commands together hold at
-most ``max_bytes_per_user``: the daemon keeps each value in locked memory while its
-command runs. Every limit is a ``[daemon]`` setting; each refusal names the one to raise.
+seconds to send its request. A run may ask for ``max_secrets_per_run`` secrets (an
+``env:`` pattern counts each variable it matches) and ``max_bytes_per_run`` bytes of
+files, and one uid's running commands together hold at most ``max_bytes_per_user``: the
+daemon keeps each value in locked memory while its command runs. Every limit is a
+``[daemon]`` setting; each refusal names the one to raise.
 """
 
 from __future__ import annotations

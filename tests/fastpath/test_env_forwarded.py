@@ -90,6 +90,22 @@ def test_any_user_may_use_their_own_env_secrets(world: World, daemon: Daemon) ->
     assert "op=argv" in logs and "handed back" not in logs and "secrets=['tok']" in logs
 
 
+
+def test_a_pattern_counts_each_secret_it_stands_for(world: World, daemon: Daemon) -> None:  # noqa: F811
+    """``env:ATK_*`` over 300 of nobody's variables is 300 secrets: over the daemon's 256
+    per run, refused before anything is mounted."""
+    launcher = world.root / "secretd"
+    thin.write_launcher(str(launcher))
+    many = {f"ATK_{n}": "x" for n in range(300)}
+    argv = [str(launcher), "run", "--no-redact", "--secret", "env:ATK_*", "--", "true"]
+    result = as_nobody(world, argv, **many)
+    assert (result.returncode, result.stderr) == (
+        2,
+        "secretd: this run asks for 300 secrets; the daemon allows 256 per run: raise "
+        "[daemon] max_secrets_per_run in the daemon's config\n",
+    )
+    assert "op=argv" in daemon.logs() and "handed back" not in daemon.logs()
+
 RAW_ARGV = """
 import json, socket, sys
 from secretd import protocol
