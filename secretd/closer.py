@@ -1,20 +1,29 @@
-"""Closing what a client could make a close wait on, in threads, a bounded number per uid.
+"""Closing what a client could make a close wait on, without the daemon waiting on it.
 
 The last close of a client's descriptor runs its file's release, which can wait as long
 as the client likes: a TCP socket lingering (``SO_LINGER``) on data a peer the client
 holds never reads, a file of the client's FUSE mount. So can closing a connection whose
 unread bytes carry descriptors (the kernel drops them then); one whose unread bytes carry
-none (a request sent before its refusal) is closed at once. The intake's thread must
-not wait on those, so they are closed in threads of their own; but a thread per close
-let one user hold as many threads as it had lingering sockets to pass.
+none (a request sent before its refusal) is closed at once.
 
-So each close that may wait counts against its uid's connection slots
-(``Connections.hold``) until it has finished, and one uid has at most ``per_user``
-threads closing its things at once; more of its closes queue for those threads. A user
-whose closes hang holds its slots with them: its new connections are refused, as when it
-holds that many connections open, while everyone else is served. A thread that cannot be
-started (out of memory or of threads) leaves the close queued, retried at the next close
-any client causes; the connection stays open (and counted) meanwhile, nothing is lost.
+Descriptors the daemon received (a request's) are closed in threads: each such close
+counts against its uid's connection slots (``Connections.hold``) until it has finished,
+and one uid has at most ``per_user`` threads closing its things at once; more of its
+closes queue for those threads. A user whose closes hang holds its slots with them: its
+new connections are refused, as when it holds that many connections open, while
+everyone else is served. A thread that cannot be started (out of memory or of threads)
+leaves the close queued, retried at the next close any client causes.
+
+A connection whose unread bytes carry descriptors is not one the daemon can count that
+way: a user at its limit can open refused connections as fast as it likes, each carrying
+a lingering socket. Holding each until its close ends would run the daemon out of
+descriptors, and then nobody is served. Such a connection goes to a closing process of
+its own (``python -I -S``, started when first needed) as a passed descriptor: in flight
+it stays open, so the daemon's own close is not the last and returns at once, and the
+process closes what it receives, one after another. When that process can take no more
+(its queue is full of closes that hang) or is gone, it is killed, which ends at once
+every close it held (the kernel waits on no lingering socket for a killed process), and
+another takes its place. Without one, such a connection takes the threads' path.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ import fcntl
 import logging
 import os
 import socket
+import subprocess
+import sys
 import termios
 import threading
 from collections import defaultdict, deque
@@ -33,6 +44,23 @@ from .limits import Connections
 log = logging.getLogger("secretd.daemon")
 
 Item = tuple[socket.socket | None, list[int]]
+
+QUEUE_BYTES = 4096  # the kernel doubles it: about 11 passed descriptors
+
+# The closing process: it closes each descriptor it is passed. It ends when the daemon
+# does, even mid-close (SIGKILL when the intake's thread, its parent, is gone: a daemon
+# killed with -9 leaves no closing process behind).
+CLOSING = r"""
+import ctypes, os, socket, signal
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+channel = socket.socket(fileno=0)
+while True:
+    message, fds, _, _ = socket.recv_fds(channel, 1, 1)
+    if not message:
+        break
+    for fd in fds:
+        os.close(fd)
+"""
 
 
 class Closer:
@@ -51,15 +79,21 @@ class Closer:
         self._running: dict[int, int] = {}
         self._stalled: set[int] = set()  # uids with queued closes and no thread for them
         self._warned = False
+        self._handing = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._channel: socket.socket | None = None
+        self._unstartable = False  # the closing process could not be started (warned)
 
     def release(self, uid: int, sock: socket.socket | None, fds: list[int]) -> None:
         """Close ``sock`` (a connection its thread is done with) and ``fds`` (descriptors
         its request brought); ``fds`` is emptied. A connection whose unread bytes carry no
         descriptors, without descriptors of its request (every well-behaved one), is
         closed at once."""
-        if not fds and (sock is None or _harmless(sock)):
-            if sock is not None:
+        if sock is not None and (_harmless(sock) or self._hand_over(sock)):
+            if sock.fileno() != -1:
                 sock.close()
+            sock = None
+        if sock is None and not fds:
             return
         item = (sock, list(fds))
         fds.clear()
@@ -72,6 +106,63 @@ class Closer:
             starting = [u for u in dict.fromkeys(starting) if self._take_thread(u)]
         for each in starting:
             self._start(each)
+
+    def stop(self) -> None:
+        """End the closing process, and every close it waits on."""
+        with self._handing:
+            self._retire()
+
+    def _hand_over(self, sock: socket.socket) -> bool:
+        """Pass ``sock`` to the closing process and close it here; ``False`` when no
+        closing process takes it (``sock`` is left open)."""
+        with self._handing:
+            for _ in range(2):
+                channel = self._channel or self._start_process()
+                if channel is None:
+                    return False
+                try:  # the channel never blocks (send_fds ignores its flags argument)
+                    socket.send_fds(channel, [b"c"], [sock.fileno()])
+                except OSError:  # full of closes that hang, or gone
+                    log.info("the closing process took no more closes; starting another")
+                    self._retire()
+                    continue
+                sock.close()  # not the last close: the passed descriptor is in flight
+                return True
+        return False
+
+    def _start_process(self) -> socket.socket | None:
+        """Start the closing process (lock held); its channel, or ``None``."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        # A short queue: a dozen closes that hang are enough to start afresh.
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, QUEUE_BYTES)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", CLOSING, "secretd-closer"],
+                stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                cwd="/", env={},
+            )  # fmt: skip
+        except OSError as exc:
+            ours.close()
+            if not self._unstartable:
+                log.warning("cannot start the closing process: %s", exc.strerror or exc)
+            self._unstartable = True
+            return None
+        finally:
+            theirs.close()
+        self._unstartable = False
+        self._process, self._channel = process, ours
+        return ours
+
+    def _retire(self) -> None:
+        """Kill the closing process and drop its channel (lock held)."""
+        if self._process is not None:
+            self._process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(5)
+        if self._channel is not None:
+            self._channel.close()
+        self._process = self._channel = None
 
     def _take_thread(self, uid: int) -> bool:
         """Count a thread for ``uid`` if it may have one more (lock held)."""

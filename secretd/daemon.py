@@ -314,6 +314,7 @@ class Daemon:
             record.terminate(grace)
         with self._done:
             self._done.wait_for(lambda: self._active == 0, grace + 1)
+        self.closer.stop()
 
     def _worker(self) -> None:
         """Serve requests one after another; retire after ``IDLE_THREAD`` seconds

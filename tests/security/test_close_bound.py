@@ -1,7 +1,9 @@
-"""A local user piling up closes that wait: each one holds a daemon thread until the
-close ends (``closer.py``). They count against the user's connection slots, and one
-user has at most ``max_connections_per_user`` threads closing its things; the rest
-queue. That user is refused while its closes hang; other users are served.
+"""A local user piling up closes that wait (``closer.py``). A descriptor the daemon
+received holds a daemon thread until its close ends: those count against the user's
+connection slots, and one user has at most ``max_connections_per_user`` threads closing
+its things; the rest queue. That user is refused while its closes hang; other users are
+served. Its refused connections, each carrying a lingering socket the daemon never read,
+cost the daemon nothing: they go to the closing process, replaced when it is full.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,7 @@ pytestmark = pytest.mark.root
 SLOTS = 4
 OTHER = 23456  # a second user the policy grants api_*
 LINGERING_CLOSES = 12
+REFUSED_CLOSES = 40  # more than the closing process's queue holds (about 11)
 
 # COUNT connections, each passing a TCP socket whose last close (the daemon's) waits
 # (LINGER). The descriptor goes with the request's first byte, so a connection the
@@ -121,3 +125,35 @@ def test_closes_that_wait_hold_the_users_slots_and_no_more_threads_than_them(
     assert bounded.idle_fds(timeout=30) == baseline_fds
     wait_for(lambda: ping_as(world, NOBODY)["ok"] is True, "nobody's slots to come back", 30)
     wait_for(lambda: threads(bounded) <= baseline, "the closing threads to end", 30)
+
+
+def test_refused_connections_carrying_closes_that_wait_cost_the_daemon_nothing(
+    world: World, bounded: Daemon
+) -> None:
+    """Past its slots, every connection is refused with a lingering socket in its unread
+    bytes: the daemon holds no descriptor and no thread for any of them."""
+    baseline_fds = bounded.idle_fds()
+    baseline = threads(bounded)
+    with attacking(NOBODY, PILE, str(world.socket), str(REFUSED_CLOSES)):
+        time.sleep(1.5)
+        # the waiting closes holding the slots: a received socket and its connection each
+        held = len(os.listdir(f"/proc/{bounded.pid}/fd")) - len(bounded.closing())
+        assert held <= baseline_fds + 2 * SLOTS, bounded.logs()
+        assert threads(bounded) - baseline <= SLOTS, bounded.logs()
+        (closing,) = bounded.closing()
+        assert "the closing process took no more closes; starting another" in bounded.logs()
+        assert ping_as(world, OTHER)["ok"] is True, bounded.logs()
+        assert call(world.socket, protocol.request("ping"), timeout=10)["ok"] is True
+    assert bounded.idle_fds(timeout=30) == baseline_fds
+    wait_for(lambda: ping_as(world, NOBODY)["ok"] is True, "nobody's slots to come back", 30)
+    assert bounded.stop() == 0, bounded.logs()
+    assert not Path(f"/proc/{closing}").exists(), "the closing process outlived the daemon"
+
+
+def test_a_daemon_killed_mid_close_leaves_no_closing_process(world: World, bounded: Daemon) -> None:
+    """``kill -9`` while the closing process waits on a close: it goes with the daemon."""
+    with attacking(NOBODY, PILE, str(world.socket), str(SLOTS + 3)):
+        wait_for(lambda: bounded.closing(), "the closing process to start", 10)
+        (closing,) = bounded.closing()
+        bounded.kill()
+        wait_for(lambda: not Path(f"/proc/{closing}").exists(), "the closing process to end", 10)
