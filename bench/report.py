@@ -349,7 +349,9 @@ def main() -> None:
         "\nReads that overlap in time are one upstream read (single-flight, secretd/broker.py);"
         "\non loopback a read is over in milliseconds, before most runs have asked, so later"
         "\nruns read again. On two cores the 200 clients reach the daemon over about a second:"
-        "\nbehind the relay a run may still come after the first read and make a second.",
+        "\nbehind the relay a run may still come after the first read and make a second."
+        "\nWith `cache_ttl` (off by default, so a rotation is seen at once) later runs take"
+        "\nthe value the first read cached.",
     )
     (BENCH / "REPORT.md").write_text(report + fuse + "\n" + reads)
     width = max(len(r.entry.name) for r in results)

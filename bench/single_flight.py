@@ -2,8 +2,9 @@
 daemon, counted in OpenBao's audit log (a file audit device in the server's config file:
 the API refuses `audit enable` in dev mode). Twice: with a relay that holds each answer
 ``DELAY`` s, as a distant server would, so that the runs are all in flight during the
-first read; and against OpenBao on loopback, where a read is over before most runs have
-started. Then a leased secret (a PKI certificate): one lease, and one revocation, a run.
+first read; against OpenBao on loopback, where a read is over before most runs have
+started; and on loopback with ``cache_ttl`` set, where later runs take the cached value.
+Then a leased secret (a PKI certificate): one lease, and one revocation, a run.
 
 Usage (as root): python bench/single_flight.py      (~30 s; prints a Markdown table)
 """
@@ -33,10 +34,11 @@ CERT = "vault:pki/issue/web?common_name=bench.example.com&ttl=60s#certificate"
 
 
 @contextmanager
-def daemon(tmp: Path, address: str) -> Iterator[dict[str, str]]:
+def daemon(tmp: Path, address: str, cache_ttl: int = 0) -> Iterator[dict[str, str]]:
     """A ``secretd daemon`` whose ``kv`` and ``tls`` come from OpenBao at ``address``;
     yields the environment a client finds it with."""
     (tmp / "secretd.toml").write_text(
+        f"cache_ttl = {cache_ttl}\n\n"
         f'[providers.vault]\naddress = "{address}"\ntoken = "{ROOT_TOKEN}"\n\n'
         f'[secrets.kv]\nsource = "vault:{KV}#password"\n\n[secrets.tls]\nsource = "{CERT}"\n'
     )
@@ -64,9 +66,9 @@ def together(env: dict[str, str], cwd: Path, name: str, runs: int) -> tuple[set[
     return {out for out, _ in outputs}, took
 
 
-def kv_row(tmp: Path, bao: BaoServer, upstream: str, address: str) -> str:
+def kv_row(tmp: Path, bao: BaoServer, upstream: str, address: str, cache_ttl: int = 0) -> str:
     seen = len(bao.requests())
-    with daemon(tmp, address) as env:
+    with daemon(tmp, address, cache_ttl) as env:
         values, took = together(env, tmp, "kv", RUNS)
     if values != {b"bench-flight-value"}:
         raise SystemExit(f"the runs read {len(values)} different values")
@@ -99,6 +101,8 @@ def main() -> None:
                 upstream = f"OpenBao behind a relay holding each answer {DELAY:.0f} s"
                 rows = [kv_row(tmp, bao, upstream, f"http://127.0.0.1:{held.port}")]
             rows.append(kv_row(tmp, bao, "OpenBao on loopback, no delay", bao.address))
+            cached = "OpenBao on loopback, `cache_ttl = 10`"
+            rows.append(kv_row(tmp, bao, cached, bao.address, cache_ttl=10))
             leased = leases(tmp, bao)
         finally:
             bao.stop()
