@@ -9,8 +9,6 @@ and docker only with the provider or runtime that uses them.
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (4 ms)
 if TYPE_CHECKING:
     from typing import Any
@@ -92,6 +90,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # here, not above: the thin client imports this package (0.6 ms)
+
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
