@@ -18,7 +18,7 @@ A connection whose unread bytes carry descriptors is not one the daemon can coun
 way: a user at its limit can open refused connections as fast as it likes, each carrying
 a lingering socket. Holding each until its close ends would run the daemon out of
 descriptors, and then nobody is served. Such a connection goes to a closing process of
-its own (``python -I -S``, started when first needed) as a passed descriptor: in flight
+its own (``closing.py``, started when first needed) as a passed descriptor: in flight
 it stays open, so the daemon's own close is not the last and returns at once, and the
 process closes what it receives, one after another. When that process can take no more
 (its queue is full of closes that hang) or is gone, it is killed, which ends at once
@@ -38,6 +38,7 @@ import sys
 import termios
 import threading
 from collections import defaultdict, deque
+from pathlib import Path
 
 from .limits import Connections
 
@@ -47,20 +48,7 @@ Item = tuple[socket.socket | None, list[int]]
 
 QUEUE_BYTES = 4096  # the kernel doubles it: about 11 passed descriptors
 
-# The closing process: it closes each descriptor it is passed. It ends when the daemon
-# does, even mid-close (SIGKILL when the intake's thread, its parent, is gone: a daemon
-# killed with -9 leaves no closing process behind).
-CLOSING = r"""
-import ctypes, os, socket, signal
-ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-channel = socket.socket(fileno=0)
-while True:
-    message, fds, _, _ = socket.recv_fds(channel, 1, 1)
-    if not message:
-        break
-    for fd in fds:
-        os.close(fd)
-"""
+PACKAGE = str(Path(__file__).resolve().parent.parent)  # for the closing process
 
 
 class Closer:
@@ -90,8 +78,7 @@ class Closer:
         descriptors, without descriptors of its request (every well-behaved one), is
         closed at once."""
         if sock is not None and (_harmless(sock) or self._hand_over(sock)):
-            if sock.fileno() != -1:
-                sock.close()
+            sock.close()  # a handed-over one is in flight: this is not its last close
             sock = None
         if sock is None and not fds:
             return
@@ -110,11 +97,10 @@ class Closer:
     def stop(self) -> None:
         """End the closing process, and every close it waits on."""
         with self._handing:
-            self._retire()
+            self._retire(wait=5)
 
     def _hand_over(self, sock: socket.socket) -> bool:
-        """Pass ``sock`` to the closing process and close it here; ``False`` when no
-        closing process takes it (``sock`` is left open)."""
+        """Pass ``sock`` to the closing process; ``False`` when none takes it."""
         with self._handing:
             for _ in range(2):
                 channel = self._channel or self._start_process()
@@ -124,9 +110,8 @@ class Closer:
                     socket.send_fds(channel, [b"c"], [sock.fileno()])
                 except OSError:  # full of closes that hang, or gone
                     log.info("the closing process took no more closes; starting another")
-                    self._retire()
+                    self._retire(wait=0)
                     continue
-                sock.close()  # not the last close: the passed descriptor is in flight
                 return True
         return False
 
@@ -138,9 +123,9 @@ class Closer:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, QUEUE_BYTES)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", CLOSING, "secretd-closer"],
+                [sys.executable, "-P", "-S", "-m", "secretd.closing"],
                 stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                cwd="/", env={},
+                cwd="/", env={"PYTHONPATH": PACKAGE},
             )  # fmt: skip
         except OSError as exc:
             ours.close()
@@ -154,12 +139,15 @@ class Closer:
         self._process, self._channel = process, ours
         return ours
 
-    def _retire(self) -> None:
-        """Kill the closing process and drop its channel (lock held)."""
+    def _retire(self, wait: float) -> None:
+        """Kill the closing process and drop its channel (lock held), waiting up to
+        ``wait`` s for it to end. The intake's thread waits for none: subprocess reaps a
+        process it let go at its next start."""
         if self._process is not None:
             self._process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(5)
+            if wait:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(wait)
         if self._channel is not None:
             self._channel.close()
         self._process = self._channel = None

@@ -165,7 +165,7 @@ class Daemon:
         found = []
         for child in children:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                if b"secretd-closer" in Path(f"/proc/{child}/cmdline").read_bytes():
+                if b"secretd.closing" in Path(f"/proc/{child}/cmdline").read_bytes():
                     found.append(int(child))
         return found
 

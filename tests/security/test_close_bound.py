@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -92,6 +93,14 @@ def bounded(world: World) -> Iterator[Daemon]:
         assert started.stop() == 0, started.logs()
 
 
+def ended(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def ping_as(world: World, uid: int) -> dict[str, object]:
     """What the daemon answers ``uid``'s ping on a connection of its own."""
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}
@@ -157,3 +166,20 @@ def test_a_daemon_killed_mid_close_leaves_no_closing_process(world: World, bound
         (closing,) = bounded.closing()
         bounded.kill()
         wait_for(lambda: not Path(f"/proc/{closing}").exists(), "the closing process to end", 10)
+
+
+def test_a_closing_process_killed_mid_close_is_replaced(world: World, bounded: Daemon) -> None:
+    """``kill -9`` of the closing process itself: the daemon starts another at the next
+    such close and serves everyone meanwhile."""
+    baseline_fds = bounded.idle_fds()
+    with attacking(NOBODY, PILE, str(world.socket), str(SLOTS + 3)):
+        wait_for(lambda: bounded.closing(), "the closing process to start", 10)
+        (first,) = bounded.closing()
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: ended(first), "the closing process to end", 10)
+        assert ping_as(world, OTHER)["ok"] is True, bounded.logs()
+    with attacking(NOBODY, PILE, str(world.socket), str(SLOTS + 3)):
+        wait_for(lambda: bounded.closing() not in ([], [first]), "another closing process", 10)
+        assert ping_as(world, OTHER)["ok"] is True, bounded.logs()
+    assert bounded.idle_fds(timeout=30) == baseline_fds
+    assert "the closing process took no more closes; starting another" in bounded.logs()
