@@ -30,11 +30,16 @@ def store_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 def reporter(log: Path, target: str = "/run/secrets/api_key", period: float = 0.1) -> str:
     """A shell loop that appends ``<value> <inode>`` whenever the file's value or inode
     changes, and ``HUP`` for each SIGHUP it gets (first line: ``start``). SIGTERM ends it
-    (a container's PID 1 ignores a signal it has no handler for)."""
+    (a container's PID 1 ignores a signal it has no handler for).
+
+    A look during which a SIGHUP came is not recorded: the sandbox's tini relays a signal
+    to the whole process group (``-g``), so it also kills the ``cat`` or ``stat`` the loop
+    was running, and the half-made line would read as a value the file never had."""
     return (
-        f'echo start >> {log}; trap "echo HUP >> {log}" HUP; trap "exit 0" TERM; last=""; '
-        f'while :; do now="$(cat {target}) $(stat -c %i {target})"; '
-        f'[ "$now" != "$last" ] && echo "$now" >> {log}; last="$now"; sleep {period}; done'
+        f'echo start >> {log}; trap "echo HUP >> {log}; hup=1" HUP; trap "exit 0" TERM; '
+        f'last=""; while :; do hup=0; now="$(cat {target}) $(stat -c %i {target})"; '
+        f'if [ $hup = 0 ] && [ "$now" != "$last" ]; then echo "$now" >> {log}; last="$now"; fi; '
+        f"sleep {period}; done"
     )
 
 
