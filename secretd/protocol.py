@@ -39,6 +39,7 @@ from .errors import (
     SecretNotFound,
     StoreError,
     UsageError,
+    printable,
 )
 
 VERSION = wire.VERSION
@@ -119,9 +120,11 @@ def labels(message: Message, key: str = "labels") -> dict[str, str]:
 
 
 def failure(exc: SecretdError) -> Message:
-    """The reply for a failed request: one line, its kind, and the CLI's exit code."""
+    """The reply for a failed request: one line, its kind, and the CLI's exit code. The
+    line is printable already (``errors.printable``, which does nothing to it twice), so
+    that a client need not know Unicode to print it safely (``thin.c``)."""
     kind = next(name for name, cls in ERRORS.items() if isinstance(exc, cls))
-    return {"ok": False, "error": exc.line(), "kind": kind, "exit_code": exc.exit_code}
+    return {"ok": False, "error": printable(exc.line()), "kind": kind, "exit_code": exc.exit_code}
 
 
 def raise_for(reply: Message) -> Message:

@@ -45,12 +45,16 @@ PROJECT_CONFIG = "secretd.toml"
 # daemon parses with its own config, so these runs are the full CLI's.
 OWN_SETTINGS = ("SECRETD_STRICT", "SECRETD_RUNTIME")
 GONE = "the secretd daemon closed the connection {when}: see the daemon's log"
+# Set by the compiled client (thin.c) when a daemon handed a run back: the full CLI runs
+# it at once, without asking the daemon a second time.
+HANDED_BACK = "SECRETD_HANDED_BACK"
 
 
 def main() -> NoReturn:
     """``secretd``: a ``run`` through a trusted daemon here, anything else by the full CLI."""
     args = sys.argv[1:]
-    if args[:1] == ["run"] and _may_forward(args[1:], os.environ):
+    handed_back = os.environ.pop(HANDED_BACK, None) is not None
+    if args[:1] == ["run"] and not handed_back and _may_forward(args[1:], os.environ):
         status = _forward(args[1:])
         if status is not None:
             _leave(status)

@@ -36,12 +36,17 @@ if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt .venv/.installed ]; then
     touch .venv/.installed
 fi
 
-# The secretd script: 'python -IS' and the thin client (secretd/thin.py), which hands a run
-# to the daemon without loading the CLI (pip's script costs ~10 ms more). Then bytecode for
-# secretd and its libraries, so that a host with PYTHONDONTWRITEBYTECODE set does not
-# compile them on every start (~200 ms); a library file that does not compile is skipped.
+# The secretd command: a small program (secretd/thin.c) that hands a run to a trusted
+# daemon without starting Python, and execs the launcher for everything else: 'python -IS'
+# and the thin client (secretd/thin.py), which does the same without loading the CLI
+# (pip's script costs ~10 ms more). Then bytecode for secretd and its libraries, so that a
+# host with PYTHONDONTWRITEBYTECODE set does not compile them on every start (~200 ms); a
+# library file that does not compile is skipped.
+mkdir -p .venv/libexec
 .venv/bin/python -c 'import sys; from secretd.thin import write_launcher; write_launcher(sys.argv[1])' \
-    .venv/bin/secretd
+    .venv/libexec/secretd
+gcc -O2 -Wall -Wextra -DLAUNCHER="\"$PWD/.venv/libexec/secretd\"" -o .venv/bin/secretd.tmp secretd/thin.c
+mv .venv/bin/secretd.tmp .venv/bin/secretd
 env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m compileall -q -j 0 secretd \
     .venv/lib/python3*/site-packages >/dev/null || true
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from secretd import thin
+from tests.support.launcher import install
 from tests.support.waiting import wait_for
 
 VALUE = "fastpath-value-7c1"
@@ -66,6 +66,8 @@ class Fast:
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
         kwargs.setdefault("timeout", 60)
+        for name in kwargs.pop("unset", ()):  # type: ignore[attr-defined]
+            env.pop(name, None)
         env |= kwargs.pop("extra_env", {})  # type: ignore[arg-type]
         return subprocess.run(argv, cwd=self.root / "work", env=env, **kwargs)  # type: ignore[call-overload,no-any-return]
 
@@ -75,13 +77,13 @@ class Fast:
         return [line.split("op=")[1].split()[0] for line in lines if "request op=" in line]
 
 
-@pytest.fixture(scope="module")
-def fast() -> Iterator[Fast]:
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def fast(request: pytest.FixtureRequest) -> Iterator[Fast]:
+    """Each test runs with the compiled client and with the Python launcher alone."""
     root = Path(tempfile.mkdtemp(prefix="secretd-fastpath-", dir="/tmp"))
     for name in ("work", "config", "run", "run-alone"):
         (root / name).mkdir(mode=0o700)
-    launcher = root / "secretd"
-    thin.write_launcher(str(launcher))
+    launcher = install(root / "secretd", request.param)
     log = root / "daemon.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith("SECRETD_")}
     env = base | {"SECRETD_STATE_DIR": f"{root}/state", "SECRETD_RUNTIME_DIR": f"{root}/run"}

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from secretd import thin
 from tests.daemon.conftest import CANARY, CONFIG, NOBODY, Daemon, World
 from tests.daemon.conftest import daemon as daemon  # noqa: F401 - the fixtures
 from tests.daemon.conftest import world as world  # noqa: F401
+from tests.support.launcher import install
 from tests.support.waiting import wait_for
 
 from .conftest import DAEMON_ONLY, Fast
@@ -80,7 +80,7 @@ def as_nobody(world: World, argv: list[str], **env: str) -> subprocess.Completed
 def test_any_user_may_use_their_own_env_secrets(world: World, daemon: Daemon) -> None:  # noqa: F811
     """``nobody``'s policy grants ``api_*`` only; its own variables need no entry."""
     launcher = world.root / "secretd"
-    thin.write_launcher(str(launcher))
+    install(launcher)
     args = ["run", "--no-redact", "--secret", "tok=env:NOBODY_TOKEN", "--", "sh", "-c"]
     script = "cat /run/secrets/tok; echo; stat -c %u /run/secrets/tok; id -u"
     result = as_nobody(world, [str(launcher), *args, script], NOBODY_TOKEN="nobody-tok-4a1")
@@ -90,12 +90,11 @@ def test_any_user_may_use_their_own_env_secrets(world: World, daemon: Daemon) ->
     assert "op=argv" in logs and "handed back" not in logs and "secrets=['tok']" in logs
 
 
-
 def test_a_pattern_counts_each_secret_it_stands_for(world: World, daemon: Daemon) -> None:  # noqa: F811
     """``env:ATK_*`` over 300 of nobody's variables is 300 secrets: over the daemon's 256
     per run, refused before anything is mounted."""
     launcher = world.root / "secretd"
-    thin.write_launcher(str(launcher))
+    install(launcher)
     many = {f"ATK_{n}": "x" for n in range(300)}
     argv = [str(launcher), "run", "--no-redact", "--secret", "env:ATK_*", "--", "true"]
     result = as_nobody(world, argv, **many)
@@ -105,6 +104,7 @@ def test_a_pattern_counts_each_secret_it_stands_for(world: World, daemon: Daemon
         "[daemon] max_secrets_per_run in the daemon's config\n",
     )
     assert "op=argv" in daemon.logs() and "handed back" not in daemon.logs()
+
 
 RAW_ARGV = """
 import json, socket, sys
@@ -130,7 +130,7 @@ def test_nobody_reads_no_root_file_through_env_file(
     secret = str(world.root / "api_key.txt")
     assert Path(secret).stat().st_mode & 0o777 == 0o600
     launcher = world.root / "secretd"
-    thin.write_launcher(str(launcher))
+    install(launcher)
     args = ["run", "--no-redact", "--secret", ref, "--", "sh", "-c", "cat -- /run/secrets/*"]
     through_thin = as_nobody(world, [str(launcher), *args], ROOT_FILE=secret)
     full = as_nobody(world, [sys.executable, "-m", "secretd", *args], ROOT_FILE=secret)
@@ -169,7 +169,7 @@ def test_a_name_the_daemon_binds_to_env_reads_the_daemons_own(world: World, boun
     with ``env:`` secrets of the caller's own in the same run, it goes back to the
     caller's CLI (where the name is not bound)."""
     launcher, config = world.root / "secretd", world.root / "no-config"
-    thin.write_launcher(str(launcher))
+    install(launcher)
     config.mkdir()
     env = world.env(SECRETD_HOST=world.host, XDG_CONFIG_HOME=str(config), MINE="mine-9d")
     assert BOUND[0] not in env

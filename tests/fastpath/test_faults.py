@@ -181,3 +181,14 @@ def test_a_daemon_without_argv_gets_the_full_clis_run_request(fast: Fast, tmp_pa
         done = fast.thin("run", "--", "true", extra_env={"SECRETD_RUNTIME_DIR": str(tmp_path)})
         server.join(10)
     assert (done.returncode, done.stderr, ops) == (7, "", ["argv", "run"])
+
+
+def test_a_run_handed_back_asks_the_daemon_once_and_leaves_no_trace(fast: Fast) -> None:
+    """A command without a bare ``--`` before it may name an image: the daemon hands the
+    run back, and the full CLI runs it without asking the daemon again. The command's
+    environment shows nothing of the hand-back."""
+    before = fast.requests().count("argv")
+    done = fast.thin("run", "--no-redact", "--secret", "api_key", "env")
+    assert done.returncode == 0, done.stderr
+    assert fast.requests().count("argv") == before + 1
+    assert "PATH=" in done.stdout and "HANDED_BACK" not in done.stdout

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from secretd import client, thin
+from secretd import client
 from secretd.config import load_config
 from tests.daemon.conftest import NOBODY, Daemon, World
 from tests.daemon.conftest import daemon as daemon  # noqa: F401 - the fixtures
 from tests.daemon.conftest import world as world  # noqa: F401
 from tests.support.forwarding import StandIn, forward
+from tests.support.launcher import install
 
 from .test_env_forwarded import as_nobody
 
@@ -46,7 +47,7 @@ def test_a_callers_path_runs_no_program_as_the_daemon(
     podman.write_text(FAKE_PODMAN.format(ran=ran))
     podman.chmod(0o755)
     launcher = world.root / "secretd"
-    thin.write_launcher(str(launcher))
+    install(launcher)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DOCKER_HOST": "unix:///nonexistent/d.sock"}
     args = ["run", "no-such-image-4f2", "--", "true"]
     through_thin = as_nobody(world, [str(launcher), *args], **env)

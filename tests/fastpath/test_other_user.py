@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from secretd import thin
 from tests.daemon.conftest import Daemon, World
 from tests.daemon.conftest import daemon as daemon  # noqa: F401 - the fixtures
 from tests.daemon.conftest import world as world  # noqa: F401
+from tests.support.launcher import install
 
 
 def as_nobody(world: World, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -41,7 +41,7 @@ def test_nobody_gets_what_the_full_cli_gets(
     args: list[str],
 ) -> None:
     launcher = world.root / "secretd"
-    thin.write_launcher(str(launcher))
+    install(launcher)
     through_thin = as_nobody(world, [str(launcher), "run", *args])
     through_full = as_nobody(world, [sys.executable, "-m", "secretd", "run", *args])
     assert (through_thin.returncode, through_thin.stdout, through_thin.stderr) == (

@@ -37,6 +37,7 @@ TABLE = [
     ("not-found-127", ["--", "no-such-command-fastpath"], None, "daemon"),
     ("not-runnable-126", ["--", "/etc/passwd"], None, "daemon"),
     ("unknown-secret-125", ["--secret", "nosuch_fastpath", "--", "true"], None, "daemon"),
+    ("unprintable-127", ["--", "nosuch\x1b[2J\u202e\u00a0\u00e9"], None, "daemon"),
     ("unknown-flag-2", ["--bogus", "--", "true"], None, "back"),
     ("bad-reference-2", ["--secret", "x=nope:thing", "--", "true"], None, "daemon"),
     ("no-command-2", ["--secret", "api_key", "--"], None, "back"),
@@ -69,9 +70,7 @@ TABLE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("name", "args", "stdin", "by"), TABLE, ids=[row[0] for row in TABLE]
-)
+@pytest.mark.parametrize(("name", "args", "stdin", "by"), TABLE, ids=[row[0] for row in TABLE])
 def test_same_as_the_full_cli(fast: Fast, name: str, args: list[str], stdin: str | None, by: str):
     (fast.root / "work" / ENV["FASTPATH_PATH"]).write_text("from-a-file-0c4\n")
     extra = ENV
@@ -85,6 +84,7 @@ def test_same_as_the_full_cli(fast: Fast, name: str, args: list[str], stdin: str
     asked, back = "request op=argv" in log, "handed back" in log
     expected = {"daemon": (True, False), "back": (True, True), "local": (False, False)}
     assert (asked, back) == expected[by]
+    assert all(line.isprintable() for line in thin.stderr.splitlines())  # no terminal escape
     status = name.rpartition("-")[2]
     if status.isdigit():  # a row named for its exit status has it, not only both alike
         assert thin.returncode == int(status)
@@ -92,3 +92,21 @@ def test_same_as_the_full_cli(fast: Fast, name: str, args: list[str], stdin: str
         assert "secretd: warning: -e DB_PASSWORD looks like a secret" in thin.stderr
     if args[-1] == "wc -c </run/secrets/api_key":
         assert thin.stdout.strip() == str(len(VALUE))
+
+
+LOCALES = ("LANG", "LC_ALL", "LC_CTYPE")
+
+
+@pytest.mark.parametrize(
+    "locale",
+    [{}, {"LANG": "C.UTF-8"}, {"LC_ALL": "C"}, {"LANG": "xx_NO.SUCH"}, {"LC_CTYPE": "POSIX"}],
+    ids=["none", "lang", "lc-all", "unknown", "posix"],
+)
+def test_the_command_gets_the_locale_the_full_cli_gives_it(
+    fast: Fast, locale: dict[str, str]
+) -> None:
+    """Python's start turns a C locale's LC_CTYPE into C.UTF-8 (PEP 538) in the environment
+    the full CLI passes on; a run through the daemon gives the command the same."""
+    args = ["run", "--", "sh", "-c", "echo ${LANG-unset} ${LC_ALL-unset} ${LC_CTYPE-unset}"]
+    done = [how(*args, unset=LOCALES, extra_env=locale) for how in (fast.thin, fast.full)]
+    assert [(d.returncode, d.stdout, d.stderr) for d in done] == [(0, done[1].stdout, "")] * 2

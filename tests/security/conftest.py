@@ -15,16 +15,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.launcher import COMPILED
 from tests.support.waiting import wait_for
 
 NOBODY = 65534
 REPO = Path(__file__).resolve().parents[2]
+MODULE = (sys.executable, "-m", "secretd")
+# The ways a user starts ``secretd``: the full CLI, and the compiled client setup installs.
+COMMANDS = {"module": MODULE, "compiled": (str(COMPILED),)}
 IMPOSTOR = r"""
 import json, os, socket, sys
 path, report = sys.argv[1], sys.argv[2]
@@ -104,10 +108,13 @@ class Victim:
             **extra,
         }
 
-    def secretd(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def secretd(
+        self, *args: str, via: Sequence[str] = MODULE, **kwargs: object
+    ) -> subprocess.CompletedProcess[str]:
+        """``secretd ARGS`` as the victim, by the full CLI or ``via`` another command."""
         kwargs.setdefault("cwd", self.home)
         env = self.env(**kwargs.pop("extra_env", {}))  # type: ignore[arg-type]
-        return as_user(self.uid, [sys.executable, "-m", "secretd", *args], env, **kwargs)
+        return as_user(self.uid, [*via, *args], env, **kwargs)
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from secretd import protocol, thin
+from secretd import protocol
 from tests.daemon.conftest import call, ping
+from tests.support.launcher import install
 
 from .conftest import NOBODY, Daemon, World, as_user, setpriv
 
@@ -91,7 +92,7 @@ def nobody_runs(world: World, *args: str, **env: str) -> subprocess.CompletedPro
     """``secretd ARGS`` as ``nobody`` through the thin client (the launcher setup writes)."""
     launcher = world.root / "secretd"
     if not launcher.exists():
-        thin.write_launcher(str(launcher))
+        install(launcher)
     base = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "SECRETD_HOST": world.host}
     return as_user(NOBODY, [str(launcher), *args], base | env, cwd=world.socket.parent)
 

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import NOBODY, Impostor, Victim, as_user, popen_as, start_impostor, wait_for
+from .conftest import (
+    COMMANDS,
+    NOBODY,
+    Impostor,
+    Victim,
+    as_user,
+    popen_as,
+    start_impostor,
+    wait_for,
+)
 
 pytestmark = pytest.mark.root
 
@@ -46,11 +55,12 @@ def test_secret_create_sends_no_byte_to_an_impostor(
     assert "api_key" in listed.stdout  # it went to the victim's own store
 
 
+@pytest.mark.parametrize("via", COMMANDS)
 def test_run_passes_no_descriptor_to_an_impostor(
-    victim: Victim, attacker_dir: Path, impostors: list[Impostor]
+    victim: Victim, attacker_dir: Path, impostors: list[Impostor], via: str
 ) -> None:
     impostor = squat(victim, attacker_dir, impostors)
-    result = victim.secretd("run", "--", "sh", "-c", "echo ran in-process")
+    result = victim.secretd("run", "--", "sh", "-c", "echo ran in-process", via=COMMANDS[via])
     assert impostor.report() == {"connections": 0, "bytes": 0, "fds": 0}
     assert (result.returncode, result.stdout) == (0, "ran in-process\n"), result.stderr
     assert "ignored the daemon socket" in result.stderr
@@ -82,16 +92,25 @@ def root_dir() -> Iterator[Path]:
         yield path
 
 
+def linked_impostor(
+    root_dir: Path, attacker_dir: Path, impostors: list[Impostor], owner: int
+) -> tuple[Impostor, Path]:
+    """``nobody`` listens; its socket is hard-linked into root's directory, the link
+    given to ``owner``."""
+    impostor = start_impostor(attacker_dir / "run" / "secretd.sock", attacker_dir)
+    impostors.append(impostor)
+    linked = root_dir / "secretd.sock"
+    os.link(impostor.socket, linked)
+    os.chown(linked, owner, owner, follow_symlinks=False)
+    return impostor, linked
+
+
 def test_a_listener_of_another_user_is_refused_even_in_a_trusted_place(
     root_dir: Path, attacker_dir: Path, impostors: list[Impostor]
 ) -> None:
     """``SO_PEERCRED``: the socket file is root's, in root's directory, yet ``nobody``
     listens on it (a hard link to nobody's socket): root's client sends nothing."""
-    impostor = start_impostor(attacker_dir / "run" / "secretd.sock", attacker_dir)
-    impostors.append(impostor)
-    linked = root_dir / "secretd.sock"
-    os.link(impostor.socket, linked)
-    os.chown(linked, 0, 0, follow_symlinks=False)
+    impostor, linked = linked_impostor(root_dir, attacker_dir, impostors, owner=0)
     created = subprocess.run(
         [sys.executable, "-m", "secretd", "secret", "create", "api_key", "-"],
         input=VALUE, capture_output=True, text=True, timeout=60,
@@ -105,6 +124,31 @@ def test_a_listener_of_another_user_is_refused_even_in_a_trusted_place(
         "(nobody), not by you or root: unset SECRETD_HOST, or name a daemon that root or "
         "you run\n"
     )
+
+
+@pytest.mark.parametrize("owner", [0, NOBODY], ids=["served-by-nobody", "socket-of-nobody"])
+def test_the_compiled_client_sends_no_run_where_the_full_cli_would_not(
+    root_dir: Path, attacker_dir: Path, impostors: list[Impostor], owner: int
+) -> None:
+    """The compiled client's own checks (the socket's owner, ``SO_PEERCRED``) against a
+    listener of ``nobody``'s in root's directory: nothing reaches it, and the user reads
+    the full CLI's refusal, word for word."""
+    impostor, linked = linked_impostor(root_dir, attacker_dir, impostors, owner)
+    env = os.environ | {"SECRETD_HOST": f"unix://{linked}"}
+    done = {
+        via: subprocess.run(
+            [*command, "run", "--", "true"], capture_output=True, text=True, timeout=60, env=env
+        )
+        for via, command in COMMANDS.items()
+    }
+    report = impostor.report()
+    assert (report["bytes"], report["fds"]) == (0, 0)
+    compiled, module = done["compiled"], done["module"]
+    assert (compiled.returncode, compiled.stdout, compiled.stderr) == (
+        module.returncode, module.stdout, module.stderr,
+    )  # fmt: skip
+    assert compiled.returncode == 125
+    assert compiled.stderr.startswith(f"secretd: refusing the daemon socket {linked}: ")
 
 
 def start_daemon(victim: Victim) -> subprocess.Popen[str]:
