@@ -36,13 +36,12 @@
 #error "compile with -DLAUNCHER='\"/path/to/the/python/launcher\"'"
 #endif
 
-#define VERSION 1
+#define VERSION "1"
 #define MAX_FRAME (1024 * 1024)
 #define SOCKET_NAME "secretd.sock"
 #define SYSTEM_RUNTIME_DIR "/run/secretd"
 #define SYSTEM_CONFIG "/etc/secretd/config.toml"
 #define PROJECT_CONFIG "secretd.toml"
-#define MAX_LINKS 40
 #define GONE                                                                              \
     "the secretd daemon closed the connection before the command ended: see the daemon's log"
 
@@ -365,13 +364,23 @@ static void put_environment(struct buffer *out) {
     puts_(out, "}");
 }
 
+/* A frame: its 4-byte big-endian length first (filled in by end_frame), then JSON. */
+static void begin_frame(struct buffer *out) { put(out, "\0\0\0\0", 4); }
+
+static size_t end_frame(struct buffer *out) {
+    size_t length = out->used - 4;
+    for (int i = 0; i < 4; i++)
+        out->data[i] = (char)(length >> (24 - 8 * i));
+    return length;
+}
+
 static void request(struct buffer *out, int argc, char **argv) {
     char cwd[4096];
     if (!getcwd(cwd, sizeof cwd))
         hand_over();
     coerce_locale();
-    put(out, "\0\0\0\0", 4);
-    puts_(out, "{\"v\":1,\"op\":\"argv\",\"argv\":[");
+    begin_frame(out);
+    puts_(out, "{\"v\":" VERSION ",\"op\":\"argv\",\"argv\":[");
     for (int i = 2; i < argc; i++) {
         if (i > 2)
             puts_(out, ",");
@@ -382,11 +391,8 @@ static void request(struct buffer *out, int argc, char **argv) {
     puts_(out, ",\"cwd\":");
     put_string(out, cwd, strlen(cwd));
     puts_(out, "}");
-    size_t length = out->used - 4;
-    if (length > MAX_FRAME)
+    if (end_frame(out) > MAX_FRAME)
         hand_over(); /* the daemon would refuse it; the launcher runs it by itself */
-    for (int i = 0; i < 4; i++)
-        out->data[i] = (char)(length >> (24 - 8 * i));
 }
 
 /* wire.stdio_to_pass, then the frame with the descriptors. 0 when the daemon refused
@@ -627,11 +633,9 @@ static void note_signal(int signum) {
 
 static void send_message(int sock, const char *text) {
     struct buffer frame = {0};
-    size_t length = strlen(text);
-    unsigned char header[4] = {(unsigned char)(length >> 24), (unsigned char)(length >> 16),
-                               (unsigned char)(length >> 8), (unsigned char)length};
-    put(&frame, (const char *)header, 4);
-    put(&frame, text, length);
+    begin_frame(&frame);
+    puts_(&frame, text);
+    end_frame(&frame);
     for (size_t sent = 0; sent < frame.used;) {
         ssize_t n = send(sock, frame.data + sent, frame.used - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
